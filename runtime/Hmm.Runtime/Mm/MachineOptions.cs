@@ -1,0 +1,14 @@
+namespace Hmm.Runtime.Mm;
+
+/// <summary>Configuration of a simulated <see cref="Machine"/>.</summary>
+public sealed record MachineOptions
+{
+    /// <summary>System RAM in bytes (default 1 GiB). A multiple of 2 MiB, at least 8 MiB. Committed lazily.</summary>
+    public long SystemMemory { get; init; } = 1L << 30;
+
+    /// <summary>Whether the lock validator (lockdep) runs. On by default, as in kernel test builds.</summary>
+    public bool LockValidation { get; init; } = true;
+
+    /// <summary>Whether anonymous faults inside <c>MADV_HUGEPAGE</c> regions may use 2 MiB pages (THP "madvise" mode).</summary>
+    public bool TransparentHugePages { get; init; } = true;
+}
