@@ -15,7 +15,7 @@ using System.Reflection;
 [assembly: System.Reflection.AssemblyCompanyAttribute("Hmm.Runtime")]
 [assembly: System.Reflection.AssemblyConfigurationAttribute("Release")]
 [assembly: System.Reflection.AssemblyFileVersionAttribute("1.0.0.0")]
-[assembly: System.Reflection.AssemblyInformationalVersionAttribute("1.0.0+30412a7001d183f198cd242a18d8cc92340e7692")]
+[assembly: System.Reflection.AssemblyInformationalVersionAttribute("1.0.0+693c030db0ccc9ce07c8ac7d75942ebf5a8986ec")]
 [assembly: System.Reflection.AssemblyProductAttribute("Hmm.Runtime")]
 [assembly: System.Reflection.AssemblyTitleAttribute("Hmm.Runtime")]
 [assembly: System.Reflection.AssemblyVersionAttribute("1.0.0.0")]
