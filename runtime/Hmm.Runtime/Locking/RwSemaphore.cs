@@ -149,7 +149,7 @@ public sealed class RwSemaphore
     }
 
     /// <inheritdoc/>
-    public override string ToString() => LockValidator.Describe(LockKind.RwWrite, ClassName, 0);
+    public override string ToString() => "rw_semaphore '" + ClassName + "'";
 
     private void ReadLockCore(int subclass)
     {

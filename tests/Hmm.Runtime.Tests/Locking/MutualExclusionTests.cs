@@ -218,6 +218,36 @@ public sealed class MutualExclusionTests
         Assert.That(LockValidator.HeldLockCount, Is.Zero);
     }
 
+    [Test]
+    public void UncontendedAcquireAndReleaseAllocateNothing()
+    {
+        LockValidator.Enabled = false;
+        var m = new KernelMutex("mx.alloc.m");
+        var s = new SpinLock("mx.alloc.s");
+        var r = new RwSemaphore("mx.alloc.r");
+        void Cycle()
+        {
+            m.Lock();
+            s.Lock();
+            s.Unlock();
+            m.Unlock();
+            r.ReadLock();
+            r.ReadUnlock();
+            r.WriteLock();
+            r.DowngradeWrite();
+            r.ReadUnlock();
+        }
+
+        Cycle(); // warm-up: creates this thread's held-lock stack
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 1000; i++)
+        {
+            Cycle();
+        }
+
+        Assert.That(GC.GetAllocatedBytesForCurrentThread() - before, Is.Zero);
+    }
+
     private static void RunContended(Action body, int iterations = Increments)
     {
         using var start = new Barrier(Threads);
