@@ -205,7 +205,7 @@ internal sealed class MmuNotifierSubscriptions : IMmuNotifierHook
         InvalidateRangeStartMap.Acquire();
         try
         {
-            EndCore(null, range.Start, last, requireMatch: true);
+            EndCore(tracked: true, range.Start, last);
         }
         finally
         {
@@ -244,7 +244,7 @@ internal sealed class MmuNotifierSubscriptions : IMmuNotifierHook
         }
         finally
         {
-            EndCore(null);
+            EndCore(tracked: false, 0, 0);
         }
     }
 
@@ -258,7 +258,6 @@ internal sealed class MmuNotifierSubscriptions : IMmuNotifierHook
     private bool StartCore(in NotifierRange range)
     {
         ulong start = range.Start, last = LastOf(in range);
-        IntervalNode inflight;
         IntervalNode? first;
         ulong curSeq;
         _lock.Lock();
@@ -270,8 +269,7 @@ internal sealed class MmuNotifierSubscriptions : IMmuNotifierHook
                 if (!range.Blockable) return false;
                 WaitGuardChangeLocked();
             }
-            inflight = RentInvalidationNode(start, last);
-            _guards.Insert(inflight);
+            _guards.Insert(RentInvalidationNode(start, last));
             InvalidateMonitors(start, last);
             _activeInvalidateRanges++;
             first = _intervals.First(start, last);
@@ -300,14 +298,14 @@ internal sealed class MmuNotifierSubscriptions : IMmuNotifierHook
         catch
         {
             // The caller will not call end for a start that threw: undo it like a failed one.
-            EndCore(inflight);
+            EndCore(tracked: true, start, last);
             throw;
         }
         if (!completed)
         {
             // -EAGAIN: undo this start exactly as its end would (mn_itree_inv_end); the caller
             // must neither modify the range's PTEs nor call end.
-            EndCore(inflight);
+            EndCore(tracked: true, start, last);
             return false;
         }
         return true;
@@ -346,18 +344,20 @@ internal sealed class MmuNotifierSubscriptions : IMmuNotifierHook
     }
 
     /// <summary>
-    /// mn_itree_inv_end plus the range-lock bookkeeping: unlinks the in-progress node
-    /// (<paramref name="inflight"/>, or with <paramref name="requireMatch"/> the one recorded
-    /// for [<paramref name="start"/>, <paramref name="last"/>]), then active--, and on the last
-    /// end of an odd wave: apply deferred work, make seq even, wake everyone.
+    /// mn_itree_inv_end plus the range-lock bookkeeping. When <paramref name="tracked"/>, first
+    /// unlinks an in-progress node recorded for [<paramref name="start"/>, <paramref name="last"/>]
+    /// (nodes of equal ranges are interchangeable: none belongs to a thread), throwing NTF-R01
+    /// when there is none. Then active--, and on the last end of an odd wave: apply deferred
+    /// work, make seq even, wake everyone.
     /// </summary>
-    private void EndCore(IntervalNode? inflight, ulong start = 0, ulong last = 0, bool requireMatch = false)
+    private void EndCore(bool tracked, ulong start, ulong last)
     {
         bool wake = false;
         _lock.Lock();
         try
         {
-            if (requireMatch)
+            IntervalNode? inflight = null;
+            if (tracked)
             {
                 inflight = _activeInvalidateRanges == 0 ? null : FindInvalidation(start, last);
                 if (inflight is null)

@@ -56,10 +56,12 @@ public sealed class NotifierRecorder : IIntervalNotifierOps, IDisposable
 
     /// <summary>
     /// Inserts a recorder over [<paramref name="start"/>, start + <paramref name="length"/>) of
-    /// <paramref name="mm"/>; throws if the insert fails.
+    /// <paramref name="mm"/>; throws if the insert fails. With the default length the recorder
+    /// watches from <paramref name="start"/> up to <see cref="WholeSpace"/>.
     /// </summary>
     public static NotifierRecorder Attach(AddressSpace mm, ulong start = 0, ulong length = WholeSpace)
     {
+        if (length == WholeSpace && start != 0 && start < WholeSpace) length = WholeSpace - start;
         var recorder = new NotifierRecorder();
         Errno err = recorder.Notifier.Insert(mm, start, length);
         if (err != Errno.Ok) throw new InvalidOperationException($"mmu_interval_notifier_insert failed: {err}");
