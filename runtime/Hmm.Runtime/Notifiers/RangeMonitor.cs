@@ -1,3 +1,4 @@
+using Hmm.Runtime.Locking;
 using Hmm.Runtime.Mm;
 
 namespace Hmm.Runtime.Notifiers;
@@ -40,7 +41,7 @@ public sealed class RangeMonitor : IDisposable
     {
         ArgumentNullException.ThrowIfNull(mm);
         if (end <= start) throw new ArgumentOutOfRangeException(nameof(end), "range monitor needs start < end");
-        Hmm.Runtime.Locking.LockValidator.MightSleep("hmm range monitor register");
+        LockValidator.MightSleep("hmm range monitor register");
         MmuNotifierSubscriptions subscriptions = MmuNotifierSubscriptions.GetOrInstall(mm);
         var node = new IntervalNode(IntervalNodeKind.Monitor) { Start = start, Last = end - 1 };
         subscriptions.ValidateMonitor(node, link: true);
@@ -51,7 +52,7 @@ public sealed class RangeMonitor : IDisposable
     public void Revalidate()
     {
         if (Volatile.Read(ref _registered) == 0) throw new ObjectDisposedException(nameof(RangeMonitor));
-        Hmm.Runtime.Locking.LockValidator.MightSleep("hmm range monitor revalidate");
+        LockValidator.MightSleep("hmm range monitor revalidate");
         _subscriptions.ValidateMonitor(_node, link: false);
     }
 
