@@ -17,10 +17,14 @@ public enum Errno
     EINTR = 4,
     /// <summary>I/O error.</summary>
     EIO = 5,
+    /// <summary>Bad file descriptor.</summary>
+    EBADF = 9,
     /// <summary>Try again (e.g. a failed non-blocking notifier start).</summary>
     EAGAIN = 11,
     /// <summary>Out of memory.</summary>
     ENOMEM = 12,
+    /// <summary>Permission denied.</summary>
+    EACCES = 13,
     /// <summary>Bad address.</summary>
     EFAULT = 14,
     /// <summary>Device or resource busy (e.g. an hmm_range_fault collision).</summary>

@@ -21,4 +21,7 @@ internal interface IMmuNotifierHook
 
     /// <summary>mmu_notifier_release at exit: RELEASE over [0, ULONG_MAX) to every interval.</summary>
     void Release(AddressSpace mm);
+
+    /// <summary>Machine.CheckInvariants: throws unless the subscriptions are idle and sound (seq even, nothing deferred).</summary>
+    void CheckIdle();
 }

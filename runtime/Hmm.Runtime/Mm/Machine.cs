@@ -1,32 +1,267 @@
-using System;
-using System.Collections.Generic;
+using Hmm.Runtime.Locking;
+using Hmm.Runtime.Memory;
 
 namespace Hmm.Runtime.Mm;
 
-/// <summary>The simulated machine: its RAM, its processes and files. (Skeleton.)</summary>
-public sealed class Machine : IDisposable
+/// <summary>
+/// The simulated machine: system RAM (one memory node with its struct-page metadata and frame
+/// allocator), the shared zero pages, the hugetlb pool, the processes and the files.
+/// </summary>
+public sealed unsafe partial class Machine : IDisposable
 {
     private readonly List<Process> _processes = new();
-    private int _nextId;
+    private readonly List<SimFile> _files = new();
+    private readonly List<object?> _owners = new() { null };   // owner id → anon_vma / file / pgmap
+    private readonly Stack<int> _freeOwnerIds = new();
+    private readonly KernelMutex _tasklist = new("machine.tasklist");
+    private readonly SpinLock _ownerLock = new("machine.owners");
+    private readonly Stack<ulong> _hugeTlbFree = new();
+    private int _nextPid;
 
-    /// <summary>Creates a machine.</summary>
-    public Machine(MachineOptions? options = null) => Options = options ?? new MachineOptions();
+    /// <summary>Boots a machine with <paramref name="options"/> (defaults: 1 GiB RAM, lock validation on).</summary>
+    public Machine(MachineOptions? options = null)
+    {
+        Options = options ?? new MachineOptions();
+        long bytes = Options.SystemMemory;
+        if (bytes < 8L << 20 || bytes % (long)Page.PmdSize != 0)
+            throw new ArgumentException($"SystemMemory must be a multiple of 2 MiB and at least 8 MiB, not {bytes}", nameof(options));
+        LockValidator.Enabled = Options.LockValidation;
+        ulong pages = (ulong)bytes >> Page.Shift;
+        Memory = new PhysicalMemory(0, pages);
+        Frames = new PageFrames();
+        Frames.Online(0, (pages + PageFrames.SectionPages - 1) & ~(PageFrames.SectionPages - 1));
+        Allocator = new FrameAllocator(Frames, 0, (int)(pages / Page.PmdPages));
+
+        // The first 2 MiB block is the huge zero page; its first page doubles as ZERO_PAGE(0).
+        if (!Allocator.TryAllocate(Page.PmdOrder, out ulong zero) || zero != 0)
+            throw new InvalidOperationException("the zero pages must be the first block");
+        for (ulong i = 0; i < Page.PmdPages; i++) Frames.Flags(i) = PageFlags.Reserved | PageFlags.Zero | (i == 0 ? PageFlags.Head : PageFlags.Tail);
+        Frames.Order(0) = Page.PmdOrder;
+        BootReservedPages = Page.PmdPages;
+
+        for (int i = 0; i < Options.HugeTlbPages; i++)
+        {
+            if (!Allocator.TryAllocate(Page.PmdOrder, out ulong huge))
+                throw new ArgumentException($"HugeTlbPages {Options.HugeTlbPages} does not fit in {bytes} bytes of RAM", nameof(options));
+            Frames.RefCount(huge) = 0;
+            _hugeTlbFree.Push(huge);
+        }
+    }
 
     /// <summary>The options the machine was built with.</summary>
     public MachineOptions Options { get; }
 
+    /// <summary>System RAM bytes (memory node 0).</summary>
+    internal PhysicalMemory Memory { get; }
+
+    /// <summary>struct page metadata for every online pfn.</summary>
+    internal PageFrames Frames { get; }
+
+    /// <summary>The buddy allocator of system RAM.</summary>
+    internal FrameAllocator Allocator { get; }
+
+    /// <summary>my_zero_pfn(): the shared zero page.</summary>
+    internal const ulong ZeroPfn = 0;
+
+    /// <summary>The huge zero page (first pfn).</summary>
+    internal const ulong HugeZeroPfn = 0;
+
+    /// <summary>Pages taken at boot (the zero pages), never freed.</summary>
+    public long BootReservedPages { get; }
+
+    /// <summary>Total pages of system RAM.</summary>
+    public long TotalPages => Allocator.TotalPages;
+
+    /// <summary>Free pages of system RAM (the hugetlb pool counts as used).</summary>
+    public long FreePages => Allocator.FreePages;
+
+    /// <summary>Pages allocated beyond the boot reservation and the hugetlb pool.</summary>
+    public long UsedPages => TotalPages - FreePages - BootReservedPages - (long)Options.HugeTlbPages * Page.PmdPages;
+
+    /// <summary>Free 2 MiB pages left in the hugetlb pool (HugePages_Free).</summary>
+    public int HugeTlbFreePages => _hugeTlbFree.Count;
+
+    /// <summary>The live processes.</summary>
+    public IReadOnlyList<Process> Processes
+    {
+        get
+        {
+            _tasklist.Lock();
+            try { return _processes.ToArray(); }
+            finally { _tasklist.Unlock(); }
+        }
+    }
+
     /// <summary>Creates a process with an empty address space.</summary>
     public Process CreateProcess(string name)
     {
-        int id = ++_nextId;
-        var p = new Process(this, name, new AddressSpace(this, id), id);
-        _processes.Add(p);
-        return p;
+        _tasklist.Lock();
+        try
+        {
+            int pid = ++_nextPid;
+            var p = new Process(this, name, new AddressSpace(this, pid), pid);
+            _processes.Add(p);
+            return p;
+        }
+        finally { _tasklist.Unlock(); }
     }
 
-    /// <summary>Walks all state and throws on the first broken invariant.</summary>
-    public void CheckInvariants() { }
+    internal void ForgetProcess(Process p)
+    {
+        _tasklist.Lock();
+        try { _processes.Remove(p); }
+        finally { _tasklist.Unlock(); }
+    }
 
-    /// <inheritdoc/>
-    public void Dispose() { }
+    /// <summary>Creates a file of <paramref name="size"/> bytes (zero-filled, fixed size) whose page cache lives in this machine's RAM.</summary>
+    public SimFile CreateFile(ulong size, string? name = null)
+    {
+        if (size == 0) throw new ArgumentOutOfRangeException(nameof(size), "a file needs at least one byte");
+        return RegisterFile(size, internalObject: false, order: 0, name);
+    }
+
+    internal SimFile RegisterFile(ulong size, bool internalObject, int order, string? name)
+    {
+        SimFile? file = null;
+        int id = AllocateOwnerId(null);
+        file = new SimFile(this, size, id, internalObject, order, name ?? (internalObject ? $"shmem#{id}" : $"file#{id}"));
+        SetOwner(id, file);
+        _tasklist.Lock();
+        try { _files.Add(file); }
+        finally { _tasklist.Unlock(); }
+        return file;
+    }
+
+    internal void ForgetFile(SimFile file)
+    {
+        _tasklist.Lock();
+        try { _files.Remove(file); }
+        finally { _tasklist.Unlock(); }
+        FreeOwnerId(file.Id);
+    }
+
+    /// <summary>page_address: the bytes of a CPU-addressable pfn.</summary>
+    internal byte* PageAddress(ulong pfn)
+    {
+        if (Memory.Contains(pfn)) return Memory.PageAddress(pfn);
+        throw new KernelBugException("PAGE-R02", $"pfn 0x{pfn:x} is not CPU-addressable memory");
+    }
+
+    /// <summary>copy_highpage for 2^order pages.</summary>
+    internal void CopyPages(ulong dstPfn, ulong srcPfn, int order)
+    {
+        int bytes = Page.Size << order;
+        Buffer.MemoryCopy(PageAddress(srcPfn), PageAddress(dstPfn), bytes, bytes);
+    }
+
+    /// <summary>folio_get.</summary>
+    internal void GetPage(ulong head) => Interlocked.Increment(ref Frames.RefCount(head));
+
+    /// <summary>folio_put: drops a reference; the last one frees the folio.</summary>
+    internal void PutPage(ulong head)
+    {
+        if ((Frames.Flags(head) & PageFlags.Reserved) != 0) return;
+        int left = Interlocked.Decrement(ref Frames.RefCount(head));
+        if (left > 0) return;
+        if (left < 0) throw new KernelBugException("PAGE-R01", $"refcount underflow on pfn 0x{head:x}");
+        FreeFolio(head);
+    }
+
+    private void FreeFolio(ulong head)
+    {
+        ref PageFlags flags = ref Frames.Flags(head);
+        bool hugeTlbPage = (flags & PageFlags.HugeTlb) != 0;
+        flags &= ~(PageFlags.Anon | PageFlags.File | PageFlags.Dirty | PageFlags.Lru | PageFlags.AnonExclusive | PageFlags.Locked | PageFlags.HugeTlb);
+        Frames.Owner(head) = 0;
+        if (hugeTlbPage)
+        {
+            _ownerLock.Lock();
+            try { _hugeTlbFree.Push(head); }
+            finally { _ownerLock.Unlock(); }
+            return;
+        }
+        Allocator.Free(head);
+    }
+
+    /// <summary>
+    /// Whether the hugetlb pool can back <paramref name="count"/> more 2 MiB pages. The simulator
+    /// checks availability at mmap time instead of keeping the kernel's per-mapping reservation
+    /// maps, so a fault can still find the pool empty (SIGBUS) if others used it meanwhile.
+    /// </summary>
+    internal bool HugeTlbAvailable(int count)
+    {
+        _ownerLock.Lock();
+        try { return _hugeTlbFree.Count >= count; }
+        finally { _ownerLock.Unlock(); }
+    }
+
+    /// <summary>alloc_hugetlb_folio: takes a zeroed-on-fault 2 MiB page from the pool.</summary>
+    internal bool TryAllocateHugeTlb(out ulong pfn)
+    {
+        _ownerLock.Lock();
+        try
+        {
+            if (!_hugeTlbFree.TryPop(out pfn)) return false;
+        }
+        finally { _ownerLock.Unlock(); }
+        Frames.RefCount(pfn) = 1;
+        Frames.Flags(pfn) = PageFlags.Head | PageFlags.HugeTlb;
+        Frames.Order(pfn) = Page.PmdOrder;
+        return true;
+    }
+
+    internal int AllocateOwnerId(object? owner)
+    {
+        _ownerLock.Lock();
+        try
+        {
+            if (_freeOwnerIds.Count > 0)
+            {
+                int id = _freeOwnerIds.Pop();
+                _owners[id] = owner;
+                return id;
+            }
+            _owners.Add(owner);
+            return _owners.Count - 1;
+        }
+        finally { _ownerLock.Unlock(); }
+    }
+
+    internal void SetOwner(int id, object owner)
+    {
+        _ownerLock.Lock();
+        try { _owners[id] = owner; }
+        finally { _ownerLock.Unlock(); }
+    }
+
+    internal object? OwnerOf(int id)
+    {
+        _ownerLock.Lock();
+        try { return id > 0 && id < _owners.Count ? _owners[id] : null; }
+        finally { _ownerLock.Unlock(); }
+    }
+
+    internal void FreeOwnerId(int id)
+    {
+        _ownerLock.Lock();
+        try
+        {
+            _owners[id] = null;
+            _freeOwnerIds.Push(id);
+        }
+        finally { _ownerLock.Unlock(); }
+    }
+
+    internal SimFile[] Files
+    {
+        get
+        {
+            _tasklist.Lock();
+            try { return _files.ToArray(); }
+            finally { _tasklist.Unlock(); }
+        }
+    }
+
+    /// <summary>Frees the machine's memory. Processes and files become unusable.</summary>
+    public void Dispose() => Memory.Dispose();
 }

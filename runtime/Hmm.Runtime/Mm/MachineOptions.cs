@@ -9,6 +9,12 @@ public sealed record MachineOptions
     /// <summary>Whether the lock validator (lockdep) runs. On by default, as in kernel test builds.</summary>
     public bool LockValidation { get; init; } = true;
 
+    /// <summary>
+    /// Number of 2 MiB pages set aside at boot for MAP_HUGETLB (vm.nr_hugepages). Linux's default
+    /// is 0, so MAP_HUGETLB fails with ENOMEM until a pool is configured; the same holds here.
+    /// </summary>
+    public int HugeTlbPages { get; init; }
+
     /// <summary>Whether anonymous faults inside <c>MADV_HUGEPAGE</c> regions may use 2 MiB pages (THP "madvise" mode).</summary>
     public bool TransparentHugePages { get; init; } = true;
 }

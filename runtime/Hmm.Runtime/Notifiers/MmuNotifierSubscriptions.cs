@@ -543,6 +543,14 @@ internal sealed class MmuNotifierSubscriptions : IMmuNotifierHook
         _spareInvalidationNodes = node;
     }
 
+    /// <inheritdoc/>
+    public void CheckIdle()
+    {
+        CheckInvariants();
+        if (Volatile.Read(ref _activeInvalidateRanges) != 0)
+            throw new KernelBugException("NTF-R01", $"mm {Mm.Id}: {_activeInvalidateRanges} invalidations still active (a start without its end)");
+    }
+
     /// <summary>Throws when the idle-state invariants do not hold (seq even, nothing deferred, trees sound).</summary>
     internal void CheckInvariants()
     {

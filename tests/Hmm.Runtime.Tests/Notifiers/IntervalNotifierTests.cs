@@ -425,9 +425,12 @@ public sealed class IntervalNotifierTests
     public void Release_DeliversOneReleaseEventOverWholeSpace()
     {
         var rec = NotifierRecorder.Attach(_mm, 0x10000, Page);
-        _mm.Put();
-        _mm.NotifierHook!.Release(_mm);
-        Assert.That(rec.Events, Is.EqualTo(new[] { new RecordedEvent(NotifyEvent.Release, 0, ulong.MaxValue, true, null) }));
+        _mm.Put();   // the last user: exit_mmap raises RELEASE, then UNMAP of everything (reference D, "process exit")
+        Assert.That(rec.Events, Is.EqualTo(new[]
+        {
+            new RecordedEvent(NotifyEvent.Release, 0, ulong.MaxValue, true, null),
+            new RecordedEvent(NotifyEvent.Unmap, 0, ulong.MaxValue, true, null),
+        }));
         Assert.That(rec.Notifier.IsInserted, Is.True);
         AssertIdle();
         rec.Dispose();

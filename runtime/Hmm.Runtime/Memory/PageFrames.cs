@@ -1,0 +1,154 @@
+using System.Runtime.CompilerServices;
+
+namespace Hmm.Runtime.Memory;
+
+/// <summary>
+/// Simulates the <c>struct page</c> array (the memmap) as struct-of-arrays indexed by pfn,
+/// organised in SPARSEMEM sections of 128 MiB (x86-64 SECTION_SIZE_BITS = 27) so device memory
+/// can be hot-plugged at pfns far above RAM without a dense table in between.
+/// </summary>
+/// <remarks>
+/// Fields: <see cref="RefCount"/> (<c>_refcount</c>), <see cref="MapCount"/> (<c>_mapcount</c> + 1:
+/// PTE mappings of this page),
+/// <see cref="PinCount"/> (FOLL_PIN pins, kept apart from refs instead of the kernel's
+/// GUP_PIN_COUNTING_BIAS), <see cref="Flags"/>, <see cref="Order"/> (folio order on the head),
+/// <see cref="Owner"/> (<c>page->mapping</c> as an id: anon_vma root, file or pgmap) and
+/// <see cref="Index"/> (<c>page->index</c>: linear page offset for rmap). A large folio keeps all
+/// its references on the head's <see cref="RefCount"/>; each subpage counts its own PTE
+/// mappings in <see cref="MapCount"/>, and PMD mappings of the whole folio are counted in the
+/// head's <see cref="EntireMapCount"/> (the kernel's <c>_entire_mapcount</c>). The section table is
+/// replaced copy-on-write when sections are onlined, so lock-free readers stay valid.
+/// </remarks>
+public sealed class PageFrames
+{
+    /// <summary>log2 of pages per section (128 MiB / 4 KiB).</summary>
+    public const int SectionShift = 15;
+    /// <summary>Pages per section.</summary>
+    public const ulong SectionPages = 1UL << SectionShift;
+    private const ulong SectionMask = SectionPages - 1;
+
+    private Section?[] _sections = Array.Empty<Section?>();
+    private readonly Locking.SpinLock _hotplugLock = new("memory.hotplug");
+
+    private sealed class Section
+    {
+        public readonly int[] RefCount = new int[SectionPages];
+        public readonly int[] MapCount = new int[SectionPages];
+        public readonly int[] PinCount = new int[SectionPages];
+        public readonly int[] EntireMapCount = new int[SectionPages];
+        public readonly PageFlags[] Flags = new PageFlags[SectionPages];
+        public readonly byte[] Order = new byte[SectionPages];
+        public readonly int[] Owner = new int[SectionPages];
+        public readonly ulong[] Index = new ulong[SectionPages];
+    }
+
+    /// <summary>sparse_add_section: brings metadata for [<paramref name="firstPfn"/>, +<paramref name="count"/>) online; both section aligned.</summary>
+    public void Online(ulong firstPfn, ulong count)
+    {
+        CheckSectionAligned(firstPfn, count);
+        _hotplugLock.Lock();
+        try
+        {
+            ulong first = firstPfn >> SectionShift, last = (firstPfn + count) >> SectionShift;
+            for (ulong s = first; s < last; s++)
+                if (s < (ulong)_sections.Length && _sections[s] != null)
+                    throw new InvalidOperationException($"pfn section {s} is already online");
+            var next = _sections;
+            if (last > (ulong)next.Length)
+            {
+                next = new Section?[last];
+                Array.Copy(_sections, next, _sections.Length);
+            }
+            else next = (Section?[])next.Clone();
+            for (ulong s = first; s < last; s++) next[s] = new Section();
+            Volatile.Write(ref _sections, next);
+        }
+        finally { _hotplugLock.Unlock(); }
+    }
+
+    /// <summary>sparse_remove_section: takes [<paramref name="firstPfn"/>, +<paramref name="count"/>) offline.</summary>
+    public void Offline(ulong firstPfn, ulong count)
+    {
+        CheckSectionAligned(firstPfn, count);
+        _hotplugLock.Lock();
+        try
+        {
+            var next = (Section?[])_sections.Clone();
+            for (ulong s = firstPfn >> SectionShift; s < (firstPfn + count) >> SectionShift; s++)
+            {
+                if (s >= (ulong)next.Length || next[s] == null) throw new InvalidOperationException($"pfn section {s} is not online");
+                next[s] = null;
+            }
+            Volatile.Write(ref _sections, next);
+        }
+        finally { _hotplugLock.Unlock(); }
+    }
+
+    /// <summary>pfn_valid: whether metadata exists for <paramref name="pfn"/>.</summary>
+    public bool IsOnline(ulong pfn)
+    {
+        var sections = Volatile.Read(ref _sections);
+        ulong s = pfn >> SectionShift;
+        return s < (ulong)sections.Length && sections[s] != null;
+    }
+
+    /// <summary>page_ref_count.</summary>
+    public ref int RefCount(ulong pfn) => ref SectionOf(pfn).RefCount[pfn & SectionMask];
+
+    /// <summary>PTE mappings of this (sub)page (page_mapcount).</summary>
+    public ref int MapCount(ulong pfn) => ref SectionOf(pfn).MapCount[pfn & SectionMask];
+
+    /// <summary>On a large folio's head: PMD mappings of the whole folio (folio_entire_mapcount).</summary>
+    public ref int EntireMapCount(ulong pfn) => ref SectionOf(pfn).EntireMapCount[pfn & SectionMask];
+
+    /// <summary>The head of the folio containing <paramref name="pfn"/> (large folios are 2 MiB aligned).</summary>
+    public ulong FolioHead(ulong pfn) => (Flags(pfn) & PageFlags.Tail) != 0 ? pfn & ~(ulong)(Page.PmdPages - 1) : pfn;
+
+    /// <summary>FOLL_PIN pins (pin_user_pages) held on the page.</summary>
+    public ref int PinCount(ulong pfn) => ref SectionOf(pfn).PinCount[pfn & SectionMask];
+
+    /// <summary>page->flags.</summary>
+    public ref PageFlags Flags(ulong pfn) => ref SectionOf(pfn).Flags[pfn & SectionMask];
+
+    /// <summary>folio_order of the folio headed here (0 for base pages).</summary>
+    public ref byte Order(ulong pfn) => ref SectionOf(pfn).Order[pfn & SectionMask];
+
+    /// <summary>page->mapping as an owner id (anon_vma root, file, or pgmap).</summary>
+    public ref int Owner(ulong pfn) => ref SectionOf(pfn).Owner[pfn & SectionMask];
+
+    /// <summary>page->index: the page's linear offset in its owner (for rmap).</summary>
+    public ref ulong Index(ulong pfn) => ref SectionOf(pfn).Index[pfn & SectionMask];
+
+    /// <summary>Whether every flag of <paramref name="flags"/> is set on <paramref name="pfn"/>.</summary>
+    public bool Has(ulong pfn, PageFlags flags) => (Flags(pfn) & flags) == flags;
+
+    /// <summary>Number of online sections (for tests and reports).</summary>
+    public int OnlineSections
+    {
+        get
+        {
+            int n = 0;
+            foreach (var s in Volatile.Read(ref _sections)) if (s != null) n++;
+            return n;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private Section SectionOf(ulong pfn)
+    {
+        var sections = _sections;
+        ulong s = pfn >> SectionShift;
+        if (s >= (ulong)sections.Length) ThrowOffline(pfn);
+        return sections[s] ?? ThrowOffline(pfn);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static Section ThrowOffline(ulong pfn)
+        => throw new KernelBugException("PAGE-R02", $"pfn 0x{pfn:x} has no struct page (section offline)");
+
+    private static void CheckSectionAligned(ulong firstPfn, ulong count)
+    {
+        if (count == 0 || ((firstPfn | count) & SectionMask) != 0)
+            throw new ArgumentException($"pfn range 0x{firstPfn:x}+0x{count:x} is not section aligned ({SectionPages} pages)");
+    }
+}

@@ -1,0 +1,156 @@
+using System.Runtime.CompilerServices;
+using Hmm.Runtime.Memory;
+
+namespace Hmm.Runtime.Mm;
+
+public sealed partial class AddressSpace
+{
+    private const int MaxFaultRetries = 1000;
+
+    /// <summary>
+    /// The CPU's view of one access: walks the page table like the MMU and, on a miss or a
+    /// permission fault, runs the fault handler and retries. Returns the host address of the byte
+    /// at <paramref name="address"/>. The caller holds the mmap lock for read.
+    /// </summary>
+    internal unsafe byte* TranslateForCpu(ulong address, bool write)
+    {
+        for (int attempt = 0; attempt < MaxFaultRetries; attempt++)
+        {
+            ulong[]? pmdTable = Tables.PmdTable(address, allocate: false);
+            if (pmdTable != null)
+            {
+                ref ulong pmdSlot = ref pmdTable[PageTables.PmdIndex(address)];
+                ulong pmd = Volatile.Read(ref pmdSlot);
+                if (pmd != 0)
+                {
+                    ref ulong slot = ref PageTables.IsTable(pmd) ? ref Tables.TableOf(pmd)[PageTables.PteIndex(address)] : ref pmdSlot;
+                    ulong entry = Volatile.Read(ref slot);
+                    const ulong mask = Pte.PresentBit | Pte.ProtNoneBit;
+                    if ((entry & mask) == Pte.PresentBit && (!write || (entry & Pte.WriteBit) != 0))
+                    {
+                        // The MMU sets the dirty bit on the first write through a clean entry.
+                        if (write && (entry & Pte.DirtyBit) == 0) Interlocked.Or(ref slot, Pte.DirtyBit);
+                        ulong pfn = (entry & Pte.PfnMask) >> Pte.PfnShift;
+                        ulong offset = (entry & Pte.HugeBit) != 0 ? address & (Page.PmdSize - 1) : address & Page.OffsetMask;
+                        return Machine.PageAddress(pfn) + offset;
+                    }
+                }
+            }
+            switch (HandleFault(address, write))
+            {
+                case FaultResult.SigSegv:
+                    var vma = VmaTree.Lookup(address);
+                    throw new SegmentationFault(address, write, vma == null ? "no VMA maps the address" : $"the VMA {vma} does not allow the access");
+                case FaultResult.SigBus:
+                    throw new BusError(address, "the fault could not be satisfied (beyond end of file, hugetlb pool empty or device page lost)");
+                case FaultResult.Oom:
+                    throw new ErrnoException(Errno.ENOMEM, $"out of memory faulting 0x{address:x} ({Machine.FreePages} pages free)");
+            }
+        }
+        throw new KernelBugException("MM-R06", $"fault at 0x{address:x} did not resolve after {MaxFaultRetries} retries");
+    }
+
+    internal void CheckAlive()
+    {
+        if (IsTornDown) throw new InvalidOperationException($"mm {Id} has exited");
+    }
+
+    /// <summary>A CPU load of <typeparamref name="T"/> at <paramref name="address"/>.</summary>
+    internal unsafe T Load<T>(ulong address) where T : unmanaged
+    {
+        if ((address & Page.OffsetMask) + (ulong)sizeof(T) > Page.Size)
+        {
+            T value = default;
+            Read(address, new Span<byte>(&value, sizeof(T)));
+            return value;
+        }
+        MmapLock.ReadLock();
+        try
+        {
+            CheckAlive();
+            return Unsafe.ReadUnaligned<T>(TranslateForCpu(address, write: false));
+        }
+        finally { MmapLock.ReadUnlock(); }
+    }
+
+    /// <summary>A CPU store of <paramref name="value"/> at <paramref name="address"/>.</summary>
+    internal unsafe void Store<T>(ulong address, T value) where T : unmanaged
+    {
+        if ((address & Page.OffsetMask) + (ulong)sizeof(T) > Page.Size)
+        {
+            Write(address, new ReadOnlySpan<byte>(&value, sizeof(T)));
+            return;
+        }
+        MmapLock.ReadLock();
+        try
+        {
+            CheckAlive();
+            Unsafe.WriteUnaligned(TranslateForCpu(address, write: true), value);
+        }
+        finally { MmapLock.ReadUnlock(); }
+    }
+
+    /// <summary>CPU reads of <paramref name="buffer"/>.Length bytes from <paramref name="address"/>, page by page.</summary>
+    internal unsafe void Read(ulong address, Span<byte> buffer)
+    {
+        CheckRange(address, buffer.Length);
+        MmapLock.ReadLock();
+        try
+        {
+            CheckAlive();
+            int done = 0;
+            while (done < buffer.Length)
+            {
+                ulong at = address + (ulong)done;
+                int chunk = Math.Min(buffer.Length - done, Page.Size - (int)(at & Page.OffsetMask));
+                new ReadOnlySpan<byte>(TranslateForCpu(at, write: false), chunk).CopyTo(buffer.Slice(done, chunk));
+                done += chunk;
+            }
+        }
+        finally { MmapLock.ReadUnlock(); }
+    }
+
+    /// <summary>CPU writes of <paramref name="data"/> at <paramref name="address"/>, page by page.</summary>
+    internal unsafe void Write(ulong address, ReadOnlySpan<byte> data)
+    {
+        CheckRange(address, data.Length);
+        MmapLock.ReadLock();
+        try
+        {
+            CheckAlive();
+            int done = 0;
+            while (done < data.Length)
+            {
+                ulong at = address + (ulong)done;
+                int chunk = Math.Min(data.Length - done, Page.Size - (int)(at & Page.OffsetMask));
+                data.Slice(done, chunk).CopyTo(new Span<byte>(TranslateForCpu(at, write: true), chunk));
+                done += chunk;
+            }
+        }
+        finally { MmapLock.ReadUnlock(); }
+    }
+
+    private static void CheckRange(ulong address, int length)
+    {
+        if (length > 0 && address + (ulong)length - 1 < address)
+            throw new SegmentationFault(address, false, "the access wraps around the address space");
+    }
+
+    /// <summary>
+    /// populate_vma_page_range: faults in every page of [start, end) as MAP_POPULATE does — with
+    /// write faults for private writable mappings (to break COW up front), read faults otherwise.
+    /// Stops quietly at the first failure, as mm_populate does. Caller holds the mmap lock.
+    /// </summary>
+    internal void Populate(ulong start, ulong end)
+    {
+        for (ulong va = start; va < end;)
+        {
+            var vma = VmaTree.Lookup(va);
+            if (vma == null) return;
+            bool write = (vma.Flags & (VmFlags.Write | VmFlags.Shared)) == VmFlags.Write;
+            ulong stop = Math.Min(end, vma.End);
+            for (; va < stop; va += Page.Size)
+                if (HandleVmaFault(vma, va, write) != FaultResult.Ok) return;
+        }
+    }
+}

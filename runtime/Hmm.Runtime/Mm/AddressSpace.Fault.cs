@@ -1,0 +1,440 @@
+using Hmm.Runtime.Memory;
+
+namespace Hmm.Runtime.Mm;
+
+/// <summary>Outcome of handle_mm_fault (the VM_FAULT_* classes that matter here).</summary>
+internal enum FaultResult
+{
+    /// <summary>The entry now permits the access (or the fault raced and must simply be retried).</summary>
+    Ok,
+    /// <summary>VM_FAULT_SIGSEGV: no VMA, or the VMA forbids the access.</summary>
+    SigSegv,
+    /// <summary>VM_FAULT_SIGBUS: beyond EOF, hugetlb pool empty, device page could not come back.</summary>
+    SigBus,
+    /// <summary>VM_FAULT_OOM.</summary>
+    Oom,
+}
+
+public sealed partial class AddressSpace
+{
+    /// <summary>
+    /// handle_mm_fault for a CPU or remote (hmm_range_fault, GUP) access at <paramref name="address"/>.
+    /// The caller holds the mmap lock (read or write). Checks the VMA's permission first, as
+    /// do_user_addr_fault's access_error does: a write needs VM_WRITE, a read any access right.
+    /// </summary>
+    internal FaultResult HandleFault(ulong address, bool write)
+    {
+        var vma = VmaTree.Lookup(address);
+        if (vma == null) return FaultResult.SigSegv;
+        if (write ? (vma.Flags & VmFlags.Write) == 0 : !vma.IsAccessible) return FaultResult.SigSegv;
+        return HandleVmaFault(vma, Page.AlignDown(address), write);
+    }
+
+    /// <summary>__handle_mm_fault on a VMA already checked for the access.</summary>
+    internal FaultResult HandleVmaFault(Vma vma, ulong address, bool write)
+    {
+        ulong[]? pmdTable = Tables.PmdTable(address, allocate: false);
+        if (pmdTable == null)
+        {
+            PageTableLock.Lock();
+            try { pmdTable = Tables.PmdTable(address, allocate: true)!; }
+            finally { PageTableLock.Unlock(); }
+        }
+        ref ulong pmd = ref pmdTable[PageTables.PmdIndex(address)];
+        if (vma.IsHugeTlb) return HugeTlbFault(vma, address & ~(Page.PmdSize - 1), write, ref pmd);
+
+        ulong pmdVal = Volatile.Read(ref pmd);
+        if (pmdVal == 0 && ThpEligible(vma, address))
+        {
+            var r = HugeAnonFault(vma, address & ~(Page.PmdSize - 1), write, ref pmd);
+            if (r != FaultResult.Ok || Volatile.Read(ref pmd) != 0) return r;
+            pmdVal = 0;   // fell back to base pages
+        }
+        if (pmdVal != 0 && !PageTables.IsTable(pmdVal))
+        {
+            var leaf = new Pte(pmdVal);
+            if (leaf.Kind != PteKind.Present)
+                throw new KernelBugException("MM-R05", $"non-present PMD {leaf} at 0x{address:x} is not supported yet");
+            if (!write || leaf.IsWritable) return FaultResult.Ok;
+            if (TryReuseHugePmd(ref pmd, leaf)) return FaultResult.Ok;
+            // do_huge_pmd_wp_page falls back to base pages: split the PMD and COW the one page.
+            SplitHugePmd(vma, address & ~(Page.PmdSize - 1), notify: true);
+        }
+        ulong[] ptes;
+        if (Volatile.Read(ref pmd) == 0)
+        {
+            PageTableLock.Lock();
+            try { ptes = Tables.EnsurePteTable(ref pmd); }
+            finally { PageTableLock.Unlock(); }
+        }
+        else ptes = Tables.TableOf(pmd);
+        return PteFault(vma, address, write, ref ptes[PageTables.PteIndex(address)]);
+    }
+
+    private bool ThpEligible(Vma vma, ulong address)
+    {
+        if (!Machine.Options.TransparentHugePages || !vma.IsPrivateAnon) return false;
+        if ((vma.Flags & (VmFlags.HugePage | VmFlags.NoHugePage)) != VmFlags.HugePage) return false;
+        ulong start = address & ~(Page.PmdSize - 1);
+        return start >= vma.Start && start + Page.PmdSize <= vma.End;
+    }
+
+    private FaultResult PteFault(Vma vma, ulong address, bool write, ref ulong slot)
+    {
+        ulong raw = Volatile.Read(ref slot);
+        var pte = new Pte(raw);
+        switch (pte.Kind)
+        {
+            case PteKind.None:
+            case PteKind.Marker:
+                return vma.File == null ? AnonymousFault(vma, address, write, ref slot, raw) : FileFault(vma, address, write, ref slot, raw);
+            case PteKind.Present:
+                if (pte.IsProtNone)
+                {
+                    // The VMA allows the access (checked by the caller): a NUMA-hinting style fault restores it.
+                    PageTableLock.Lock();
+                    try { if (slot == raw) Volatile.Write(ref slot, raw & ~Pte.ProtNoneBit); }
+                    finally { PageTableLock.Unlock(); }
+                    return FaultResult.Ok;
+                }
+                if (!write || pte.IsWritable) return FaultResult.Ok;
+                return WriteProtectFault(vma, address, ref slot, pte);
+            case PteKind.DevicePrivate:
+            case PteKind.DeviceExclusive:
+            case PteKind.Migration:
+                return SoftwareEntryFault(vma, address, write, ref slot, pte);
+            default:
+                return FaultResult.SigBus;
+        }
+    }
+
+    /// <summary>Hook for device-private, device-exclusive and migration entries (device memory layer).</summary>
+    private FaultResult SoftwareEntryFault(Vma vma, ulong address, bool write, ref ulong slot, Pte pte)
+    {
+        _ = vma; _ = write; _ = slot;
+        throw new KernelBugException("MM-R05", $"fault on {pte} at 0x{address:x}: device entries are not supported yet");
+    }
+
+    /// <summary>do_anonymous_page: the zero page for a read, a fresh zeroed page for a write.</summary>
+    private FaultResult AnonymousFault(Vma vma, ulong address, bool write, ref ulong slot, ulong expected)
+    {
+        if (!write)
+        {
+            ulong zero = Pte.Present(Machine.ZeroPfn, writable: false, special: true).Raw;
+            PageTableLock.Lock();
+            try { if (slot == expected) Volatile.Write(ref slot, zero); }
+            finally { PageTableLock.Unlock(); }
+            return FaultResult.Ok;
+        }
+        var anon = AnonFor(vma);
+        if (!Machine.Allocator.TryAllocate(0, out ulong pfn)) return FaultResult.Oom;
+        Machine.Memory.Clear(pfn);
+        InitAnonPage(pfn, anon, vma.LinearIndex(address));
+        PageTableLock.Lock();
+        try
+        {
+            if (slot == expected)
+            {
+                Frames.MapCount(pfn) = 1;
+                Volatile.Write(ref slot, Pte.Present(pfn, writable: true, dirty: true).Raw);
+                Interlocked.Increment(ref _rssAnon);
+                return FaultResult.Ok;
+            }
+        }
+        finally { PageTableLock.Unlock(); }
+        DiscardFresh(pfn);
+        return FaultResult.Ok;
+    }
+
+    private AnonVma AnonFor(Vma vma)
+    {
+        if (vma.Anon is { } anon) return anon;
+        PageTableLock.Lock();
+        try { return PrepareAnon(vma); }
+        finally { PageTableLock.Unlock(); }
+    }
+
+    private void InitAnonPage(ulong pfn, AnonVma anon, ulong index)
+    {
+        Frames.Flags(pfn) = PageFlags.Anon | PageFlags.AnonExclusive | PageFlags.Lru | PageFlags.Dirty;
+        Frames.Owner(pfn) = anon.Id;
+        Frames.Index(pfn) = index;
+    }
+
+    /// <summary>Returns a page allocated for a fault that lost a race (refcount 1, unmapped).</summary>
+    private void DiscardFresh(ulong pfn)
+    {
+        Frames.RefCount(pfn) = 1;
+        Frames.MapCount(pfn) = 0;
+        Machine.PutPage(pfn);
+    }
+
+    /// <summary>do_read_fault / do_shared_fault / do_cow_fault for file and shmem mappings.</summary>
+    private FaultResult FileFault(Vma vma, ulong address, bool write, ref ulong slot, ulong expected)
+    {
+        var file = vma.File!;
+        ulong index = vma.LinearIndex(address);
+        if ((index << Page.Shift) >= file.Size) return FaultResult.SigBus;
+        if (!file.TryGetFolio(index, out ulong cached)) return FaultResult.Oom;
+        if (vma.IsShared || !write)
+        {
+            PageTableLock.Lock();
+            try
+            {
+                if (slot != expected) return FaultResult.Ok;
+                Machine.GetPage(cached);
+                Frames.MapCount(cached)++;
+                bool writable = write && vma.IsShared;
+                if (writable) Frames.Flags(cached) |= PageFlags.Dirty;
+                Volatile.Write(ref slot, Pte.Present(cached, writable, dirty: writable).Raw);
+                Interlocked.Increment(ref _rssFile);
+                return FaultResult.Ok;
+            }
+            finally { PageTableLock.Unlock(); }
+        }
+        // do_cow_fault: a private write gets an anonymous copy of the file page.
+        var anon = AnonFor(vma);
+        if (!Machine.Allocator.TryAllocate(0, out ulong pfn)) return FaultResult.Oom;
+        Machine.CopyPages(pfn, cached, 0);
+        InitAnonPage(pfn, anon, index);
+        PageTableLock.Lock();
+        try
+        {
+            if (slot == expected)
+            {
+                Frames.MapCount(pfn) = 1;
+                Volatile.Write(ref slot, Pte.Present(pfn, writable: true, dirty: true).Raw);
+                Interlocked.Increment(ref _rssAnon);
+                return FaultResult.Ok;
+            }
+        }
+        finally { PageTableLock.Unlock(); }
+        DiscardFresh(pfn);
+        return FaultResult.Ok;
+    }
+
+    /// <summary>
+    /// do_wp_page: a write to a present read-only entry. Shared mappings are made writable;
+    /// an anonymous page only this mapping uses is reused; anything else (zero page, page shared
+    /// after fork, page-cache page in a private mapping) is copied, raising CLEAR on the page
+    /// (reference D, "COW write fault").
+    /// </summary>
+    private FaultResult WriteProtectFault(Vma vma, ulong address, ref ulong slot, Pte pte)
+    {
+        ulong pfn = pte.Pfn;
+        bool zero = IsZeroPfn(pfn);
+        if (vma.IsShared && !zero)
+        {
+            PageTableLock.Lock();
+            try
+            {
+                if (slot == pte.Raw)
+                {
+                    Frames.Flags(Frames.FolioHead(pfn)) |= PageFlags.Dirty;
+                    Volatile.Write(ref slot, pte.Raw | Pte.WriteBit | Pte.DirtyBit);
+                }
+            }
+            finally { PageTableLock.Unlock(); }
+            return FaultResult.Ok;
+        }
+        ulong head = zero ? pfn : Frames.FolioHead(pfn);
+        if (!zero && (Frames.Flags(head) & PageFlags.Anon) != 0 && CanReuseAnon(pfn, head))
+        {
+            PageTableLock.Lock();
+            try
+            {
+                if (slot == pte.Raw)
+                {
+                    Frames.Flags(pfn) |= PageFlags.AnonExclusive;
+                    Volatile.Write(ref slot, pte.Raw | Pte.WriteBit | Pte.DirtyBit);
+                }
+            }
+            finally { PageTableLock.Unlock(); }
+            return FaultResult.Ok;
+        }
+
+        // wp_page_copy.
+        var anon = AnonFor(vma);
+        if (!Machine.Allocator.TryAllocate(0, out ulong copy)) return FaultResult.Oom;
+        if (zero) Machine.Memory.Clear(copy);
+        else Machine.CopyPages(copy, pfn, 0);
+        InitAnonPage(copy, anon, vma.LinearIndex(address));
+        var hook = InvalidateStart(NotifyEvent.Clear, address, address + Page.Size);
+        bool installed = false;
+        PageTableLock.Lock();
+        try
+        {
+            if (slot == pte.Raw)
+            {
+                Frames.MapCount(copy) = 1;
+                Volatile.Write(ref slot, Pte.Present(copy, writable: true, dirty: true).Raw);
+                installed = true;
+            }
+        }
+        finally { PageTableLock.Unlock(); }
+        InvalidateEnd(hook, NotifyEvent.Clear, address, address + Page.Size);
+        if (!installed) { DiscardFresh(copy); return FaultResult.Ok; }
+        Interlocked.Increment(ref _rssAnon);
+        if (!zero)
+        {
+            Interlocked.Decrement(ref Frames.MapCount(pfn));
+            AccountRss(head, -1);
+            Machine.PutPage(head);
+        }
+        return FaultResult.Ok;
+    }
+
+    /// <summary>wp_can_reuse_anon_folio: only this mapping holds the page (no fork sharer, no pin, no other reference).</summary>
+    private bool CanReuseAnon(ulong pfn, ulong head)
+    {
+        if (Frames.PinCount(head) != 0) return false;
+        if (head != pfn || Frames.Order(head) != 0)
+            return (Frames.Flags(pfn) & PageFlags.AnonExclusive) != 0 && Frames.MapCount(pfn) == 1;
+        return Volatile.Read(ref Frames.RefCount(head)) == 1;
+    }
+
+    private bool TryReuseHugePmd(ref ulong slot, Pte leaf)
+    {
+        ulong head = leaf.Pfn;
+        if (IsZeroPfn(head)) return false;
+        PageTableLock.Lock();
+        try
+        {
+            if (slot != leaf.Raw || Frames.PinCount(head) != 0 || Volatile.Read(ref Frames.RefCount(head)) != 1) return false;
+            Frames.Flags(head) |= PageFlags.AnonExclusive;
+            Volatile.Write(ref slot, leaf.Raw | Pte.WriteBit | Pte.DirtyBit);
+            return true;
+        }
+        finally { PageTableLock.Unlock(); }
+    }
+
+    /// <summary>
+    /// do_huge_pmd_anonymous_page: inside a MADV_HUGEPAGE region a read maps the huge zero page,
+    /// a write a fresh 2 MiB folio; when no 2 MiB frame is free the fault falls back to base pages.
+    /// </summary>
+    private FaultResult HugeAnonFault(Vma vma, ulong pmdStart, bool write, ref ulong slot)
+    {
+        if (!write)
+        {
+            ulong hz = Pte.Present(Machine.HugeZeroPfn, writable: false, huge: true, special: true).Raw;
+            PageTableLock.Lock();
+            try { if (slot == 0) Volatile.Write(ref slot, hz); }
+            finally { PageTableLock.Unlock(); }
+            return FaultResult.Ok;
+        }
+        var anon = AnonFor(vma);
+        if (!Machine.Allocator.TryAllocate(Page.PmdOrder, out ulong head)) return FaultResult.Ok;   // VM_FAULT_FALLBACK
+        Machine.Memory.Clear(head, Page.PmdOrder);
+        InitLargeAnon(head, anon, vma.LinearIndex(pmdStart));
+        PageTableLock.Lock();
+        try
+        {
+            if (slot == 0)
+            {
+                Frames.EntireMapCount(head) = 1;
+                Volatile.Write(ref slot, Pte.Present(head, writable: true, dirty: true, huge: true).Raw);
+                Interlocked.Add(ref _rssAnon, Page.PmdPages);
+                return FaultResult.Ok;
+            }
+        }
+        finally { PageTableLock.Unlock(); }
+        Frames.RefCount(head) = 0;
+        FreeLargeFresh(head);
+        return FaultResult.Ok;
+    }
+
+    internal void InitLargeAnon(ulong head, AnonVma anon, ulong index)
+    {
+        for (ulong i = 0; i < Page.PmdPages; i++)
+        {
+            Frames.Flags(head + i) = (i == 0 ? PageFlags.Head | PageFlags.Lru | PageFlags.Dirty : PageFlags.Tail) | PageFlags.Anon | PageFlags.AnonExclusive;
+            Frames.Owner(head + i) = anon.Id;
+            Frames.Index(head + i) = index + i;
+        }
+    }
+
+    private void FreeLargeFresh(ulong head)
+    {
+        Frames.RefCount(head) = 1;
+        Machine.PutPage(head);
+    }
+
+    /// <summary>hugetlb_fault: 2 MiB pages from the machine's pool, COW at 2 MiB for private mappings.</summary>
+    private FaultResult HugeTlbFault(Vma vma, ulong pmdStart, bool write, ref ulong slot)
+    {
+        ulong raw = Volatile.Read(ref slot);
+        bool vmWrite = (vma.Flags & VmFlags.Write) != 0;
+        if (raw == 0)
+        {
+            ulong head;
+            bool shared = vma.IsShared;
+            if (shared)
+            {
+                var file = vma.File!;
+                ulong folio = file.FolioIndexOf(vma.LinearIndex(pmdStart));
+                if (folio >= file.FolioCount) return FaultResult.SigBus;
+                if (!file.TryGetFolio(folio, out head)) return FaultResult.SigBus;
+                Machine.GetPage(head);
+            }
+            else
+            {
+                if (!Machine.TryAllocateHugeTlb(out head)) return FaultResult.SigBus;
+                Machine.Memory.Clear(head, Page.PmdOrder);
+                var anon = AnonFor(vma);
+                Frames.Flags(head) |= PageFlags.Anon | PageFlags.AnonExclusive;
+                Frames.Owner(head) = anon.Id;
+                Frames.Index(head) = vma.LinearIndex(pmdStart);
+            }
+            PageTableLock.Lock();
+            try
+            {
+                if (slot == 0)
+                {
+                    Frames.EntireMapCount(head)++;
+                    bool writable = vmWrite && (write || !shared);
+                    Volatile.Write(ref slot, Pte.Present(head, writable, dirty: writable, huge: true).Raw);
+                    AccountRss(head, Page.PmdPages);
+                    return FaultResult.Ok;
+                }
+            }
+            finally { PageTableLock.Unlock(); }
+            Machine.PutPage(head);
+            return FaultResult.Ok;
+        }
+        var leaf = new Pte(raw);
+        if (!write || leaf.IsWritable) return FaultResult.Ok;
+        ulong old = leaf.Pfn;
+        if (vma.IsShared || Volatile.Read(ref Frames.RefCount(old)) == 1)
+        {
+            PageTableLock.Lock();
+            try { if (slot == raw) Volatile.Write(ref slot, raw | Pte.WriteBit | Pte.DirtyBit); }
+            finally { PageTableLock.Unlock(); }
+            return FaultResult.Ok;
+        }
+        // hugetlb_wp: copy the whole 2 MiB page.
+        if (!Machine.TryAllocateHugeTlb(out ulong copy)) return FaultResult.SigBus;
+        Machine.CopyPages(copy, old, Page.PmdOrder);
+        var lineage = AnonFor(vma);
+        Frames.Flags(copy) |= PageFlags.Anon | PageFlags.AnonExclusive;
+        Frames.Owner(copy) = lineage.Id;
+        Frames.Index(copy) = vma.LinearIndex(pmdStart);
+        var hook = InvalidateStart(NotifyEvent.Clear, pmdStart, pmdStart + Page.PmdSize);
+        bool installed = false;
+        PageTableLock.Lock();
+        try
+        {
+            if (slot == raw)
+            {
+                Frames.EntireMapCount(copy) = 1;
+                Volatile.Write(ref slot, Pte.Present(copy, writable: true, dirty: true, huge: true).Raw);
+                installed = true;
+            }
+        }
+        finally { PageTableLock.Unlock(); }
+        InvalidateEnd(hook, NotifyEvent.Clear, pmdStart, pmdStart + Page.PmdSize);
+        if (!installed) { Machine.PutPage(copy); return FaultResult.Ok; }
+        Interlocked.Decrement(ref Frames.EntireMapCount(old));
+        Machine.PutPage(old);
+        return FaultResult.Ok;
+    }
+}

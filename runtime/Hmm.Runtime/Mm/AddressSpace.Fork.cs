@@ -1,0 +1,224 @@
+using Hmm.Runtime.Memory;
+
+namespace Hmm.Runtime.Mm;
+
+public sealed partial class AddressSpace
+{
+    /// <summary>
+    /// dup_mmap: copies every VMA (except VM_DONTCOPY) into <paramref name="child"/> and, for VMAs
+    /// that have anonymous pages (an anon_vma) or are hugetlb-private, copies the page tables
+    /// (copy_page_range). In a COW mapping this raises PROTECTION_PAGE over the whole parent VMA
+    /// (reference D, "fork") and write-protects both sides; a pinned anonymous page is copied for
+    /// the child at once instead of shared (page_needs_cow_for_dma). Shared and untouched mappings
+    /// are not copied: the child faults them in.
+    /// </summary>
+    internal void ForkInto(AddressSpace child)
+    {
+        MmapLock.WriteLock();
+        try
+        {
+            CheckAlive();
+            child.MmapLock.WriteLockNested(1);
+            try
+            {
+                for (int i = 0; i < VmaTree.Count; i++)
+                {
+                    var vma = VmaTree[i];
+                    if ((vma.Flags & VmFlags.DontCopy) != 0) continue;
+                    var copy = new Vma(child, vma.Start, vma.End, vma.Flags, vma.File, vma.PgOff, vma.Anon) { Ops = vma.Ops };
+                    child.LinkVma(copy);
+                    if (vma.Anon == null && (vma.Flags & (VmFlags.PfnMap | VmFlags.MixedMap)) == 0) continue;
+                    CopyPageRange(vma, child);
+                }
+            }
+            finally { child.MmapLock.WriteUnlock(); }
+        }
+        finally { MmapLock.WriteUnlock(); }
+    }
+
+    private void CopyPageRange(Vma vma, AddressSpace child)
+    {
+        bool cow = vma.IsCowMapping;
+        var hook = cow ? InvalidateStart(NotifyEvent.ProtectionPage, vma.Start, vma.End) : null;
+        try
+        {
+            for (ulong va = vma.Start; va < vma.End;)
+            {
+                ulong pmdEnd = Math.Min((va + Page.PmdSize) & ~(Page.PmdSize - 1), vma.End);
+                ulong[]? pmdTable = Tables.PmdTable(va, allocate: false);
+                if (pmdTable == null) { va = pmdEnd; continue; }
+                ref ulong pmd = ref pmdTable[PageTables.PmdIndex(va)];
+                if (pmd != 0 && !PageTables.IsTable(pmd))
+                {
+                    if (CopyHugePmd(vma, child, va, ref pmd, cow)) { va = pmdEnd; continue; }
+                }
+                if (pmd != 0)
+                {
+                    ulong[] ptes = Tables.TableOf(pmd);
+                    ulong[]? childPtes = null;
+                    for (ulong a = va; a < pmdEnd; a += Page.Size)
+                    {
+                        ref ulong e = ref ptes[PageTables.PteIndex(a)];
+                        if (e == 0) continue;
+                        childPtes ??= child.Tables.EnsurePteTable(ref child.Tables.PmdTable(a, allocate: true)![PageTables.PmdIndex(a)]);
+                        childPtes[PageTables.PteIndex(a)] = CopyPte(vma, child, a, ref e, cow);
+                    }
+                }
+                va = pmdEnd;
+            }
+        }
+        finally
+        {
+            if (cow) InvalidateEnd(hook, NotifyEvent.ProtectionPage, vma.Start, vma.End);
+        }
+    }
+
+    /// <summary>copy_present_pte / copy_nonpresent_pte: returns the child's entry, write-protecting the parent's for COW.</summary>
+    private ulong CopyPte(Vma vma, AddressSpace child, ulong address, ref ulong slot, bool cow)
+    {
+        ulong raw = slot;
+        var pte = new Pte(raw);
+        switch (pte.Kind)
+        {
+            case PteKind.Present:
+            {
+                ulong pfn = pte.Pfn;
+                if (IsZeroPfn(pfn)) return raw;
+                ulong head = Frames.FolioHead(pfn);
+                bool anon = (Frames.Flags(head) & PageFlags.Anon) != 0;
+                if (anon && Frames.PinCount(head) != 0)
+                {
+                    // A possibly DMA-pinned page is copied for the child now, so the parent keeps it.
+                    if (!Machine.Allocator.TryAllocate(0, out ulong copy))
+                        throw new ErrnoException(Errno.ENOMEM, "out of memory copying a pinned page at fork");
+                    Machine.CopyPages(copy, pfn, 0);
+                    InitAnonPage(copy, vma.Anon!, Frames.Index(pfn));
+                    Frames.MapCount(copy) = 1;
+                    Interlocked.Increment(ref child._rssAnon);
+                    return Pte.Present(copy, writable: (vma.Flags & VmFlags.Write) != 0, dirty: true).Raw;
+                }
+                Interlocked.Increment(ref Frames.MapCount(pfn));
+                Machine.GetPage(head);
+                child.AccountRss(head, 1);
+                if (anon) Frames.Flags(pfn) &= ~PageFlags.AnonExclusive;
+                if (cow && pte.IsWritable)
+                {
+                    raw &= ~Pte.WriteBit;
+                    Volatile.Write(ref slot, raw);
+                }
+                return raw;
+            }
+            case PteKind.DevicePrivate:
+            {
+                ulong pfn = pte.Pfn;
+                Interlocked.Increment(ref Frames.MapCount(pfn));
+                Machine.GetPage(Frames.FolioHead(pfn));
+                Interlocked.Increment(ref child._rssAnon);
+                if (cow && pte.IsWritable)
+                {
+                    raw &= ~Pte.WriteBit;
+                    Volatile.Write(ref slot, raw);
+                }
+                return raw;
+            }
+            default:
+                _ = address;
+                return raw;
+        }
+    }
+
+    /// <summary>copy_huge_pmd / copy_hugetlb_page_range; false when the PMD had to be split (pinned THP) and PTEs must be copied.</summary>
+    private bool CopyHugePmd(Vma vma, AddressSpace child, ulong va, ref ulong pmd, bool cow)
+    {
+        ulong raw = pmd;
+        var leaf = new Pte(raw);
+        ulong pmdStart = va & ~(Page.PmdSize - 1);
+        ulong[] childPmds = child.Tables.PmdTable(pmdStart, allocate: true)!;
+        ref ulong childSlot = ref childPmds[PageTables.PmdIndex(pmdStart)];
+        if (leaf.Kind != PteKind.Present || IsZeroPfn(leaf.Pfn)) { childSlot = raw; return true; }
+        ulong head = leaf.Pfn;
+        if (Frames.PinCount(head) != 0)
+        {
+            if (!vma.IsHugeTlb)
+            {
+                SplitHugePmd(vma, pmdStart, notify: true);
+                return false;
+            }
+            if (!Machine.TryAllocateHugeTlb(out ulong copy))
+                throw new ErrnoException(Errno.ENOMEM, "hugetlb pool empty copying a pinned page at fork");
+            Machine.CopyPages(copy, head, Page.PmdOrder);
+            Frames.Flags(copy) |= PageFlags.Anon | PageFlags.AnonExclusive;
+            Frames.Owner(copy) = Frames.Owner(head);
+            Frames.Index(copy) = Frames.Index(head);
+            Frames.EntireMapCount(copy) = 1;
+            child.AccountRss(copy, Page.PmdPages);
+            childSlot = Pte.Present(copy, writable: (vma.Flags & VmFlags.Write) != 0, dirty: true, huge: true).Raw;
+            return true;
+        }
+        Interlocked.Increment(ref Frames.EntireMapCount(head));
+        Machine.GetPage(head);
+        child.AccountRss(head, Page.PmdPages);
+        Frames.Flags(head) &= ~PageFlags.AnonExclusive;
+        if (cow && leaf.IsWritable)
+        {
+            raw &= ~Pte.WriteBit;
+            Volatile.Write(ref pmd, raw);
+        }
+        childSlot = raw;
+        return true;
+    }
+
+    /// <summary>
+    /// exit_mmap: RELEASE to the interval notifiers over [0, ULONG_MAX), then one UNMAP over the
+    /// same range while every VMA is zapped and removed (reference D, "process exit").
+    /// </summary>
+    private void ExitMmap()
+    {
+        MmapLock.WriteLock();
+        try
+        {
+            if (IsTornDown) return;
+            NotifierHook?.Release(this);
+            var hook = InvalidateStart(NotifyEvent.Unmap, 0, ulong.MaxValue);
+            var all = VmaTree.ToList();
+            foreach (var vma in all) ZapRange(vma, vma.Start, vma.End);
+            InvalidateEnd(hook, NotifyEvent.Unmap, 0, ulong.MaxValue);
+            foreach (var vma in all) UnlinkVma(vma);
+            Tables.FreeRange(0, TaskSize + Page.Size);
+            IsTornDown = true;
+        }
+        finally { MmapLock.WriteUnlock(); }
+    }
+
+    /// <summary>
+    /// __oom_reap_task_mm: the OOM reaper's non-blockable teardown. For each private or anonymous
+    /// VMA (hugetlb and PFNMAP skipped) it starts a non-blockable UNMAP; when a notifier refuses
+    /// (-EAGAIN) that VMA is skipped and its entries stay as they were (reference D, "OOM reaper").
+    /// Returns the ranges that were skipped. VMAs themselves stay until exit.
+    /// </summary>
+    internal List<(ulong Start, ulong End)> OomReap()
+    {
+        var skipped = new List<(ulong, ulong)>();
+        MmapLock.WriteLock();
+        try
+        {
+            CheckAlive();
+            foreach (var vma in VmaTree.ToList())
+            {
+                if ((vma.Flags & (VmFlags.HugeTlb | VmFlags.PfnMap)) != 0) continue;
+                if (!(vma.IsAnonymous || !vma.IsShared)) continue;
+                var range = new NotifierRange(this, vma.Start, vma.End, NotifyEvent.Unmap, blockable: false);
+                var hook = NotifierHook;
+                if (hook != null && !hook.InvalidateRangeStart(in range))
+                {
+                    skipped.Add((vma.Start, vma.End));
+                    continue;
+                }
+                ZapRange(vma, vma.Start, vma.End);
+                hook?.InvalidateRangeEnd(in range);
+            }
+        }
+        finally { MmapLock.WriteUnlock(); }
+        return skipped;
+    }
+}

@@ -1,0 +1,186 @@
+using Hmm.Runtime.Memory;
+
+namespace Hmm.Runtime.Mm;
+
+public sealed partial class AddressSpace
+{
+    /// <summary>
+    /// madvise. EINVAL for a misaligned address, an overflowing range or an unknown advice; a zero
+    /// length succeeds; ENOMEM when part of the range is unmapped (checked before anything changes:
+    /// Linux applies the advice to the mapped parts first — the simulator does not half-apply).
+    /// </summary>
+    internal void Madvise(ulong addr, ulong length, Advice advice)
+    {
+        if (!Page.IsAligned(addr)) throw Fail(Errno.EINVAL, $"address 0x{addr:x} is not page aligned");
+        if (advice is not (Advice.Normal or Advice.DontNeed or Advice.Free or Advice.HugePage or Advice.NoHugePage or Advice.Collapse))
+            throw Fail(Errno.EINVAL, $"unknown advice {(int)advice}");
+        if (length == 0) return;
+        if (!Page.TryAlignUp(length, out ulong len) || addr + len < addr) throw Fail(Errno.EINVAL, "the range overflows");
+        ulong end = addr + len;
+        MmapLock.WriteLock();
+        try
+        {
+            CheckAlive();
+            if (!VmaTree.Covers(addr, end)) throw Fail(Errno.ENOMEM, $"[0x{addr:x}, 0x{end:x}) is not entirely mapped");
+            var vmas = VmaTree.Overlapping(addr, end);
+            foreach (var vma in vmas) CheckAdvice(vma, advice, addr, end);
+            switch (advice)
+            {
+                case Advice.DontNeed:
+                    foreach (var vma in vmas) DontNeed(vma, Math.Max(addr, vma.Start), Math.Min(end, vma.End));
+                    break;
+                case Advice.Free:
+                    foreach (var vma in vmas) LazyFree(vma, Math.Max(addr, vma.Start), Math.Min(end, vma.End));
+                    break;
+                case Advice.HugePage:
+                case Advice.NoHugePage:
+                case Advice.Normal:
+                    SetHugeHint(addr, end, advice);
+                    break;
+                case Advice.Collapse:
+                    foreach (var vma in vmas) Collapse(vma, Math.Max(addr, vma.Start), Math.Min(end, vma.End));
+                    break;
+            }
+        }
+        finally { MmapLock.WriteUnlock(); }
+    }
+
+    private void CheckAdvice(Vma vma, Advice advice, ulong start, ulong end)
+    {
+        switch (advice)
+        {
+            case Advice.DontNeed when (vma.Flags & (VmFlags.Locked | VmFlags.PfnMap)) != 0:
+                throw Fail(Errno.EINVAL, $"MADV_DONTNEED on locked or PFNMAP VMA {vma}");
+            case Advice.DontNeed when vma.IsHugeTlb && (((Math.Max(start, vma.Start) | Math.Min(end, vma.End)) & (Page.PmdSize - 1)) != 0):
+                throw Fail(Errno.EINVAL, $"MADV_DONTNEED cuts hugetlb VMA {vma} off a 2 MiB boundary");
+            case Advice.Free when !vma.IsPrivateAnon || vma.IsHugeTlb:
+                throw Fail(Errno.EINVAL, $"MADV_FREE only applies to private anonymous memory, not {vma}");
+            case Advice.HugePage or Advice.NoHugePage when vma.IsHugeTlb || (vma.Flags & VmFlags.Special) != 0:
+                throw Fail(Errno.EINVAL, $"THP advice does not apply to {vma}");
+            case Advice.Collapse when !Machine.Options.TransparentHugePages || !vma.IsPrivateAnon || vma.IsHugeTlb:
+                throw Fail(Errno.EINVAL, $"MADV_COLLAPSE needs THP-capable private anonymous memory, not {vma}");
+        }
+    }
+
+    /// <summary>zap_page_range_single: CLEAR over the VMA intersection, then drop the pages (reference D, MADV_DONTNEED).</summary>
+    private void DontNeed(Vma vma, ulong start, ulong end)
+    {
+        if (!vma.IsHugeTlb)
+        {
+            if ((start & (Page.PmdSize - 1)) != 0) SplitHugePmdAt(vma, start);
+            if ((end & (Page.PmdSize - 1)) != 0) SplitHugePmdAt(vma, end);
+        }
+        var hook = InvalidateStart(NotifyEvent.Clear, start, end);
+        ZapRange(vma, start, end);
+        InvalidateEnd(hook, NotifyEvent.Clear, start, end);
+    }
+
+    /// <summary>
+    /// madvise_free_single_vma: CLEAR over the range; each anonymous page mapped only here is
+    /// made clean and old and marked lazy-free, so reclaim may drop it while it stays clean
+    /// (<see cref="Machine.Reclaim"/>); until then it keeps its contents. A later write keeps it.
+    /// Device-private entries are left alone (reference D, MADV_FREE).
+    /// </summary>
+    private void LazyFree(Vma vma, ulong start, ulong end)
+    {
+        if ((start & (Page.PmdSize - 1)) != 0) SplitHugePmdAt(vma, start);
+        if ((end & (Page.PmdSize - 1)) != 0) SplitHugePmdAt(vma, end);
+        var hook = InvalidateStart(NotifyEvent.Clear, start, end);
+        for (ulong va = start; va < end;)
+        {
+            ulong pmdEnd = Math.Min((va + Page.PmdSize) & ~(Page.PmdSize - 1), end);
+            ulong[]? pmdTable = Tables.PmdTable(va, allocate: false);
+            if (pmdTable != null)
+            {
+                ref ulong pmd = ref pmdTable[PageTables.PmdIndex(va)];
+                if (pmd != 0 && !PageTables.IsTable(pmd))
+                {
+                    // A whole THP in range: madvise_free_huge_pmd splits it and frees per page.
+                    SplitHugePmd(vma, va, notify: false);
+                }
+                if (pmd != 0)
+                {
+                    ulong[] ptes = Tables.TableOf(pmd);
+                    for (ulong a = va; a < pmdEnd; a += Page.Size)
+                    {
+                        ref ulong e = ref ptes[PageTables.PteIndex(a)];
+                        var pte = new Pte(e);
+                        if (pte.Kind != PteKind.Present || IsZeroPfn(pte.Pfn)) continue;
+                        ulong pfn = pte.Pfn, head = Frames.FolioHead(pfn);
+                        if ((Frames.Flags(head) & PageFlags.Anon) == 0 || Frames.MapCount(pfn) != 1 || Frames.PinCount(head) != 0) continue;
+                        e &= ~(Pte.DirtyBit | Pte.YoungBit);
+                        Frames.Flags(pfn) = (Frames.Flags(pfn) & ~PageFlags.Dirty) | PageFlags.LazyFree;
+                    }
+                }
+            }
+            va = pmdEnd;
+        }
+        InvalidateEnd(hook, NotifyEvent.Clear, start, end);
+    }
+
+    private void SetHugeHint(ulong start, ulong end, Advice advice)
+    {
+        foreach (var vma in IsolateRange(start, end))
+        {
+            vma.Flags = advice switch
+            {
+                Advice.HugePage => (vma.Flags & ~VmFlags.NoHugePage) | VmFlags.HugePage,
+                Advice.NoHugePage => (vma.Flags & ~VmFlags.HugePage) | VmFlags.NoHugePage,
+                _ => vma.Flags,
+            };
+        }
+        for (int i = VmaTree.IndexAfter(start); i < VmaTree.Count && VmaTree[i].Start < end; i++)
+            i = VmaTree.IndexAfter(MergeAround(VmaTree[i]).Start);
+    }
+
+    /// <summary>
+    /// MADV_COLLAPSE: every 2 MiB-aligned block of [start, end) fully inside the VMA whose pages are
+    /// base pages used only by this mapping is copied into one new 2 MiB folio and mapped by a PMD,
+    /// raising CLEAR over the PMD range (reference D, "khugepaged / MADV_COLLAPSE"). Holes read as
+    /// zeros. Blocks with shared or pinned pages are skipped; no 2 MiB frame → ENOMEM.
+    /// </summary>
+    private void Collapse(Vma vma, ulong start, ulong end)
+    {
+        ulong first = (start + Page.PmdSize - 1) & ~(Page.PmdSize - 1);
+        for (ulong block = first; block + Page.PmdSize <= end; block += Page.PmdSize)
+        {
+            ulong[]? pmdTable = Tables.PmdTable(block, allocate: false);
+            if (pmdTable == null) continue;
+            ref ulong pmd = ref pmdTable[PageTables.PmdIndex(block)];
+            if (pmd == 0 || !PageTables.IsTable(pmd)) continue;   // nothing to collapse, or already huge
+            ulong[] ptes = Tables.TableOf(pmd);
+            bool suitable = true;
+            for (int i = 0; i < Page.PmdPages && suitable; i++)
+            {
+                var pte = new Pte(ptes[i]);
+                if (pte.Kind == PteKind.None) continue;
+                if (pte.Kind != PteKind.Present || pte.IsProtNone) { suitable = false; break; }
+                if (IsZeroPfn(pte.Pfn)) continue;
+                ulong head = Frames.FolioHead(pte.Pfn);
+                suitable = (Frames.Flags(head) & PageFlags.Anon) != 0 && Frames.MapCount(pte.Pfn) == 1 && Frames.PinCount(head) == 0
+                           && (head != pte.Pfn || Frames.RefCount(head) == 1);
+            }
+            if (!suitable) continue;
+            if (!Machine.Allocator.TryAllocate(Page.PmdOrder, out ulong huge))
+                throw Fail(Errno.ENOMEM, "no free 2 MiB frame to collapse into");
+            unsafe
+            {
+                for (int i = 0; i < Page.PmdPages; i++)
+                {
+                    var pte = new Pte(ptes[i]);
+                    ulong dst = huge + (ulong)i;
+                    if (pte.Kind == PteKind.None || IsZeroPfn(pte.Pfn)) Machine.Memory.Clear(dst);
+                    else Machine.CopyPages(dst, pte.Pfn, 0);
+                }
+            }
+            InitLargeAnon(huge, PrepareAnon(vma), vma.LinearIndex(block));
+            var hook = InvalidateStart(NotifyEvent.Clear, block, block + Page.PmdSize);
+            for (int i = 0; i < Page.PmdPages; i++) ZapPte(ref ptes[i]);
+            Tables.FreeTable(pmd);
+            Frames.EntireMapCount(huge) = 1;
+            Volatile.Write(ref pmd, Pte.Present(huge, writable: (vma.Flags & VmFlags.Write) != 0, dirty: true, huge: true).Raw);
+            Interlocked.Add(ref _rssAnon, Page.PmdPages);
+            InvalidateEnd(hook, NotifyEvent.Clear, block, block + Page.PmdSize);
+        }
+    }
+}

@@ -1,0 +1,106 @@
+using Hmm.Runtime.Memory;
+
+namespace Hmm.Runtime.Mm;
+
+/// <summary>
+/// Simulates <c>struct vm_area_struct</c>: a contiguous range [<see cref="Start"/>, <see cref="End"/>)
+/// of one address space with uniform flags and backing. A snapshot of the VMA list is
+/// available from <see cref="AddressSpace.Vmas"/>; the objects themselves are owned by the mm.
+/// </summary>
+public sealed class Vma
+{
+    internal Vma(AddressSpace mm, ulong start, ulong end, VmFlags flags, SimFile? file, ulong pgoff, AnonVma? anon)
+    {
+        Mm = mm;
+        Start = start;
+        End = end;
+        Flags = flags;
+        File = file;
+        PgOff = pgoff;
+        Anon = anon;
+    }
+
+    /// <summary>The address space the VMA belongs to.</summary>
+    public AddressSpace Mm { get; }
+
+    /// <summary>vm_start.</summary>
+    public ulong Start { get; internal set; }
+
+    /// <summary>vm_end (exclusive).</summary>
+    public ulong End { get; internal set; }
+
+    /// <summary>vm_flags.</summary>
+    public VmFlags Flags { get; internal set; }
+
+    /// <summary>vm_file: the mapped file, or the shmem object of a shared anonymous mapping; null for private anonymous memory.</summary>
+    public SimFile? File { get; internal set; }
+
+    /// <summary>vm_pgoff: for file mappings the file page at <see cref="Start"/>; for anonymous ones the linear page index rmap uses.</summary>
+    public ulong PgOff { get; internal set; }
+
+    /// <summary>vm_ops of a special mapping (e.g. a device file), or null.</summary>
+    public object? Ops { get; internal set; }
+
+    /// <summary>anon_vma: set once the VMA has anonymous pages (first write fault or COW).</summary>
+    internal AnonVma? Anon { get; set; }
+
+    /// <summary>Length in bytes.</summary>
+    public ulong Length => End - Start;
+
+    /// <summary>The protection the flags grant.</summary>
+    public Prot Prot => (Flags.HasFlag(VmFlags.Read) ? Prot.Read : 0) | (Flags.HasFlag(VmFlags.Write) ? Prot.Write : 0) | (Flags.HasFlag(VmFlags.Exec) ? Prot.Exec : 0);
+
+    /// <summary>vma_is_anonymous: private or shared anonymous memory has no user-visible file.</summary>
+    public bool IsAnonymous => File == null;
+
+    /// <summary>VM_SHARED.</summary>
+    public bool IsShared => (Flags & VmFlags.Shared) != 0;
+
+    /// <summary>is_cow_mapping: private and may be written.</summary>
+    public bool IsCowMapping => (Flags & (VmFlags.Shared | VmFlags.MayWrite)) == VmFlags.MayWrite;
+
+    /// <summary>is_vm_hugetlb_page.</summary>
+    public bool IsHugeTlb => (Flags & VmFlags.HugeTlb) != 0;
+
+    /// <summary>vma_is_accessible: any of read, write, exec (x86 can then read).</summary>
+    public bool IsAccessible => (Flags & (VmFlags.Read | VmFlags.Write | VmFlags.Exec)) != 0;
+
+    /// <summary>Private anonymous memory (where THP, MADV_FREE and device migration apply).</summary>
+    internal bool IsPrivateAnon => File == null && !IsShared;
+
+    /// <summary>The linear page index rmap uses for <paramref name="address"/> (linear_page_index).</summary>
+    internal ulong LinearIndex(ulong address) => PgOff + ((address - Start) >> Page.Shift);
+
+    /// <summary>The address of linear page index <paramref name="index"/>, if inside the VMA.</summary>
+    internal bool TryAddressOf(ulong index, out ulong address)
+    {
+        address = 0;
+        if (index < PgOff) return false;
+        ulong off = (index - PgOff) << Page.Shift;
+        if (off >= End - Start) return false;
+        address = Start + off;
+        return true;
+    }
+
+    /// <inheritdoc/>
+    public override string ToString() => $"[0x{Start:x}, 0x{End:x}) {Flags}{(File != null ? $" {File}+{PgOff}" : "")}";
+}
+
+/// <summary>
+/// Simulates <c>struct anon_vma</c> (with its root): the lineage of private anonymous VMAs that
+/// may map the same anonymous pages (a VMA and its fork children, its split pieces, its moved
+/// copies). Anonymous pages record its id as their owner, and rmap walks its VMAs.
+/// </summary>
+internal sealed class AnonVma
+{
+    public AnonVma(int id) => Id = id;
+
+    /// <summary>Owner id recorded in <see cref="PageFrames.Owner"/>.</summary>
+    public int Id { get; }
+
+    /// <summary>Every VMA linked to this lineage (anon_vma_chain), across address spaces.</summary>
+    public readonly List<Vma> Vmas = new();
+
+    /// <summary>Protects <see cref="Vmas"/> (anon_vma->root->rwsem, simplified).</summary>
+    public readonly Locking.SpinLock Lock = new("anon_vma.lock");
+}
