@@ -154,6 +154,17 @@ public sealed unsafe partial class Machine : IDisposable
         Buffer.MemoryCopy(PageAddress(srcPfn), PageAddress(dstPfn), bytes, bytes);
     }
 
+    /// <summary>
+    /// The pgmap owner cookie of a device-private page (page_pgmap(page)->owner), or null when
+    /// <paramref name="pfn"/> is not device-private memory. Device memory arrives with the
+    /// device-memory layer; until then nothing is device-private.
+    /// </summary>
+    internal object? DevicePrivateOwner(ulong pfn)
+    {
+        _ = pfn;
+        return null;
+    }
+
     /// <summary>folio_get.</summary>
     internal void GetPage(ulong head) => Interlocked.Increment(ref Frames.RefCount(head));
 
