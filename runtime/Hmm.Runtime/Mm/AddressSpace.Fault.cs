@@ -53,8 +53,7 @@ public sealed partial class AddressSpace
         if (pmdVal != 0 && !PageTables.IsTable(pmdVal))
         {
             var leaf = new Pte(pmdVal);
-            if (leaf.Kind != PteKind.Present)
-                throw new KernelBugException("MM-R05", $"non-present PMD {leaf} at 0x{address:x} is not supported yet");
+            if (leaf.Kind != PteKind.Present) return SoftwareEntryFault(vma, address, write, ref pmd, leaf);
             if (!write || leaf.IsWritable) return FaultResult.Ok;
             if (TryReuseHugePmd(ref pmd, leaf)) return FaultResult.Ok;
             // do_huge_pmd_wp_page falls back to base pages: split the PMD and COW the one page.
@@ -108,11 +107,73 @@ public sealed partial class AddressSpace
         }
     }
 
-    /// <summary>Hook for device-private, device-exclusive and migration entries (device memory layer).</summary>
+    /// <summary>
+    /// Faults on non-present software entries: a device-private entry calls the owner's
+    /// migrate_to_ram with the page referenced and locked (do_swap_page, reference B.7); a
+    /// device-exclusive entry is restored (remove_device_exclusive_entry); a migration entry
+    /// waits until the migration unlocks the page. Each returns Ok so the access is retried.
+    /// </summary>
     private FaultResult SoftwareEntryFault(Vma vma, ulong address, bool write, ref ulong slot, Pte pte)
     {
-        _ = vma; _ = write; _ = slot;
-        throw new KernelBugException("MM-R05", $"fault on {pte} at 0x{address:x}: device entries are not supported yet");
+        ulong head = Frames.FolioHead(pte.Pfn);
+        switch (pte.Kind)
+        {
+            case PteKind.Migration:
+                Machine.WaitPageUnlocked(head);
+                return FaultResult.Ok;
+            case PteKind.DeviceExclusive:
+                RestoreExclusive(address & ~(ulong)((pte.IsHuge ? Page.PmdSize : Page.Size) - 1), ref slot, pte);
+                return FaultResult.Ok;
+            default:
+                return DevicePrivateFault(vma, address, write, ref slot, pte, head);
+        }
+    }
+
+    private FaultResult DevicePrivateFault(Vma vma, ulong address, bool write, ref ulong slot, Pte pte, ulong head)
+    {
+        var device = Machine.DeviceMemory ?? throw new KernelBugException("MM-R05", $"device-private entry {pte} without device memory");
+        Machine.GetPage(head);
+        if (!Machine.TryLockPage(head))
+        {
+            // Someone else (a migration, another fault) holds the page: wait, then retry the fault.
+            Machine.PutPage(head);
+            Machine.WaitPageUnlocked(head);
+            return FaultResult.Ok;
+        }
+        try
+        {
+            if (Volatile.Read(ref slot) != pte.Raw) return FaultResult.Ok;
+            return device.MigrateToRam(this, vma, address, pte.IsHuge ? head : pte.Pfn, write);
+        }
+        finally
+        {
+            Machine.UnlockPage(head);
+            Machine.PutPage(head);
+        }
+    }
+
+    /// <summary>
+    /// remove_device_exclusive_entry: a CPU access to a device-exclusive entry locks the page,
+    /// raises CLEAR on it (owner none; reference H.6) and puts the original entry back, which
+    /// revokes the device's atomic access.
+    /// </summary>
+    internal void RestoreExclusive(ulong address, ref ulong slot, Pte pte)
+    {
+        ulong head = Frames.FolioHead(pte.Pfn);
+        Machine.GetPage(head);
+        Machine.LockPage(head);
+        ulong size = pte.IsHuge ? Page.PmdSize : Page.Size;
+        var hook = InvalidateStart(NotifyEvent.Clear, address, address + size);
+        PageTableLock.Lock();
+        try
+        {
+            if (Volatile.Read(ref slot) == pte.Raw)
+                Volatile.Write(ref slot, Pte.Present(pte.Pfn, pte.IsWritable, dirty: true, huge: pte.IsHuge).Raw);
+        }
+        finally { PageTableLock.Unlock(); }
+        InvalidateEnd(hook, NotifyEvent.Clear, address, address + size);
+        Machine.UnlockPage(head);
+        Machine.PutPage(head);
     }
 
     /// <summary>do_anonymous_page: the zero page for a read, a fresh zeroed page for a write.</summary>

@@ -121,8 +121,21 @@ public sealed partial class AddressSpace
                 }
                 return raw;
             }
+            case PteKind.DeviceExclusive:
+            {
+                // copy_nonpresent_pte: an exclusive entry in the parent is restored first (the
+                // device loses its atomic access), then copied as a normal present entry.
+                RestoreExclusive(address, ref slot, pte);
+                return CopyPte(vma, child, address, ref slot, cow);
+            }
+            case PteKind.Migration:
+                if (cow && pte.IsWritable)
+                {
+                    raw &= ~Pte.WriteBit;
+                    Volatile.Write(ref slot, raw);
+                }
+                return raw;
             default:
-                _ = address;
                 return raw;
         }
     }
@@ -135,9 +148,15 @@ public sealed partial class AddressSpace
         ulong pmdStart = va & ~(Page.PmdSize - 1);
         ulong[] childPmds = child.Tables.PmdTable(pmdStart, allocate: true)!;
         ref ulong childSlot = ref childPmds[PageTables.PmdIndex(pmdStart)];
-        if (leaf.Kind != PteKind.Present || IsZeroPfn(leaf.Pfn)) { childSlot = raw; return true; }
+        if (leaf.Kind == PteKind.DeviceExclusive || (leaf.Kind == PteKind.Present && IsZeroPfn(leaf.Pfn)) || leaf.Kind is not (PteKind.Present or PteKind.DevicePrivate))
+        {
+            if (leaf.Kind == PteKind.DeviceExclusive) throw new KernelBugException("MM-R05", "device-exclusive PMD entries do not exist (make_device_exclusive splits the PMD)");
+            if (leaf.Kind == PteKind.Migration && cow && leaf.IsWritable) { raw &= ~Pte.WriteBit; Volatile.Write(ref pmd, raw); }
+            childSlot = raw;
+            return true;
+        }
         ulong head = leaf.Pfn;
-        if (Frames.PinCount(head) != 0)
+        if (leaf.Kind == PteKind.Present && Frames.PinCount(head) != 0)
         {
             if (!vma.IsHugeTlb)
             {

@@ -61,7 +61,8 @@ public sealed partial class AddressSpace
                 UnmapSoftwareEntry(pte);
                 return;
             default:
-                // Swap-type entries without a page reference (hwpoison, markers) just go away.
+                // Migration entries hold no reference (the migration does), nor do hwpoison or
+                // marker entries: they just go away.
                 return;
         }
     }
@@ -82,7 +83,7 @@ public sealed partial class AddressSpace
         ulong raw = slot;
         Volatile.Write(ref slot, 0);
         var pmd = new Pte(raw);
-        if (pmd.Kind != PteKind.Present) return;
+        if (pmd.Kind is not (PteKind.Present or PteKind.DevicePrivate or PteKind.DeviceExclusive)) return;
         ulong head = pmd.Pfn;
         if (IsZeroPfn(head)) return;
         Interlocked.Decrement(ref Frames.EntireMapCount(head));
@@ -125,22 +126,23 @@ public sealed partial class AddressSpace
             ulong raw = slot;
             if (raw == 0 || PageTables.IsTable(raw)) return;
             var pmd = new Pte(raw);
-            if (pmd.Kind != PteKind.Present)
-                throw new KernelBugException("MM-R05", $"splitting non-present PMD {pmd} is not supported");
             ulong[] ptes = Tables.NewTable(out ulong tableEntry);
             ulong head = pmd.Pfn;
-            bool zero = IsZeroPfn(head);
-            ulong flags = raw & (Pte.WriteBit | Pte.DirtyBit | Pte.YoungBit | Pte.SoftDirtyBit | Pte.ProtNoneBit) | Pte.PresentBit;
+            bool zero = pmd.Kind == PteKind.Present && IsZeroPfn(head);
+            // Every subpage entry keeps the leaf's kind and bits (present, device-private,
+            // device-exclusive or migration), less the PMD-leaf bit.
+            ulong flags = raw & ~(Pte.PfnMask | Pte.HugeBit | Pte.SpecialBit);
+            bool mapped = !zero && pmd.Kind is PteKind.Present or PteKind.DevicePrivate or PteKind.DeviceExclusive;
             for (int i = 0; i < Page.PmdPages; i++)
             {
                 if (zero) ptes[i] = Pte.Present(Machine.ZeroPfn, writable: false, special: true).Raw;
                 else
                 {
                     ptes[i] = ((head + (ulong)i) << Pte.PfnShift) | flags;
-                    Frames.MapCount(head + (ulong)i)++;
+                    if (mapped) Frames.MapCount(head + (ulong)i)++;
                 }
             }
-            if (!zero)
+            if (mapped)
             {
                 Frames.EntireMapCount(head)--;
                 Interlocked.Add(ref Frames.RefCount(head), Page.PmdPages - 1);

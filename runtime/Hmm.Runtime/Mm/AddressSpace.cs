@@ -116,6 +116,22 @@ public sealed partial class AddressSpace
     internal IMmuNotifierHook InstallNotifierHook(IMmuNotifierHook hook)
         => Interlocked.CompareExchange(ref _notifierHook, hook, null) ?? hook;
 
+    /// <summary>
+    /// Takes this mm's mmap lock for read for a reverse-map visit from another context, unless the
+    /// calling thread already holds it; returns whether it was taken (pass to <see cref="UnlockForRmap"/>).
+    /// </summary>
+    internal bool LockForRmap()
+    {
+        if (MmapLock.IsHeldByCurrentThread) return false;
+        MmapLock.ReadLockNested(1);
+        return true;
+    }
+
+    internal void UnlockForRmap(bool taken)
+    {
+        if (taken) MmapLock.ReadUnlock();
+    }
+
     /// <summary>mmap_assert_locked.</summary>
     internal void AssertLocked(string what)
     {

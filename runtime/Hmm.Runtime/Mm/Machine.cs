@@ -144,6 +144,7 @@ public sealed unsafe partial class Machine : IDisposable
     internal byte* PageAddress(ulong pfn)
     {
         if (Memory.Contains(pfn)) return Memory.PageAddress(pfn);
+        if (DeviceMemory is { } dev) return dev.CpuAddress(pfn);
         throw new KernelBugException("PAGE-R02", $"pfn 0x{pfn:x} is not CPU-addressable memory");
     }
 
@@ -181,6 +182,14 @@ public sealed unsafe partial class Machine : IDisposable
     private void FreeFolio(ulong head)
     {
         ref PageFlags flags = ref Frames.Flags(head);
+        if ((flags & PageFlags.Device) != 0)
+        {
+            // free_zone_device_folio: the page goes back to its driver, which may reuse it only now (MIG-R10).
+            flags &= ~(PageFlags.Anon | PageFlags.Dirty | PageFlags.AnonExclusive | PageFlags.LazyFree);
+            Frames.Owner(head) = 0;
+            DeviceMemory!.PageFree(head);
+            return;
+        }
         bool hugeTlbPage = (flags & PageFlags.HugeTlb) != 0;
         flags &= ~(PageFlags.Anon | PageFlags.File | PageFlags.Dirty | PageFlags.Lru | PageFlags.AnonExclusive | PageFlags.Locked | PageFlags.HugeTlb);
         Frames.Owner(head) = 0;

@@ -1,0 +1,150 @@
+using Hmm.Runtime.Memory;
+using Hmm.Runtime.Mm;
+
+namespace Hmm.Runtime.DeviceMemory;
+
+/// <summary>
+/// Simulates <c>struct dev_pagemap</c>: a range of device memory hot-plugged as ZONE_DEVICE with a
+/// struct page per device page (memremap_pages). Private memory sits in physical address space
+/// nobody else uses (request_free_mem_region) and its bytes are reachable only by the device
+/// (<see cref="DeviceBytes"/>, the copy engine); coherent and p2p memory is CPU-addressable.
+/// </summary>
+/// <remarks>
+/// Page lifecycle as the kernel's: a device page starts free with refcount 0; the driver takes
+/// one from its own free list and calls <see cref="InitPage"/> (zone_device_page_init: refcount 1,
+/// locked); mappings take references; when the last goes, <see cref="IDevPagemapOps.PageFree"/>
+/// hands it back to the driver. Initialising a page that is still referenced is a
+/// <see cref="KernelBugException"/> (MIG-R10).
+/// </remarks>
+public sealed unsafe class DevPagemap
+{
+    private readonly PhysicalMemory _bytes;
+
+    internal DevPagemap(Machine machine, DevicePageKind kind, object? owner, IDevPagemapOps? ops, ulong firstPfn, ulong pages)
+    {
+        Machine = machine;
+        Kind = kind;
+        Owner = owner;
+        Ops = ops;
+        FirstPfn = firstPfn;
+        PageCount = pages;
+        _bytes = new PhysicalMemory(firstPfn, pages);
+    }
+
+    /// <summary>
+    /// memremap_pages: hot-plugs <paramref name="bytes"/> of device memory of <paramref name="kind"/>.
+    /// EINVAL when the size is zero or not a multiple of 2 MiB, or when private memory lacks an
+    /// owner or ops, or coherent memory an owner (the kernel's registration checks, A.8).
+    /// </summary>
+    public static Errno Create(Machine machine, DevicePageKind kind, ulong bytes, object? owner, IDevPagemapOps? ops, out DevPagemap? pgmap)
+    {
+        pgmap = null;
+        if (bytes == 0 || bytes % Page.PmdSize != 0) return Errno.EINVAL;
+        if (kind is DevicePageKind.Private or DevicePageKind.Coherent && (owner == null || ops == null)) return Errno.EINVAL;
+        if (kind is not (DevicePageKind.Private or DevicePageKind.Coherent or DevicePageKind.P2PDma)) return Errno.EINVAL;
+        pgmap = DeviceMemoryRegistry.For(machine).Add(kind, owner, ops, bytes >> Page.Shift);
+        return Errno.Ok;
+    }
+
+    /// <summary>The machine.</summary>
+    public Machine Machine { get; }
+
+    /// <summary>pgmap->type.</summary>
+    public DevicePageKind Kind { get; }
+
+    /// <summary>pgmap->owner: the cookie HMM and migration compare with dev_private_owner / pgmap_owner.</summary>
+    public object? Owner { get; }
+
+    /// <summary>pgmap->ops.</summary>
+    public IDevPagemapOps? Ops { get; }
+
+    /// <summary>First pfn of the range.</summary>
+    public ulong FirstPfn { get; }
+
+    /// <summary>Number of device pages.</summary>
+    public ulong PageCount { get; }
+
+    /// <summary>Whether removal started (freed pages are no longer handed back to the driver).</summary>
+    public bool IsRemoving { get; internal set; }
+
+    /// <summary>Whether the range was unplugged.</summary>
+    public bool IsRemoved { get; private set; }
+
+    /// <summary>Whether <paramref name="pfn"/> is one of this range's pages.</summary>
+    public bool Contains(ulong pfn) => pfn - FirstPfn < PageCount;
+
+    /// <summary>Pages with a non-zero refcount.</summary>
+    public long PagesInUse
+    {
+        get
+        {
+            long n = 0;
+            for (ulong pfn = FirstPfn; pfn < FirstPfn + PageCount; pfn++)
+                if (Machine.Frames.RefCount(pfn) != 0) n++;
+            return n;
+        }
+    }
+
+    /// <summary>page_ref_count of a device page.</summary>
+    public int RefCount(ulong pfn) => Machine.Frames.RefCount(CheckPfn(pfn));
+
+    /// <summary>
+    /// zone_device_page_init / zone_device_folio_init: prepares the free device page (or 2 MiB
+    /// folio, <paramref name="order"/> 9) at <paramref name="pfn"/> as a migration destination:
+    /// refcount 1 and locked. The page must be free (refcount 0) — reusing one before its
+    /// <see cref="IDevPagemapOps.PageFree"/> is MIG-R10.
+    /// </summary>
+    public void InitPage(ulong pfn, int order = 0)
+    {
+        CheckPfn(pfn);
+        if (order != 0 && order != Page.PmdOrder) throw new ArgumentOutOfRangeException(nameof(order));
+        if (order != 0 && ((pfn - FirstPfn) & (Page.PmdPages - 1)) != 0) throw new ArgumentException("a 2 MiB device folio must be 2 MiB aligned", nameof(pfn));
+        if (IsRemoving) throw new KernelBugException("MIG-R10", $"device page 0x{pfn:x} initialised while its pagemap is being removed");
+        var frames = Machine.Frames;
+        for (ulong i = 0; i < (1UL << order); i++)
+        {
+            if (frames.RefCount(pfn + i) != 0 || (frames.Flags(pfn + i) & PageFlags.Tail) != 0)
+                throw new KernelBugException("MIG-R10", $"device page 0x{pfn + i:x} initialised while still in use (refcount {frames.RefCount(pfn + i)})");
+        }
+        for (ulong i = 1; i < (1UL << order); i++) frames.Flags(pfn + i) = PageFlags.Device | PageFlags.Tail;
+        frames.Flags(pfn) = PageFlags.Device | PageFlags.Locked | (order != 0 ? PageFlags.Head : 0);
+        frames.Order(pfn) = (byte)order;
+        frames.MapCount(pfn) = 0;
+        frames.EntireMapCount(pfn) = 0;
+        frames.PinCount(pfn) = 0;
+        frames.RefCount(pfn) = 1;
+    }
+
+    /// <summary>
+    /// The device's own view of a device page's bytes (its local memory). For private memory
+    /// this is the only way to reach them; drivers and copy engines use it, the CPU cannot.
+    /// </summary>
+    public Span<byte> DeviceBytes(ulong pfn, int order = 0) => new(_bytes.PageAddress(CheckPfn(pfn)), Page.Size << order);
+
+    internal byte* Address(ulong pfn) => _bytes.PageAddress(pfn);
+
+    /// <summary>
+    /// memunmap_pages: unplugs the range. Fails with EBUSY while any page is still referenced —
+    /// evict mapped pages first (<c>MigrateDevice.EvictAndRemove</c> does both).
+    /// </summary>
+    public Errno Remove()
+    {
+        if (IsRemoved) throw new KernelBugException("DEV-R01", $"device memory 0x{FirstPfn:x} removed twice");
+        IsRemoving = true;
+        if (PagesInUse != 0) return Errno.EBUSY;
+        DeviceMemoryRegistry.For(Machine).Remove(this);
+        IsRemoved = true;
+        _bytes.Dispose();
+        return Errno.Ok;
+    }
+
+    private ulong CheckPfn(ulong pfn)
+    {
+        if (!Contains(pfn)) throw new ArgumentOutOfRangeException(nameof(pfn), $"pfn 0x{pfn:x} is not in device range [0x{FirstPfn:x}, +0x{PageCount:x})");
+        if (IsRemoved) throw new ObjectDisposedException(nameof(DevPagemap), "the device memory was removed");
+        return pfn;
+    }
+
+    /// <inheritdoc/>
+    public override string ToString() => $"{Kind} device memory [0x{FirstPfn:x}, +0x{PageCount:x})";
+}

@@ -1,0 +1,61 @@
+using System.Runtime.CompilerServices;
+using Hmm.Runtime.Locking;
+using Hmm.Runtime.Memory;
+
+namespace Hmm.Runtime.Mm;
+
+public sealed unsafe partial class Machine
+{
+    private readonly WaitQueue _pageLockWaiters = new("folio_wait_table");
+    private IDeviceMemoryHook? _deviceMemory;
+
+    /// <summary>The device-memory layer, once device memory was hot-plugged.</summary>
+    internal IDeviceMemoryHook? DeviceMemory => Volatile.Read(ref _deviceMemory);
+
+    internal IDeviceMemoryHook InstallDeviceMemory(IDeviceMemoryHook hook)
+        => Interlocked.CompareExchange(ref _deviceMemory, hook, null) ?? hook;
+
+    /// <summary>Whether <paramref name="pfn"/> is ZONE_DEVICE memory.</summary>
+    internal bool IsDevicePage(ulong pfn) => (Frames.Flags(pfn) & PageFlags.Device) != 0;
+
+    /// <summary>folio_trylock.</summary>
+    internal bool TryLockPage(ulong head)
+    {
+        ref PageFlags flags = ref Frames.Flags(head);
+        while (true)
+        {
+            var seen = flags;
+            if ((seen & PageFlags.Locked) != 0) return false;
+            if (Interlocked.CompareExchange(ref Unsafe.As<PageFlags, uint>(ref flags), (uint)(seen | PageFlags.Locked), (uint)seen) == (uint)seen)
+                return true;
+        }
+    }
+
+    /// <summary>folio_lock: sleeps until the page lock is free, then takes it.</summary>
+    internal void LockPage(ulong head)
+    {
+        if (TryLockPage(head)) return;
+        _pageLockWaiters.WaitEvent((this, head), static s => s.Item1.TryLockPage(s.head));
+    }
+
+    /// <summary>folio_unlock: releases the page lock and wakes waiters.</summary>
+    internal void UnlockPage(ulong head)
+    {
+        ref PageFlags flags = ref Frames.Flags(head);
+        while (true)
+        {
+            var seen = flags;
+            if ((seen & PageFlags.Locked) == 0) throw new KernelBugException("PAGE-R03", $"unlocking pfn 0x{head:x} which is not locked");
+            if (Interlocked.CompareExchange(ref Unsafe.As<PageFlags, uint>(ref flags), (uint)(seen & ~PageFlags.Locked), (uint)seen) == (uint)seen)
+                break;
+        }
+        if (_pageLockWaiters.HasWaiters) _pageLockWaiters.WakeUpAll();
+    }
+
+    /// <summary>folio_wait_locked: sleeps until the page is unlocked (a CPU fault on a migration entry).</summary>
+    internal void WaitPageUnlocked(ulong head)
+    {
+        if ((Frames.Flags(head) & PageFlags.Locked) == 0) return;
+        _pageLockWaiters.WaitEvent((this, head), static s => (s.Item1.Frames.Flags(s.head) & PageFlags.Locked) == 0);
+    }
+}

@@ -1,0 +1,78 @@
+using Hmm.Runtime.Memory;
+
+namespace Hmm.Runtime.Mm;
+
+/// <summary>One page-table entry found by a reverse-map walk.</summary>
+internal readonly record struct RmapHit(AddressSpace Mm, Vma Vma, ulong Address, bool Huge);
+
+/// <summary>
+/// Simulates the anonymous reverse map (rmap_walk_anon over the anon_vma): finds every
+/// page-table entry, in any address space, that references a folio — present mappings,
+/// device-private and device-exclusive entries, and migration entries. Anonymous pages record
+/// their anon_vma lineage id and linear index, so the candidate address in each VMA of the
+/// lineage is computed and the entry there checked, as the kernel does.
+/// </summary>
+internal static class Rmap
+{
+    [ThreadStatic] private static List<RmapHit>? t_hits;
+
+    /// <summary>Scratch list for the calling thread (no allocation after warm-up).</summary>
+    public static List<RmapHit> Scratch()
+    {
+        var hits = t_hits ??= new List<RmapHit>(8);
+        hits.Clear();
+        return hits;
+    }
+
+    /// <summary>
+    /// Adds to <paramref name="hits"/> every entry whose kind is in <paramref name="kinds"/> and that
+    /// references pages [<paramref name="firstPfn"/>, +<paramref name="pages"/>): a PTE mapping
+    /// one of them, or (when the query covers a whole 2 MiB folio) a PMD leaf mapping it.
+    /// Takes each visited mm's mmap lock for read unless the caller holds it.
+    /// </summary>
+    public static void Collect(Machine machine, ulong firstPfn, int pages, PteKindSet kinds, List<RmapHit> hits)
+    {
+        var frames = machine.Frames;
+        if (machine.OwnerOf(frames.Owner(firstPfn)) is not AnonVma anon) return;
+        ulong index = frames.Index(firstPfn);
+        Vma[] vmas;
+        anon.Lock.Lock();
+        try { vmas = anon.Vmas.ToArray(); }
+        finally { anon.Lock.Unlock(); }
+        foreach (var vma in vmas)
+        {
+            var mm = vma.Mm;
+            bool taken = mm.LockForRmap();
+            try
+            {
+                if (mm.IsTornDown) continue;
+                for (int i = 0; i < pages; i++)
+                {
+                    if (!vma.TryAddressOf(index + (ulong)i, out ulong address)) continue;
+                    var entry = mm.ReadEntry(address, out bool huge);
+                    if (entry.IsNone || !kinds.Contains(entry.Kind)) continue;
+                    if (huge)
+                    {
+                        if (pages == Page.PmdPages && entry.Pfn == firstPfn && (address & (Page.PmdSize - 1)) == 0)
+                        {
+                            hits.Add(new RmapHit(mm, vma, address, true));
+                            break;
+                        }
+                        continue;
+                    }
+                    if (entry.Pfn == firstPfn + (ulong)i) hits.Add(new RmapHit(mm, vma, address, false));
+                }
+            }
+            finally { mm.UnlockForRmap(taken); }
+        }
+    }
+}
+
+/// <summary>A small set of <see cref="PteKind"/> values.</summary>
+internal readonly record struct PteKindSet(uint Bits)
+{
+    public static PteKindSet Of(PteKind a) => new(1u << (int)a);
+    public static PteKindSet Of(PteKind a, PteKind b) => new((1u << (int)a) | (1u << (int)b));
+    public static PteKindSet Of(PteKind a, PteKind b, PteKind c) => new((1u << (int)a) | (1u << (int)b) | (1u << (int)c));
+    public bool Contains(PteKind k) => (Bits & (1u << (int)k)) != 0;
+}
