@@ -207,7 +207,7 @@ public sealed partial class AddressSpace
         return FaultResult.Ok;
     }
 
-    private AnonVma AnonFor(Vma vma)
+    internal AnonVma AnonFor(Vma vma)
     {
         if (vma.Anon is { } anon) return anon;
         PageTableLock.Lock();

@@ -16,7 +16,10 @@ public sealed partial class AddressSpace
     {
         if ((prot & ~(Prot.Read | Prot.Write | Prot.Exec)) != 0) throw Fail(Errno.EINVAL, "unknown PROT_* bits");
         var kind = flags & (MapFlags.Shared | MapFlags.Private);
-        if (kind is not (MapFlags.Shared or MapFlags.Private)) throw Fail(Errno.EINVAL, "exactly one of MAP_SHARED and MAP_PRIVATE is required");
+        // Both bits together are MAP_SHARED_VALIDATE (0x03): a shared mapping whose flags the
+        // kernel validates; every flag the simulator knows is valid, so it is plain MAP_SHARED.
+        if (kind == (MapFlags.Shared | MapFlags.Private)) kind = MapFlags.Shared;
+        if (kind == MapFlags.None) throw Fail(Errno.EINVAL, "one of MAP_SHARED, MAP_PRIVATE or MAP_SHARED_VALIDATE is required");
         bool anonymous = (flags & MapFlags.Anonymous) != 0;
         if (!anonymous && file == null) throw Fail(Errno.EBADF, "a file mapping needs a file");
         if (anonymous) { file = null; offset = 0; }

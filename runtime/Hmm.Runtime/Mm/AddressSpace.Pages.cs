@@ -168,6 +168,20 @@ public sealed partial class AddressSpace
         return new Pte(Volatile.Read(ref Tables.TableOf(pmd)[PageTables.PteIndex(address)]));
     }
 
+    /// <summary>
+    /// The slot of the PMD leaf (<paramref name="huge"/>) or PTE mapping <paramref name="address"/>,
+    /// or a null ref when that level does not exist. Caller holds the mmap lock (and the PTL to write).
+    /// </summary>
+    internal ref ulong SlotFor(ulong address, bool huge)
+    {
+        ulong[]? pmdTable = Tables.PmdTable(address, allocate: false);
+        if (pmdTable == null) return ref System.Runtime.CompilerServices.Unsafe.NullRef<ulong>();
+        ref ulong pmd = ref pmdTable[PageTables.PmdIndex(address)];
+        if (huge) return ref pmd;
+        if (!PageTables.IsTable(pmd)) return ref System.Runtime.CompilerServices.Unsafe.NullRef<ulong>();
+        return ref Tables.TableOf(pmd)[PageTables.PteIndex(address)];
+    }
+
     /// <summary>The CPU page-table entry for <paramref name="address"/> (a PMD leaf is reported as is). For tests and tools.</summary>
     public Pte EntryAt(ulong address) => ReadEntry(address, out _);
 }

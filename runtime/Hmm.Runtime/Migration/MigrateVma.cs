@@ -1,0 +1,372 @@
+using System.Runtime.CompilerServices;
+using Hmm.Runtime.DeviceMemory;
+using Hmm.Runtime.Memory;
+using Hmm.Dsl;
+using Hmm.Runtime.Mm;
+
+namespace Hmm.Runtime.Migration;
+
+/// <summary>
+/// Simulates <c>struct migrate_vma</c> and the three-step migration of a virtual range between
+/// system and device memory (reference B.6): <see cref="Setup"/> collects and unmaps the source
+/// pages, the driver allocates and copies into destinations, <see cref="Pages"/> commits,
+/// the driver updates its device page table, <see cref="Finalize"/> installs the new pages.
+/// </summary>
+/// <remarks>
+/// One object is reused for many migrations (nothing allocates per page). The caller holds the
+/// mm's mmap lock across all three steps (MIG-R01). Misuse the kernel would BUG on throws
+/// <see cref="KernelBugException"/>: <see cref="Pages"/>/<see cref="Finalize"/> without a
+/// successful setup or twice, and disposing a set-up migration that was never finalized
+/// (MIG-R02); a destination where the source had no MIGRATE, or one not locked (MIG-R04).
+/// </remarks>
+public sealed class MigrateVma : IDisposable
+{
+    private enum Stage { Idle, SetUp, Paged }
+
+    private Stage _stage;
+    private AddressSpace? _mm;
+
+    /// <summary>vma: the VMA containing [Start, End).</summary>
+    public Vma? Vma { get; set; }
+
+    /// <summary>start (page aligned down by <see cref="Setup"/>).</summary>
+    public ulong Start { get; set; }
+
+    /// <summary>end, exclusive (page aligned up by <see cref="Setup"/>).</summary>
+    public ulong End { get; set; }
+
+    /// <summary>src[]: at least (End-Start)/4096 entries; written by <see cref="Setup"/>; not to be changed by the caller afterwards (MIG-R05).</summary>
+    public ulong[] Src { get; set; } = Array.Empty<ulong>();
+
+    /// <summary>dst[]: filled by the driver between <see cref="Setup"/> and <see cref="Pages"/> only where Src has MIGRATE.</summary>
+    public ulong[] Dst { get; set; } = Array.Empty<ulong>();
+
+    /// <summary>cpages: entries still MIGRATE after setup (collected and unmapped).</summary>
+    public long CPages { get; private set; }
+
+    /// <summary>npages: entries written by setup.</summary>
+    public long NPages { get; private set; }
+
+    /// <summary>pgmap_owner: the owner cookie selecting device pages and carried by the MIGRATE events (MIG-R07).</summary>
+    public object? PgmapOwner { get; set; }
+
+    /// <summary>flags: which source pages to collect.</summary>
+    public MigrateSelect Flags { get; set; }
+
+    /// <summary>fault_page: the device page migrate_to_ram was called for (locked and referenced by the core, MIG-R08).</summary>
+    public ulong? FaultPage { get; set; }
+
+    /// <summary>
+    /// migrate_vma_setup: EINVAL for no VMA, a hugetlb or VM_SPECIAL VMA, an empty range, a range
+    /// not inside the VMA (crossing into another VMA or a hole), arrays too short, or a fault
+    /// page that is not device-private. Otherwise collects inside one MIGRATE invalidation
+    /// (owner = <see cref="PgmapOwner"/>), then unmaps other mappings and drops pinned or
+    /// extra-referenced pages (their src word becomes 0), and returns 0 even if nothing moved.
+    /// </summary>
+    [MayBlock]
+    public static Errno Setup(MigrateVma args) => args.SetupCore();
+
+    /// <summary>migrate_vma_pages: commits each entry that has a destination.</summary>
+    [MayBlock]
+    public static void Pages(MigrateVma args) => args.PagesCore();
+
+    /// <summary>migrate_vma_finalize: installs the destinations (or restores the sources). Must follow every successful setup (MIG-R02).</summary>
+    [MayBlock]
+    public static void Finalize(MigrateVma args) => args.FinalizeCore();
+
+    /// <summary>Entries covered: (End - Start) / 4096 after setup.</summary>
+    public int EntryCount => (int)NPages;
+
+    private Errno SetupCore()
+    {
+        if (_stage != Stage.Idle)
+            throw new KernelBugException("MIG-R02", "migrate_vma_setup on a migration that was not finalized");
+        var vma = Vma;
+        if (vma == null) return Errno.EINVAL;
+        var mm = vma.Mm;
+        if (!mm.MmapLock.IsLocked) throw new KernelBugException("MIG-R01", "migrate_vma_setup requires the mm's mmap lock held across setup, pages and finalize");
+        ulong start = Page.AlignDown(Start);
+        if (End <= Start || End - Start > AddressSpace.TaskSize) return Errno.EINVAL;
+        ulong end = (End + Page.OffsetMask) & ~Page.OffsetMask;
+        long npages = (long)((end - start) >> Page.Shift);
+        if (vma.IsHugeTlb || (vma.Flags & VmFlags.Special) != 0) return Errno.EINVAL;
+        if (npages <= 0 || start < vma.Start || end <= vma.Start || end > vma.End) return Errno.EINVAL;
+        if (mm.FindVma(start) != vma) return Errno.EINVAL;
+        if (Src.Length < npages || Dst.Length < npages) return Errno.EINVAL;
+        var machine = mm.Machine;
+        if (FaultPage is { } fp)
+        {
+            if (machine.DeviceMemory?.Classify(fp) != DevicePageClass.Private) return Errno.EINVAL;
+            if ((machine.Frames.Flags(fp) & PageFlags.Locked) == 0) return Errno.EINVAL;
+        }
+        Start = start;
+        End = end;
+        _mm = mm;
+        var src = Src.AsSpan(0, (int)npages);
+        src.Clear();
+        Dst.AsSpan(0, (int)npages).Clear();
+        CPages = 0;
+        NPages = 0;
+
+        var hook = mm.InvalidateStart(NotifyEvent.Migrate, start, end, PgmapOwner);
+        try { Collect(mm, vma, src); }
+        finally { mm.InvalidateEnd(hook, NotifyEvent.Migrate, start, end, PgmapOwner); }
+        NPages = npages;
+
+        // migrate_vma_unmap: other mappings become migration entries; pinned pages stay.
+        long cpages = 0;
+        for (int i = 0; i < src.Length; i++)
+        {
+            ulong word = src[i];
+            if ((word & MigratePfn.Migrate) == 0) continue;
+            if (MigratePfn.IsValid(word))
+            {
+                ulong pfn = word >> MigratePfn.Shift;
+                int pages = (word & MigratePfn.Compound) != 0 ? Page.PmdPages : 1;
+                MigrationEngine.UnmapOthers(machine, pfn, pages);
+                if (!MigrationEngine.OnlyMigrationHoldsIt(machine, machine.Frames.FolioHead(pfn), FaultPage))
+                {
+                    MigrationEngine.Restore(machine, ref src[i], FaultPage);
+                    continue;
+                }
+            }
+            cpages++;
+        }
+        CPages = cpages;
+        _stage = Stage.SetUp;
+        return Errno.Ok;
+    }
+
+    private void Collect(AddressSpace mm, Vma vma, Span<ulong> src)
+    {
+        var machine = mm.Machine;
+        bool anon = vma.IsPrivateAnon;
+        for (int i = 0; i < src.Length;)
+        {
+            ulong va = Start + ((ulong)i << Page.Shift);
+            bool pmdAligned = (va & (Page.PmdSize - 1)) == 0 && i + Page.PmdPages <= src.Length;
+            bool compound = pmdAligned && (Flags & MigrateSelect.Compound) != 0;
+            ulong[]? pmdTable = mm.Tables.PmdTable(va, allocate: false);
+            ref ulong pmd = ref pmdTable == null ? ref Unsafe.NullRef<ulong>() : ref pmdTable[PageTables.PmdIndex(va)];
+            if (Unsafe.IsNullRef(ref pmd) || pmd == 0)
+            {
+                // A hole: anonymous memory is populated by the migration (no SELECT flag needed).
+                if (anon && compound) { src[i] = MigratePfn.Migrate | MigratePfn.Compound; i += Page.PmdPages; continue; }
+                if (anon) src[i] = MigratePfn.Migrate;
+                i++;
+                continue;
+            }
+            if (!PageTables.IsTable(pmd))
+            {
+                var leaf = new Pte(pmd);
+                if (compound && Selects(machine, leaf) && !mm.IsZeroPfn(leaf.Pfn))
+                {
+                    src[i] = CollectEntry(machine, mm, ref pmd, leaf, huge: true);
+                    i += Page.PmdPages;
+                    continue;
+                }
+                if (leaf.Kind == PteKind.Migration) { i += Page.PmdPages - (int)((va >> Page.Shift) & (Page.PmdPages - 1)); continue; }
+                mm.SplitHugePmd(vma, va & ~(Page.PmdSize - 1), notify: true);
+            }
+            ref ulong slot = ref mm.Tables.TableOf(pmd)[PageTables.PteIndex(va)];
+            var pte = new Pte(Volatile.Read(ref slot));
+            switch (pte.Kind)
+            {
+                case PteKind.None:
+                case PteKind.Marker:
+                    if (anon) src[i] = MigratePfn.Migrate;
+                    break;
+                case PteKind.Present when mm.IsZeroPfn(pte.Pfn):
+                    if ((Flags & MigrateSelect.System) != 0) src[i] = MigratePfn.Migrate;
+                    break;
+                case PteKind.Present:
+                case PteKind.DevicePrivate:
+                    if (Selects(machine, pte) && IsBasePage(machine, pte.Pfn)) src[i] = CollectEntry(machine, mm, ref slot, pte, huge: false);
+                    break;
+            }
+            i++;
+        }
+    }
+
+    /// <summary>Whether the SELECT flags and owner pick the page an entry maps (anonymous pages only).</summary>
+    private bool Selects(Machine machine, Pte entry)
+    {
+        ulong pfn = entry.Pfn;
+        var cls = machine.DeviceMemory?.Classify(pfn) ?? DevicePageClass.None;
+        if (entry.Kind == PteKind.DevicePrivate)
+            return cls == DevicePageClass.Private && (Flags & MigrateSelect.DevicePrivate) != 0 && ReferenceEquals(machine.DeviceMemory!.PgmapOwner(pfn), PgmapOwner);
+        if (entry.Kind != PteKind.Present || entry.IsProtNone) return false;
+        if ((machine.Frames.Flags(machine.Frames.FolioHead(pfn)) & PageFlags.Anon) == 0) return false;   // no anonymous mapping: not migratable
+        return cls switch
+        {
+            DevicePageClass.None => (Flags & MigrateSelect.System) != 0,
+            DevicePageClass.Coherent => (Flags & MigrateSelect.DeviceCoherent) != 0 && ReferenceEquals(machine.DeviceMemory!.PgmapOwner(pfn), PgmapOwner),
+            _ => false,
+        };
+    }
+
+    /// <summary>
+    /// A PTE mapping one subpage of a 2 MiB folio is not collected: the kernel splits such a folio
+    /// first; the simulator keeps large folios whole, so that subpage stays where it is (src 0).
+    /// </summary>
+    private static bool IsBasePage(Machine machine, ulong pfn)
+        => machine.Frames.FolioHead(pfn) == pfn && machine.Frames.Order(pfn) == 0;
+
+    private ulong CollectEntry(Machine machine, AddressSpace mm, ref ulong slot, Pte entry, bool huge)
+    {
+        ulong head = entry.Pfn;
+        bool isFault = FaultPage == head;
+        if (!isFault && !machine.TryLockPage(head)) return 0;   // best effort: a locked page is skipped
+        machine.GetPage(head);
+        bool write = entry.IsWritable;
+        bool converted;
+        mm.PageTableLock.Lock();
+        try { converted = Volatile.Read(ref slot) == entry.Raw && MigrationEngine.ToMigrationEntry(machine, mm, ref slot, huge); }
+        finally { mm.PageTableLock.Unlock(); }
+        if (!converted)
+        {
+            if (!isFault) machine.UnlockPage(head);
+            machine.PutPage(head);
+            return 0;
+        }
+        return MigratePfn.FromPfn(head) | MigratePfn.Migrate | (write ? MigratePfn.Write : 0) | (huge ? MigratePfn.Compound : 0);
+    }
+
+    private void PagesCore()
+    {
+        if (_stage != Stage.SetUp) throw new KernelBugException("MIG-R02", _stage == Stage.Paged ? "migrate_vma_pages called twice" : "migrate_vma_pages without a successful migrate_vma_setup");
+        var mm = _mm!;
+        var vma = Vma!;
+        var machine = mm.Machine;
+        var src = Src.AsSpan(0, (int)NPages);
+        var dst = Dst.AsSpan(0, (int)NPages);
+        CheckDestinations(machine, src, dst);
+        IMmuNotifierHook? hook = null;
+        ulong notifyStart = 0;
+        bool notifying = false;
+        for (int i = 0; i < src.Length; i++)
+        {
+            ulong word = src[i], d = dst[i];
+            if ((word & MigratePfn.Migrate) == 0) continue;
+            if (!MigratePfn.IsValid(d)) { src[i] = word & ~MigratePfn.Migrate; continue; }
+            ulong addr = Start + ((ulong)i << Page.Shift);
+            if (!MigratePfn.IsValid(word))
+            {
+                // A hole or the zero page: insert the new page (migrate_vma_insert_page).
+                if (!notifying)
+                {
+                    notifyStart = addr;
+                    hook = mm.InvalidateStart(NotifyEvent.Migrate, addr, End, PgmapOwner);
+                    notifying = true;
+                }
+                bool srcCompound = (word & MigratePfn.Compound) != 0, dstCompound = (d & MigratePfn.Compound) != 0;
+                if (srcCompound && !dstCompound)
+                {
+                    // Fallback of a 2 MiB hole to base pages: each subpage entry carries its own destination.
+                    src[i] = word & ~MigratePfn.Compound;
+                    for (int k = 1; k < Page.PmdPages; k++) src[i + k] = MigratePfn.Migrate | MigrationEngine.SplitSubpage;
+                    word = src[i];
+                }
+                else if (!srcCompound && dstCompound) { src[i] = word & ~MigratePfn.Migrate; continue; }
+                if (!InsertPage(mm, vma, addr, d >> MigratePfn.Shift, dstCompound && srcCompound))
+                    src[i] = word & ~MigratePfn.Migrate;
+                if (dstCompound && srcCompound) i += Page.PmdPages - 1;
+                continue;
+            }
+            if (!MigrationEngine.CommitPage(machine, src, i, d, FaultPage, canSplit: true))
+                src[i] = src[i] & ~MigratePfn.Migrate;
+        }
+        if (notifying) mm.InvalidateEnd(hook, NotifyEvent.Migrate, notifyStart, End, PgmapOwner);
+        _stage = Stage.Paged;
+    }
+
+    private static void CheckDestinations(Machine machine, ReadOnlySpan<ulong> src, ReadOnlySpan<ulong> dst)
+    {
+        int compoundUntil = -1;
+        for (int i = 0; i < src.Length; i++)
+        {
+            ulong word = src[i];
+            if ((word & (MigratePfn.Compound | MigratePfn.Migrate)) == (MigratePfn.Compound | MigratePfn.Migrate)) compoundUntil = i + Page.PmdPages;
+            if (!MigratePfn.IsValid(dst[i])) continue;
+            if ((word & MigratePfn.Migrate) == 0 && i >= compoundUntil)
+                throw new KernelBugException("MIG-R04", $"dst[{i}] filled where src[{i}] has no MIGRATE");
+            MigrationEngine.CheckDestination(machine, dst[i], i);
+        }
+    }
+
+    /// <summary>
+    /// migrate_vma_insert_page: maps a destination at a hole or zero-page entry of an anonymous
+    /// VMA — a device-private entry (writable iff VM_WRITE) for private memory, a present one
+    /// otherwise. Fails when the entry was populated meanwhile ("lost the race").
+    /// </summary>
+    private static bool InsertPage(AddressSpace mm, Vma vma, ulong addr, ulong dpfn, bool huge)
+    {
+        if (!vma.IsPrivateAnon) return false;
+        var machine = mm.Machine;
+        var anon = mm.AnonFor(vma);
+        bool writable = (vma.Flags & VmFlags.Write) != 0;
+        bool priv = machine.DeviceMemory?.Classify(dpfn) == DevicePageClass.Private;
+        ulong entry = priv
+            ? Pte.NonPresent(PteKind.DevicePrivate, dpfn, writable, huge).Raw
+            : Pte.Present(dpfn, writable, dirty: writable, huge: huge).Raw;
+        var f = machine.Frames;
+        int pages = huge ? Page.PmdPages : 1;
+        ulong[]? pmdTable = mm.Tables.PmdTable(addr, allocate: false);
+        if (pmdTable == null)
+        {
+            mm.PageTableLock.Lock();
+            try { pmdTable = mm.Tables.PmdTable(addr, allocate: true)!; }
+            finally { mm.PageTableLock.Unlock(); }
+        }
+        mm.PageTableLock.Lock();
+        try
+        {
+            ref ulong pmd = ref pmdTable[PageTables.PmdIndex(addr)];
+            ref ulong slot = ref pmd;
+            if (huge)
+            {
+                if (pmd != 0 && !(new Pte(pmd).Kind == PteKind.Present && mm.IsZeroPfn(new Pte(pmd).Pfn) && !PageTables.IsTable(pmd))) return false;
+            }
+            else
+            {
+                if (pmd != 0 && !PageTables.IsTable(pmd)) return false;
+                slot = ref mm.Tables.EnsurePteTable(ref pmd)[PageTables.PteIndex(addr)];
+                var cur = new Pte(slot);
+                if (!(cur.IsNone || (cur.Kind == PteKind.Present && mm.IsZeroPfn(cur.Pfn)))) return false;
+            }
+            for (int k = 0; k < pages; k++)
+            {
+                ulong d = dpfn + (ulong)k;
+                f.Flags(d) |= PageFlags.Anon | PageFlags.AnonExclusive | PageFlags.Dirty;
+                f.Owner(d) = anon.Id;
+                f.Index(d) = vma.LinearIndex(addr) + (ulong)k;
+            }
+            if (huge) f.EntireMapCount(dpfn)++;
+            else f.MapCount(dpfn)++;
+            machine.GetPage(dpfn);
+            mm.AccountRss(dpfn, pages);
+            Volatile.Write(ref slot, entry);
+            return true;
+        }
+        finally { mm.PageTableLock.Unlock(); }
+    }
+
+    private void FinalizeCore()
+    {
+        if (_stage == Stage.Idle) throw new KernelBugException("MIG-R02", "migrate_vma_finalize without a successful migrate_vma_setup (or called twice)");
+        var machine = _mm!.Machine;
+        MigrationEngine.FinalizeEntries(machine, Src.AsSpan(0, (int)NPages), Dst.AsSpan(0, (int)NPages), FaultPage);
+        _stage = Stage.Idle;
+    }
+
+    /// <summary>Throws MIG-R02 if a successful setup was never finalized (migration entries would stay forever).</summary>
+    public void Dispose()
+    {
+        if (_stage != Stage.Idle)
+        {
+            var stage = _stage;
+            _stage = Stage.Idle;
+            throw new KernelBugException("MIG-R02", $"migration disposed after {(stage == Stage.SetUp ? "setup" : "pages")} without migrate_vma_finalize");
+        }
+    }
+}

@@ -1,0 +1,231 @@
+using System.Runtime.CompilerServices;
+using Hmm.Runtime.DeviceMemory;
+using Hmm.Runtime.Memory;
+using Hmm.Runtime.Mm;
+
+namespace Hmm.Runtime.Migration;
+
+/// <summary>
+/// The steps migrate_vma and migrate_device share (mm/migrate_device.c): turning mappings into
+/// migration entries (try_to_migrate), the extra-reference check, putting entries back
+/// (remove_migration_ptes) and committing a destination (migrate_vma_pages / finalize).
+/// </summary>
+internal static class MigrationEngine
+{
+    private const PteKind Present = PteKind.Present;
+
+    /// <summary>Flag kept in a src word (bit 5, unused by the kernel) marking a subpage entry the simulator created when it split a compound source.</summary>
+    internal const ulong SplitSubpage = 1UL << 5;
+
+    /// <summary>
+    /// try_to_migrate: every remaining mapping of [pfn, +pages) in any address space becomes a
+    /// migration entry, each inside a CLEAR invalidation of its own mm (reference D).
+    /// </summary>
+    public static void UnmapOthers(Machine machine, ulong pfn, int pages)
+    {
+        var hits = Rmap.Scratch();
+        Rmap.Collect(machine, pfn, pages, PteKindSet.Of(Present, PteKind.DevicePrivate, PteKind.DeviceExclusive), hits);
+        for (int h = 0; h < hits.Count; h++)
+        {
+            var hit = hits[h];
+            var mm = hit.Mm;
+            bool taken = mm.LockForRmap();
+            try
+            {
+                ulong size = hit.Huge ? Page.PmdSize : Page.Size;
+                var hook = mm.InvalidateStart(NotifyEvent.Clear, hit.Address, hit.Address + size);
+                mm.PageTableLock.Lock();
+                try
+                {
+                    ref ulong slot = ref mm.SlotFor(hit.Address, hit.Huge);
+                    if (!Unsafe.IsNullRef(ref slot)) ToMigrationEntry(machine, mm, ref slot, hit.Huge);
+                }
+                finally { mm.PageTableLock.Unlock(); }
+                mm.InvalidateEnd(hook, NotifyEvent.Clear, hit.Address, hit.Address + size);
+            }
+            finally { mm.UnlockForRmap(taken); }
+        }
+    }
+
+    /// <summary>
+    /// Replaces a mapping entry by a migration entry (writable if the mapping was, or if it was a
+    /// device-exclusive entry), dropping the mapping's page reference. Returns the src word
+    /// flags (WRITE) or 0 when the slot did not hold a mapping. Caller holds the PTL.
+    /// </summary>
+    public static bool ToMigrationEntry(Machine machine, AddressSpace mm, ref ulong slot, bool huge)
+    {
+        var e = new Pte(slot);
+        if (e.Kind is not (Present or PteKind.DevicePrivate or PteKind.DeviceExclusive)) return false;
+        ulong pfn = e.Pfn, head = machine.Frames.FolioHead(pfn);
+        bool write = e.IsWritable || e.Kind == PteKind.DeviceExclusive;
+        ulong keep = e.Kind == Present ? e.Raw & (Pte.DirtyBit | Pte.YoungBit | Pte.SoftDirtyBit) : 0;
+        Volatile.Write(ref slot, Pte.NonPresent(PteKind.Migration, pfn, write, huge).Raw | keep);
+        if (huge) Interlocked.Decrement(ref machine.Frames.EntireMapCount(head));
+        else Interlocked.Decrement(ref machine.Frames.MapCount(pfn));
+        mm.AccountRss(head, huge ? -Page.PmdPages : -1);
+        machine.PutPage(head);   // the mapping's reference; the migration holds its own
+        return true;
+    }
+
+    /// <summary>
+    /// remove_migration_ptes: every migration entry for [srcPfn, +pages) becomes a mapping of the
+    /// corresponding page at <paramref name="newPfn"/> (the source again when restoring): a
+    /// device-private entry for private memory, a present entry otherwise, with the migration
+    /// entry's write permission. Raises no notifier event (nothing was mirrored meanwhile).
+    /// </summary>
+    public static void RemoveMigrationEntries(Machine machine, ulong srcPfn, int pages, ulong newPfn)
+    {
+        var hits = Rmap.Scratch();
+        Rmap.Collect(machine, srcPfn, pages, PteKindSet.Of(PteKind.Migration), hits);
+        var device = machine.DeviceMemory;
+        for (int h = 0; h < hits.Count; h++)
+        {
+            var hit = hits[h];
+            var mm = hit.Mm;
+            bool taken = mm.LockForRmap();
+            try
+            {
+                mm.PageTableLock.Lock();
+                try
+                {
+                    ref ulong slot = ref mm.SlotFor(hit.Address, hit.Huge);
+                    if (Unsafe.IsNullRef(ref slot)) continue;
+                    var e = new Pte(slot);
+                    if (e.Kind != PteKind.Migration || e.Pfn - srcPfn >= (ulong)pages) continue;
+                    ulong target = newPfn + (e.Pfn - srcPfn);
+                    bool priv = device?.Classify(target) == DevicePageClass.Private;
+                    ulong entry = priv
+                        ? Pte.NonPresent(PteKind.DevicePrivate, target, e.IsWritable, hit.Huge).Raw
+                        : Pte.Present(target, e.IsWritable, dirty: e.IsDirty || e.IsWritable, huge: hit.Huge).Raw;
+                    ulong head = machine.Frames.FolioHead(target);
+                    if (hit.Huge) Interlocked.Increment(ref machine.Frames.EntireMapCount(head));
+                    else Interlocked.Increment(ref machine.Frames.MapCount(target));
+                    machine.GetPage(head);
+                    mm.AccountRss(head, hit.Huge ? Page.PmdPages : 1);
+                    Volatile.Write(ref slot, entry);
+                }
+                finally { mm.PageTableLock.Unlock(); }
+            }
+            finally { mm.UnlockForRmap(taken); }
+        }
+    }
+
+    /// <summary>Splits every PMD migration entry of the 2 MiB folio at <paramref name="head"/> into 512 PTE migration entries.</summary>
+    public static void SplitMigrationPmds(Machine machine, ulong head)
+    {
+        var hits = Rmap.Scratch();
+        Rmap.Collect(machine, head, Page.PmdPages, PteKindSet.Of(PteKind.Migration), hits);
+        var found = hits.ToArray();
+        foreach (var hit in found)
+        {
+            if (!hit.Huge) continue;
+            bool taken = hit.Mm.LockForRmap();
+            try { hit.Mm.SplitHugePmd(hit.Vma, hit.Address, notify: false); }
+            finally { hit.Mm.UnlockForRmap(taken); }
+        }
+    }
+
+    /// <summary>
+    /// The unmap step's reference check (migrate_vma_check_page): after every mapping became a
+    /// migration entry the folio must hold only the migration's reference (and the faulting
+    /// path's one for <paramref name="faultPage"/>); anything more is a pin or another user.
+    /// </summary>
+    public static bool OnlyMigrationHoldsIt(Machine machine, ulong head, ulong? faultPage)
+    {
+        int expected = 1 + (faultPage == head ? 1 : 0);
+        return Volatile.Read(ref machine.Frames.RefCount(head)) == expected && machine.Frames.PinCount(head) == 0;
+    }
+
+    /// <summary>Undoes a collected entry: mappings back, lock and reference released, src word zeroed.</summary>
+    public static void Restore(Machine machine, ref ulong src, ulong? faultPage)
+    {
+        ulong pfn = src >> MigratePfn.Shift;
+        int pages = (src & MigratePfn.Compound) != 0 ? Page.PmdPages : 1;
+        RemoveMigrationEntries(machine, pfn, pages, pfn);
+        ulong head = machine.Frames.FolioHead(pfn);
+        if (head != faultPage) machine.UnlockPage(head);
+        machine.PutPage(head);
+        src = 0;
+    }
+
+    /// <summary>
+    /// migrate_vma_pages / migrate_device_pages for entries with a source page: compound
+    /// mismatches, the reference check, and the destination taking over the source's identity.
+    /// Returns false when the entry must stay where it is.
+    /// </summary>
+    public static bool CommitPage(Machine machine, Span<ulong> src, int i, ulong dst, ulong? faultPage, bool canSplit)
+    {
+        ulong word = src[i];
+        ulong spfn = word >> MigratePfn.Shift, dpfn = dst >> MigratePfn.Shift;
+        bool srcCompound = (word & MigratePfn.Compound) != 0, dstCompound = (dst & MigratePfn.Compound) != 0;
+        ulong head = machine.Frames.FolioHead(spfn);
+        if (srcCompound && !dstCompound)
+        {
+            if (!canSplit || i + Page.PmdPages > src.Length) return false;
+            // The destination is 512 base pages: migrate the folio page by page (the kernel splits
+            // the source folio; the simulator keeps it whole and migrates each subpage's entries).
+            SplitMigrationPmds(machine, head);
+            src[i] = word & ~MigratePfn.Compound;
+            for (int k = 1; k < Page.PmdPages; k++)
+                src[i + k] = MigratePfn.FromPfn(spfn + (ulong)k) | MigratePfn.Migrate | (word & MigratePfn.Write) | SplitSubpage;
+            word = src[i];
+        }
+        else if (!srcCompound && dstCompound) return false;
+        if (!OnlyMigrationHoldsIt(machine, head, faultPage)) return false;
+        int pages = dstCompound ? Page.PmdPages : 1;
+        var f = machine.Frames;
+        for (int k = 0; k < pages; k++)
+        {
+            ulong s = spfn + (ulong)k, d = dpfn + (ulong)k;
+            f.Flags(d) |= PageFlags.Anon | PageFlags.AnonExclusive | PageFlags.Dirty;
+            f.Owner(d) = f.Owner(s);
+            f.Index(d) = f.Index(s);
+        }
+        return true;
+    }
+
+    /// <summary>
+    /// migrate_vma_finalize / migrate_device_finalize: puts each entry's mappings on the
+    /// destination (or back on the source), then unlocks and releases source and destination.
+    /// </summary>
+    public static void FinalizeEntries(Machine machine, Span<ulong> src, ReadOnlySpan<ulong> dst, ulong? faultPage)
+    {
+        for (int i = 0; i < src.Length; i++)
+        {
+            ulong word = src[i], d = dst[i];
+            bool dstValid = MigratePfn.IsValid(d);
+            ulong dpfn = d >> MigratePfn.Shift;
+            if (!MigratePfn.IsValid(word))
+            {
+                if (dstValid) ReleaseDestination(machine, dpfn);
+                continue;
+            }
+            ulong spfn = word >> MigratePfn.Shift;
+            bool ok = (word & MigratePfn.Migrate) != 0 && dstValid;
+            int pages = (word & MigratePfn.Compound) != 0 ? Page.PmdPages : 1;
+            RemoveMigrationEntries(machine, spfn, pages, ok ? dpfn : spfn);
+            if (dstValid) ReleaseDestination(machine, dpfn);
+            if ((word & SplitSubpage) != 0) continue;   // the folio's lock and reference sit on its head entry
+            ulong head = machine.Frames.FolioHead(spfn);
+            if (head != faultPage) machine.UnlockPage(head);
+            machine.PutPage(head);
+        }
+    }
+
+    private static void ReleaseDestination(Machine machine, ulong dpfn)
+    {
+        ulong head = machine.Frames.FolioHead(dpfn);
+        if ((machine.Frames.Flags(head) & PageFlags.Locked) != 0) machine.UnlockPage(head);
+        machine.PutPage(head);
+    }
+
+    /// <summary>MIG-R04: the destination must be a locked, referenced page.</summary>
+    public static void CheckDestination(Machine machine, ulong dst, int i)
+    {
+        ulong dpfn = dst >> MigratePfn.Shift;
+        if (!machine.Frames.IsOnline(dpfn)) throw new KernelBugException("MIG-R04", $"dst[{i}] pfn 0x{dpfn:x} has no struct page");
+        ulong head = machine.Frames.FolioHead(dpfn);
+        if ((machine.Frames.Flags(head) & PageFlags.Locked) == 0 || machine.Frames.RefCount(head) < 1)
+            throw new KernelBugException("MIG-R04", $"dst[{i}] pfn 0x{dpfn:x} is not a locked, referenced page (lock it and take a reference, e.g. DevPagemap.InitPage)");
+    }
+}
