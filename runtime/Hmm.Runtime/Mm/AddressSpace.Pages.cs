@@ -131,6 +131,10 @@ public sealed partial class AddressSpace
             ulong head = pmd.Pfn;
             bool zero = IsZeroPfn(head);
             ulong flags = raw & (Pte.WriteBit | Pte.DirtyBit | Pte.YoungBit | Pte.SoftDirtyBit | Pte.ProtNoneBit) | Pte.PresentBit;
+            // A PMD mapping tracks PageAnonExclusive on the head page only (fork clears just that one);
+            // the split hands it to every subpage (folio_add_anon_rmap_ptes with RMAP_EXCLUSIVE or not).
+            bool anon = !zero && (Frames.Flags(head) & PageFlags.Anon) != 0;
+            bool exclusive = anon && (Frames.Flags(head) & PageFlags.AnonExclusive) != 0;
             for (int i = 0; i < Page.PmdPages; i++)
             {
                 if (zero) ptes[i] = Pte.Present(Machine.ZeroPfn, writable: false, special: true).Raw;
@@ -138,6 +142,11 @@ public sealed partial class AddressSpace
                 {
                     ptes[i] = ((head + (ulong)i) << Pte.PfnShift) | flags;
                     Frames.MapCount(head + (ulong)i)++;
+                    if (anon)
+                    {
+                        if (exclusive) Frames.Flags(head + (ulong)i) |= PageFlags.AnonExclusive;
+                        else Frames.Flags(head + (ulong)i) &= ~PageFlags.AnonExclusive;
+                    }
                 }
             }
             if (!zero)
