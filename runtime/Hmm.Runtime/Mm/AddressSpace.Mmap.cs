@@ -47,7 +47,7 @@ public sealed partial class AddressSpace
             CheckAlive();
             if (fixedAddr)
             {
-                if ((flags & MapFlags.FixedNoReplace) != 0 && (flags & MapFlags.Fixed) == 0 && VmaTree.Intersects(addr, addr + len))
+                if ((flags & MapFlags.FixedNoReplace) != 0 && VmaTree.Intersects(addr, addr + len))
                     throw Fail(Errno.EEXIST, $"[0x{addr:x}, 0x{addr + len:x}) is already mapped");
                 if (VmaTree.Intersects(addr, addr + len))
                 {

@@ -133,6 +133,10 @@ public sealed partial class AddressSpace
             // device-exclusive or migration), less the PMD-leaf bit.
             ulong flags = raw & ~(Pte.PfnMask | Pte.HugeBit | Pte.SpecialBit);
             bool mapped = !zero && pmd.Kind is PteKind.Present or PteKind.DevicePrivate or PteKind.DeviceExclusive;
+            // A PMD mapping tracks PageAnonExclusive on the head page only (fork clears just that one);
+            // the split hands it to every subpage (folio_add_anon_rmap_ptes with RMAP_EXCLUSIVE or not).
+            bool anon = mapped && (Frames.Flags(head) & PageFlags.Anon) != 0;
+            bool exclusive = anon && (Frames.Flags(head) & PageFlags.AnonExclusive) != 0;
             for (int i = 0; i < Page.PmdPages; i++)
             {
                 if (zero) ptes[i] = Pte.Present(Machine.ZeroPfn, writable: false, special: true).Raw;
@@ -140,6 +144,11 @@ public sealed partial class AddressSpace
                 {
                     ptes[i] = ((head + (ulong)i) << Pte.PfnShift) | flags;
                     if (mapped) Frames.MapCount(head + (ulong)i)++;
+                    if (anon)
+                    {
+                        if (exclusive) Frames.Flags(head + (ulong)i) |= PageFlags.AnonExclusive;
+                        else Frames.Flags(head + (ulong)i) &= ~PageFlags.AnonExclusive;
+                    }
                 }
             }
             if (mapped)
