@@ -340,6 +340,38 @@ public class RangeFaultTests
         _machine.CheckInvariants();
     }
 
+    // B.4 + H.3 on the vectorized path: read-only (COW) present pages need no fault for a read
+    // request; the one REQ_WRITE entry drops its group of four to the scalar path and write-faults
+    // itself and the rest of the sub-range; outputs before it come from the vector path.
+    [Test]
+    public void PerEntryWrite_AmongPresentReadOnlyPages_VectorAndScalarAgree()
+    {
+        ulong buf = Anon(12);
+        for (ulong i = 0; i < 12; i++) _p.Store(buf + i * P, (int)i);
+        var child = _p.Fork();
+        using var rec = Watch(buf, 12 * P);
+        var r = Range(rec, buf, 12, HmmPfn.ReqFault, HmmPfn.ReqWrite);
+        var inputs = new ulong[12];
+        inputs[6] = HmmPfn.ReqWrite;
+        inputs[2] = HmmPfn.DmaMapped;
+        Mirror(r, inputs, out Errno err);
+        Assert.That(err, Is.EqualTo(Errno.Ok));
+        for (ulong i = 0; i < 12; i++)
+        {
+            ulong pfn = PfnAt(buf + i * P);
+            ulong sticky = i == 2 ? HmmPfn.DmaMapped : 0;
+            if (i < 6)
+            {
+                Assert.That(pfn, Is.EqualTo(child.Mm.EntryAt(buf + i * P).Pfn), $"entry {i} still shared");
+                Assert.That(r.HmmPfns[i], Is.EqualTo(sticky | HmmPfn.Valid | pfn), $"entry {i}");
+            }
+            else Assert.That(r.HmmPfns[i], Is.EqualTo(HmmPfn.Make(pfn, write: true)), $"entry {i}");
+        }
+        Assert.That(rec.Events.Count(e => e.Event == NotifyEvent.Clear), Is.EqualTo(6), "COW of entries 6..11");
+        child.Exit();
+        _machine.CheckInvariants();
+    }
+
     // B.4 hole rule: a hole is faulted from its start with one flag: a single REQ_WRITE entry
     // write-faults the whole hole, entries before it included.
     [Test]
