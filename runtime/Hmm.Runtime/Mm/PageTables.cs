@@ -57,6 +57,13 @@ internal sealed class PageTables
         return TableOf(e2);
     }
 
+    /// <summary>
+    /// For a lockless walker that found no PMD table at <paramref name="va"/>: the shift of the
+    /// level whose entry is missing (<see cref="Page.PgdShift"/> or <see cref="Page.PudShift"/>),
+    /// so the hole the walker reports spans to that level's boundary, as walk_pgd_range's does.
+    /// </summary>
+    public int HoleShift(ulong va) => Volatile.Read(ref _tables[0][PgdIndex(va)]) == 0 ? Page.PgdShift : Page.PudShift;
+
     /// <summary>The PTE table hanging off PMD entry <paramref name="pmd"/>, allocating it if none.</summary>
     public ulong[] EnsurePteTable(ref ulong pmd)
     {
