@@ -193,7 +193,7 @@ public static class Hmm
                     if (RangeNeedFault(addr, end, 0) != 0)
                     {
                         Last = addr;
-                        WaitMigration();
+                        WaitMigration(pmd);
                         return Errno.EBUSY;
                     }
                     Fill(addr, end, 0);
@@ -376,7 +376,7 @@ public static class Hmm
                                 return Fault(addr, end, required);
                             case PteKind.Migration:
                                 Last = addr;
-                                WaitMigration();
+                                WaitMigration(raw);
                                 return Errno.EBUSY;
                             default:
                                 return Errno.EFAULT;   // hwpoison and anything else
@@ -418,8 +418,13 @@ public static class Hmm
             return Errno.EBUSY;
         }
 
-        /// <summary>migration_entry_wait: the simulator has no wait queue for it yet; yield and re-walk.</summary>
-        private static void WaitMigration() => Thread.Yield();
+        /// <summary>migration_entry_wait: sleeps until the migrating page is unlocked, then the walk restarts.</summary>
+        private readonly void WaitMigration(ulong entry)
+        {
+            LockValidator.MightSleep("hmm_range_fault: migration_entry_wait");
+            var machine = _mm.Machine;
+            machine.WaitPageUnlocked(machine.Frames.FolioHead(new Pte(entry).Pfn));
+        }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private readonly bool OwnerMatches(ulong pfn)

@@ -157,14 +157,10 @@ public sealed unsafe partial class Machine : IDisposable
 
     /// <summary>
     /// The pgmap owner cookie of a device-private page (page_pgmap(page)->owner), or null when
-    /// <paramref name="pfn"/> is not device-private memory. Device memory arrives with the
-    /// device-memory layer; until then nothing is device-private.
+    /// <paramref name="pfn"/> is not device-private memory.
     /// </summary>
     internal object? DevicePrivateOwner(ulong pfn)
-    {
-        _ = pfn;
-        return null;
-    }
+        => DeviceMemory is { } dev && dev.Classify(pfn) == DevicePageClass.Private ? dev.PgmapOwner(pfn) : null;
 
     /// <summary>folio_get.</summary>
     internal void GetPage(ulong head) => Interlocked.Increment(ref Frames.RefCount(head));
