@@ -122,6 +122,9 @@ public sealed class PageFrames
     /// <summary>Whether every flag of <paramref name="flags"/> is set on <paramref name="pfn"/>.</summary>
     public bool Has(ulong pfn, PageFlags flags) => (Flags(pfn) & flags) == flags;
 
+    /// <summary>One past the highest pfn any online section covers.</summary>
+    public ulong MaxPfn => (ulong)Volatile.Read(ref _sections).Length << SectionShift;
+
     /// <summary>Number of online sections (for tests and reports).</summary>
     public int OnlineSections
     {

@@ -56,9 +56,12 @@ public sealed partial class AddressSpace
 
     private void CountEntry(Pte entry, bool huge, int[] pteMaps, int[] pmdMaps)
     {
+        if (entry.Kind == PteKind.Migration)
+            Machine.Fail($"mm {Id}: migration entry {entry} left with no migration in flight (finalize missing, MIG-R02)");
         if (entry.Kind is not (PteKind.Present or PteKind.DevicePrivate or PteKind.DeviceExclusive)) return;
         ulong pfn = entry.Pfn;
-        if (pfn >= (ulong)pteMaps.Length) return;   // device memory: checked by the device layer
+        if (entry.IsSpecial && !IsZeroPfn(pfn)) return;   // raw pfn mapping without struct page
+        if (pfn >= (ulong)pteMaps.Length) Machine.Fail($"mm {Id}: entry {entry} references pfn 0x{pfn:x} with no struct page");
         if (IsZeroPfn(pfn)) return;
         if (huge) pmdMaps[pfn]++;
         else pteMaps[pfn]++;

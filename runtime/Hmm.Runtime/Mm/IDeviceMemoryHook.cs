@@ -29,6 +29,9 @@ internal interface IDeviceMemoryHook
     /// <summary>The CPU-visible bytes of a coherent (or p2p) device page; throws for private memory.</summary>
     unsafe byte* CpuAddress(ulong pfn);
 
+    /// <summary>The bytes of any device page, private memory included (what a DMA engine reaches).</summary>
+    unsafe byte* DeviceAddress(ulong pfn);
+
     /// <summary>dev_pagemap_ops.folio_free: the page's last reference went.</summary>
     void PageFree(ulong pfn);
 

@@ -10,14 +10,17 @@ public sealed partial class Machine
     /// aligned and non-overlapping; no entry outside a VMA; every frame's refcount equal to its
     /// mappings + page-cache reference + pins, and its mapcounts equal to the entries that map it;
     /// no allocated frame unreferenced (a leak); free frames unmapped; the allocator's free count
-    /// equal to the frames marked free; notifier sequences even with no invalidation running.
+    /// equal to the frames marked free; notifier sequences even with no invalidation running; no
+    /// migration entry and no locked page left behind (a migration set up but never finalized,
+    /// MIG-R02); device pages mapped only while referenced, and free device pages unmapped.
     /// Call it when no operation is in flight (the end of a test).
     /// </summary>
     public void CheckInvariants()
     {
         ulong pages = Memory.PageCount;
-        var pteMaps = new int[pages];
-        var pmdMaps = new int[pages];
+        ulong maxPfn = Frames.MaxPfn;
+        var pteMaps = new int[maxPfn];
+        var pmdMaps = new int[maxPfn];
         var cached = new bool[pages];
 
         foreach (var p in Processes)
@@ -34,6 +37,7 @@ public sealed partial class Machine
             {
                 ulong pfn = f.CachedPfn(i);
                 if (pfn == 0) continue;
+                if (pfn >= pages) Fail($"{f} caches pfn 0x{pfn:x} outside system RAM");
                 if (cached[pfn]) Fail($"pfn 0x{pfn:x} cached twice");
                 cached[pfn] = true;
             }
@@ -52,6 +56,7 @@ public sealed partial class Machine
                 continue;
             }
             if ((flags & PageFlags.Tail) != 0) continue;
+            if ((flags & PageFlags.Locked) != 0) Fail($"pfn 0x{pfn:x} ({flags}) is still locked with nothing in flight");
             int order = Frames.Order(pfn);
             long expected = pmdMaps[pfn] + (cached[pfn] ? 1 : 0) + Frames.PinCount(pfn);
             for (ulong i = 0; i < (1UL << order); i++)
@@ -69,6 +74,29 @@ public sealed partial class Machine
                     : $"pfn 0x{pfn:x} ({flags}): refcount {refs} but mappings + cache + pins = {expected}");
         }
         if (free != Allocator.FreePages) Fail($"allocator says {Allocator.FreePages} free pages, {free} frames are marked free");
+
+        for (ulong pfn = pages; pfn < maxPfn; pfn++)
+        {
+            if (!Frames.IsOnline(pfn) || (Frames.Flags(pfn) & PageFlags.Device) == 0)
+            {
+                if (pteMaps[pfn] != 0 || pmdMaps[pfn] != 0) Fail($"pfn 0x{pfn:x} is mapped but is not memory");
+                continue;
+            }
+            var flags = Frames.Flags(pfn);
+            if ((flags & PageFlags.Tail) != 0) continue;
+            int order = Frames.Order(pfn);
+            long maps = pmdMaps[pfn];
+            for (ulong i = 0; i < (1UL << order); i++)
+            {
+                if (Frames.MapCount(pfn + i) != pteMaps[pfn + i])
+                    Fail($"device pfn 0x{pfn + i:x}: mapcount {Frames.MapCount(pfn + i)} but {pteMaps[pfn + i]} entries map it");
+                maps += pteMaps[pfn + i];
+            }
+            int refs = Frames.RefCount(pfn);
+            if ((flags & PageFlags.Locked) != 0) Fail($"device pfn 0x{pfn:x} is still locked with nothing in flight");
+            if (refs < maps + Frames.PinCount(pfn))
+                Fail($"device pfn 0x{pfn:x}: refcount {refs} below its {maps} mappings + {Frames.PinCount(pfn)} pins");
+        }
     }
 
     internal static void Fail(string message) => throw new KernelBugException("INV", message);

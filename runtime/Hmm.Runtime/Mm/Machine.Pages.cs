@@ -15,6 +15,21 @@ public sealed unsafe partial class Machine
     internal IDeviceMemoryHook InstallDeviceMemory(IDeviceMemoryHook hook)
         => Interlocked.CompareExchange(ref _deviceMemory, hook, null) ?? hook;
 
+    /// <summary>
+    /// migrate_device_coherent_folio, provided by the migration layer (installed at module load
+    /// so the mm layer does not depend on the layer above it): migrates one device-coherent
+    /// folio to system memory before a long-term pin; false when it could not.
+    /// </summary>
+    internal static Func<Machine, ulong, bool>? CoherentFolioMigration { get; set; }
+
+    /// <summary>The bytes of any page a device can reach: system RAM or device memory (private included).</summary>
+    internal byte* DmaAddress(ulong pfn)
+    {
+        if (Memory.Contains(pfn)) return Memory.PageAddress(pfn);
+        if (DeviceMemory is { } dev) return dev.DeviceAddress(pfn);
+        throw new KernelBugException("PAGE-R02", $"pfn 0x{pfn:x} is not memory");
+    }
+
     /// <summary>Whether <paramref name="pfn"/> is ZONE_DEVICE memory.</summary>
     internal bool IsDevicePage(ulong pfn) => (Frames.Flags(pfn) & PageFlags.Device) != 0;
 

@@ -100,6 +100,17 @@ public sealed class Process
         Mm.Write(addr, data);
     }
 
+    /// <summary>
+    /// pin_user_pages (get_user_pages with FOLL_PIN, plus FOLL_LONGTERM when
+    /// <paramref name="longTerm"/>): faults the pages in and pins them until the result is
+    /// disposed. See <see cref="AddressSpace"/> for the rules on device memory.
+    /// </summary>
+    public PinnedPages PinUserPages(ulong addr, int npages, bool write, bool longTerm)
+    {
+        CheckRunning();
+        return Mm.PinUserPages(addr, npages, write, longTerm);
+    }
+
     /// <summary>fork(2): a child with a copy of this address space (private memory copy-on-write, shared memory shared).</summary>
     public Process Fork(string? name = null)
     {
