@@ -85,6 +85,9 @@ public sealed unsafe class DevPagemap
         }
     }
 
+    /// <summary>folio_order of the device folio headed at <paramref name="pfn"/> (0 or 9); valid in <see cref="IDevPagemapOps.PageFree"/>.</summary>
+    public int FolioOrder(ulong pfn) => Machine.Frames.Order(CheckPfn(pfn));
+
     /// <summary>page_ref_count of a device page.</summary>
     public int RefCount(ulong pfn) => Machine.Frames.RefCount(CheckPfn(pfn));
 
@@ -103,8 +106,10 @@ public sealed unsafe class DevPagemap
         var frames = Machine.Frames;
         for (ulong i = 0; i < (1UL << order); i++)
         {
-            if (frames.RefCount(pfn + i) != 0 || (frames.Flags(pfn + i) & PageFlags.Tail) != 0)
-                throw new KernelBugException("MIG-R10", $"device page 0x{pfn + i:x} initialised while still in use (refcount {frames.RefCount(pfn + i)})");
+            // A page still in use (its folio referenced) must not be handed out again.
+            ulong head = frames.FolioHead(pfn + i);
+            if (frames.RefCount(head) != 0)
+                throw new KernelBugException("MIG-R10", $"device page 0x{pfn + i:x} initialised while still in use (folio 0x{head:x} refcount {frames.RefCount(head)})");
         }
         for (ulong i = 1; i < (1UL << order); i++) frames.Flags(pfn + i) = PageFlags.Device | PageFlags.Tail;
         frames.Flags(pfn) = PageFlags.Device | PageFlags.Locked | (order != 0 ? PageFlags.Head : 0);

@@ -114,11 +114,10 @@ internal sealed unsafe class DeviceMemoryRegistry : IDeviceMemoryHook
     public void PageFree(ulong pfn)
     {
         var pgmap = PagemapOf(pfn) ?? throw new KernelBugException("PAGE-R02", $"freed device pfn 0x{pfn:x} has no pagemap");
+        // The folio keeps its order and head/tail shape so folio_free can see what it frees;
+        // InitPage reshapes it when the driver reuses the memory.
         var frames = _machine.Frames;
-        int order = frames.Order(pfn);
-        for (ulong i = 1; i < (1UL << order); i++) frames.Flags(pfn + i) = PageFlags.Device;
-        frames.Flags(pfn) = PageFlags.Device;
-        frames.Order(pfn) = 0;
+        frames.Flags(pfn) = PageFlags.Device | (frames.Order(pfn) != 0 ? PageFlags.Head : 0);
         if (pgmap.Ops == null) return;
         pgmap.Ops.PageFree(pgmap, pfn);
     }

@@ -181,7 +181,8 @@ public sealed class MigrateVma : IDisposable
                     break;
                 case PteKind.Present:
                 case PteKind.DevicePrivate:
-                    if (Selects(machine, pte) && IsBasePage(machine, pte.Pfn)) src[i] = CollectEntry(machine, mm, ref slot, pte, huge: false);
+                    if (Selects(machine, pte) && (IsBasePage(machine, pte.Pfn) || SplitLargeFolio(machine, pte.Pfn)))
+                        src[i] = CollectEntry(machine, mm, ref slot, pte, huge: false);
                     break;
             }
             i++;
@@ -205,12 +206,23 @@ public sealed class MigrateVma : IDisposable
         };
     }
 
-    /// <summary>
-    /// A PTE mapping one subpage of a 2 MiB folio is not collected: the kernel splits such a folio
-    /// first; the simulator keeps large folios whole, so that subpage stays where it is (src 0).
-    /// </summary>
     private static bool IsBasePage(Machine machine, ulong pfn)
         => machine.Frames.FolioHead(pfn) == pfn && machine.Frames.Order(pfn) == 0;
+
+    /// <summary>
+    /// A PTE mapping one subpage of a 2 MiB folio: the folio is split first (migrate_vma_collect
+    /// splits large folios it cannot move whole); a pinned or busy folio stays (src 0).
+    /// </summary>
+    private bool SplitLargeFolio(Machine machine, ulong pfn)
+    {
+        ulong head = machine.Frames.FolioHead(pfn);
+        bool isFault = FaultPage == head;
+        if (!isFault && !machine.TryLockPage(head)) return false;
+        bool split;
+        try { split = machine.TrySplitFolio(head, isFault ? 1 : 0); }
+        finally { if (!isFault) machine.UnlockPage(head); }
+        return split;
+    }
 
     private ulong CollectEntry(Machine machine, AddressSpace mm, ref ulong slot, Pte entry, bool huge)
     {

@@ -174,10 +174,16 @@ internal static class MigrationEngine
         if (!OnlyMigrationHoldsIt(machine, head, faultPage)) return false;
         int pages = dstCompound ? Page.PmdPages : 1;
         var f = machine.Frames;
+        // folio_migrate_flags: the destination inherits PageAnonExclusive. A 2 MiB source folio
+        // tracks it on its head while PMD-mapped (fork clears only the head's), so its state
+        // applies to every subpage; a base page carries its own.
+        bool largeSource = f.Order(head) == Page.PmdOrder;
+        bool headExclusive = (f.Flags(head) & PageFlags.AnonExclusive) != 0;
         for (int k = 0; k < pages; k++)
         {
             ulong s = spfn + (ulong)k, d = dpfn + (ulong)k;
-            f.Flags(d) |= PageFlags.Anon | PageFlags.AnonExclusive | PageFlags.Dirty;
+            bool exclusive = largeSource ? headExclusive : (f.Flags(s) & PageFlags.AnonExclusive) != 0;
+            f.Flags(d) = (f.Flags(d) & ~PageFlags.AnonExclusive) | PageFlags.Anon | PageFlags.Dirty | (exclusive ? PageFlags.AnonExclusive : 0);
             f.Owner(d) = f.Owner(s);
             f.Index(d) = f.Index(s);
         }
