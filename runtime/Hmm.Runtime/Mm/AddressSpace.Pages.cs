@@ -133,7 +133,7 @@ public sealed partial class AddressSpace
             ulong flags = raw & (Pte.WriteBit | Pte.DirtyBit | Pte.YoungBit | Pte.SoftDirtyBit | Pte.ProtNoneBit) | Pte.PresentBit;
             for (int i = 0; i < Page.PmdPages; i++)
             {
-                if (zero) ptes[i] = Pte.Present(Machine.ZeroPfn, writable: false, special: true).Raw;
+                if (zero) ptes[i] = Pte.Present(Machine.ZeroPfn, writable: false, special: true).Raw | (raw & Pte.ProtNoneBit);
                 else
                 {
                     ptes[i] = ((head + (ulong)i) << Pte.PfnShift) | flags;
