@@ -65,4 +65,36 @@ public class MmRegressionTests
             new(OpKind.Reclaim, 1048739227, 1637701900, 2146003872, 1249504938, 287116378)
         }));
     }
+
+    /// <summary>
+    /// Splitting a PROT_NONE huge-zero-page PMD (here by mremap isolating part of the VMA) built
+    /// ordinary read-only zero-page PTEs, dropping the protnone bit: a load then succeeded instead of SIGSEGV.
+    /// </summary>
+    [Test]
+    public void SplitOfProtNoneHugeZeroPmdKeepsProtNone()
+    {
+        using (var machine = new Machine(new MachineOptions { SystemMemory = 64L << 20 }))
+        {
+            var p = machine.CreateProcess("app");
+            ulong buf = p.Mmap(2 << 20, Prot.Read | Prot.Write, MapFlags.Private | MapFlags.Anonymous);
+            p.Madvise(buf, 2 << 20, Advice.HugePage);
+            Assert.That(p.Load<int>(buf + 100), Is.Zero);   // maps the huge zero page
+            p.Mprotect(buf, 2 << 20, Prot.None);
+            p.Munmap(buf + (1 << 20), 4096);                // splits the PMD
+            Assert.Throws<SegmentationFault>(() => p.Load<int>(buf + 100));
+            machine.CheckInvariants();
+            p.Exit();
+            Assert.That(machine.UsedPages, Is.Zero);
+        }
+        MmRunner.Run(new MmCase(true, new Op[]
+        {
+            new(OpKind.Mmap, 1895028191, 1788604604, 717564866, 1579611730, 1444605527),
+            new(OpKind.Mmap, 832460025, 1182369940, 24466387, 1730704472, 1282115240),
+            new(OpKind.Load, 2074944483, 263909879, 643201678, 1240015643, 674087220),
+            new(OpKind.Mprotect, 444321681, 990646777, 601733802, 335192144, 2067252831),
+            new(OpKind.Mmap, 2022676895, 1017315135, 1312807133, 1868583136, 1230363029),
+            new(OpKind.Mremap, 1370262259, 620339747, 1535728052, 170866949, 190529272),
+            new(OpKind.Read, 1216799103, 1114264984, 581173303, 895225957, 1714619416),
+        }));
+    }
 }
