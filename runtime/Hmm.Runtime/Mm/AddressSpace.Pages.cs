@@ -130,6 +130,10 @@ public sealed partial class AddressSpace
             ulong[] ptes = Tables.NewTable(out ulong tableEntry);
             ulong head = pmd.Pfn;
             bool zero = IsZeroPfn(head);
+            // The PMD mapping's exclusivity lives on the head (fork clears only it); like
+            // __split_huge_pmd_locked, hand it to every subpage so a fork-shared THP stays COW.
+            bool anon = !zero && (Frames.Flags(head) & PageFlags.Anon) != 0;
+            bool exclusive = anon && (Frames.Flags(head) & PageFlags.AnonExclusive) != 0;
             ulong flags = raw & (Pte.WriteBit | Pte.DirtyBit | Pte.YoungBit | Pte.SoftDirtyBit | Pte.ProtNoneBit) | Pte.PresentBit;
             for (int i = 0; i < Page.PmdPages; i++)
             {
@@ -138,6 +142,11 @@ public sealed partial class AddressSpace
                 {
                     ptes[i] = ((head + (ulong)i) << Pte.PfnShift) | flags;
                     Frames.MapCount(head + (ulong)i)++;
+                    if (anon && i != 0)
+                    {
+                        if (exclusive) Frames.Flags(head + (ulong)i) |= PageFlags.AnonExclusive;
+                        else Frames.Flags(head + (ulong)i) &= ~PageFlags.AnonExclusive;
+                    }
                 }
             }
             if (!zero)
