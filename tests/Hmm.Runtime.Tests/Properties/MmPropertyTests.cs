@@ -29,6 +29,7 @@ public class MmPropertyTests
         }));
         sw.Stop();
         TestContext.Out.WriteLine($"{thpOn + thpOff} cases ({thpOn} THP on, {thpOff} THP off), {ops} operations, {sw.Elapsed.TotalSeconds:F1} s");
+        foreach (var (k, v) in MmRunner.Stats.OrderBy(kv => kv.Key)) TestContext.Out.WriteLine($"  {k}: {v}");
         Assert.That(thpOn + thpOff, Is.GreaterThanOrEqualTo(Cases));
         Assert.That(thpOn, Is.GreaterThanOrEqualTo(Cases / 4));
         Assert.That(thpOff, Is.GreaterThanOrEqualTo(Cases / 4));

@@ -97,4 +97,39 @@ public class MmRegressionTests
             new(OpKind.Read, 1216799103, 1114264984, 581173303, 895225957, 1714619416),
         }));
     }
+
+    /// <summary>
+    /// A fork child writing to a THP its parent still maps with a PMD: the child's split PTEs found
+    /// the tail pages still AnonExclusive (fork cleared the head only) with mapcount 1 and reused
+    /// them in place, so the child's store landed in the parent's memory.
+    /// </summary>
+    [Test]
+    public void ChildWriteToForkSharedThpDoesNotReachParent()
+    {
+        using (var machine = new Machine(new MachineOptions { SystemMemory = 64L << 20 }))
+        {
+            var p = machine.CreateProcess("app");
+            ulong buf = p.Mmap(2 << 20, Prot.Read | Prot.Write, MapFlags.Private | MapFlags.Anonymous);
+            p.Madvise(buf, 2 << 20, Advice.HugePage);
+            p.Store(buf + 0x5000, 1);
+            Assert.That(p.Mm.EntryAt(buf).IsHuge, Is.True);
+            var child = p.Fork();
+            child.Store(buf + 0x5000, 2);
+            Assert.That(p.Load<int>(buf + 0x5000), Is.EqualTo(1));
+            Assert.That(child.Load<int>(buf + 0x5000), Is.EqualTo(2));
+            p.Store(buf + 0x6000, 3);
+            Assert.That(child.Load<int>(buf + 0x6000), Is.Zero);
+            machine.CheckInvariants();
+            child.Exit();
+            p.Exit();
+            Assert.That(machine.UsedPages, Is.Zero);
+        }
+        MmRunner.Run(new MmCase(true, new Op[]
+        {
+            new(OpKind.Mmap, 1632483360, 48347204, 1522860779, 1292675077, 1569071819),
+            new(OpKind.Write, 716419660, 1483612963, 826300709, 1504538886, 1911806279),
+            new(OpKind.Fork, 1747642413, 1371353022, 1128797876, 879828078, 1216379139),
+            new(OpKind.Store, 1580713007, 1585867211, 1666498703, 1927335466, 1758595462),
+        }));
+    }
 }

@@ -80,6 +80,11 @@ internal sealed class MmRunner : IDisposable
 
     // ---- dispatch ------------------------------------------------------------------------------
 
+    /// <summary>Outcome counts over every run in this process (kind/outcome → count), to see what the generator reaches.</summary>
+    public static readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> Stats = new();
+
+    private static void Count(string key) => Stats.AddOrUpdate(key, 1, (_, n) => n + 1);
+
     private static readonly bool Trace = Environment.GetEnvironmentVariable("MM_TRACE") != null;
 
     private void Step(Op op)
@@ -128,6 +133,7 @@ internal sealed class MmRunner : IDisposable
     private void ExpectErrno(string what, Errno? expected, Exception? actual)
     {
         if (Trace) Console.WriteLine($"   {what} -> {Describe(actual)}");
+        Count($"{_op.Kind}: {(actual is ErrnoException ee0 ? ee0.Errno.ToString() : "ok")}");
         if (expected == null && actual == null) return;
         if (expected != null && actual is ErrnoException ee && ee.Errno == expected) return;
         Fail($"{what}: model expects {(expected == null ? "success" : expected.ToString())}, simulator gave {Describe(actual)}");
@@ -146,7 +152,7 @@ internal sealed class MmRunner : IDisposable
         if (vmas.Count == 0 || a % 12 == 0) return ArenaAddr(b);
         var v = vmas[a % vmas.Count];
         long pages = (long)(v.Length / PageSize);
-        long idx = (b % (pages + 2)) - 1;   // one page before to one page after
+        long idx = (a / 12) % 8 == 0 ? (b % (pages + 2)) - 1 : b % pages;   // sometimes one page before or after
         return (ulong)((long)v.Start + idx * (long)PageSize);
     }
 
@@ -278,6 +284,7 @@ internal sealed class MmRunner : IDisposable
     private void ExpectAccess(string what, (ulong FaultAddr, string? Fault) model, Exception? actual)
     {
         if (Trace) Console.WriteLine($"   {what} -> {Describe(actual)}");
+        Count($"{_op.Kind}: {model.Fault ?? "ok"}");
         switch (model.Fault)
         {
             case null when actual == null: return;
@@ -314,10 +321,14 @@ internal sealed class MmRunner : IDisposable
             _ => (b / 10) % 2 == 0 ? 512UL : 1024UL,
         };
         if (_thp && anon && !shared && (b / 10) % 3 == 0) pages = (b / 30) % 2 == 0 ? 512UL : 1024UL;
-        ulong len = pages * PageSize;
-
         ModelObject? file = anon ? null : _files[op.C % _files.Length];
         ulong offsetPages = file == null ? 0 : (ulong)(op.C / _files.Length) % (file.Pages + 2);
+        if (file != null && (b / 7) % 4 != 0 && offsetPages < file.Pages)
+        {
+            offsetPages = (ulong)(op.C / _files.Length) % file.Pages;
+            pages = 1 + (pages - 1) % (file.Pages - offsetPages);   // mostly inside the file
+        }
+        ulong len = pages * PageSize;
         ulong addr = 0;
         if (fixedMap || noReplace) addr = op.D % 2 == 0 ? PickPage(mp, op.D / 2, op.B) : ArenaAddr(op.D / 2);
         if (addr < 0x10000) addr = ArenaAddr(op.D);
@@ -577,6 +588,7 @@ internal sealed class MmRunner : IDisposable
         var mp = Pick(op.P);
         if (mp == null || _procs.Count >= MaxProcs) return;
         var child = new ModelProc(mp.P.Fork("c"));
+        Count("Fork");
         foreach (var (page, e) in mp.Pages)
         {
             var copy = e.Clone();
@@ -604,7 +616,7 @@ internal sealed class MmRunner : IDisposable
             {
                 if (e.Page is not { LazyFree: true } page || !e.PrivateAnon) continue;
                 page.LazyFree = false;
-                if (page.MapCount == 1) DropPage(e);
+                if (page.MapCount == 1) { DropPage(e); Count("Reclaim: page with data dropped"); }
             }
         }
     }
@@ -650,8 +662,17 @@ internal sealed class MmRunner : IDisposable
         return data;
     }
 
-    private static ulong AccessAddr(ModelProc mp, Op op, int size)
+    private readonly List<ulong> _hot = new();
+
+    private void Remember(ulong addr)
     {
+        if (_hot.Count < 64) _hot.Add(addr);
+        else _hot[(int)(addr % 64)] = addr;
+    }
+
+    private ulong AccessAddr(ModelProc mp, Op op, int size)
+    {
+        if (op.A % 5 < 2 && _hot.Count > 0) return _hot[op.B % _hot.Count] + (ulong)(op.C % 16);   // near an earlier write
         ulong page = PickPage(mp, op.A, op.B);
         int sel = op.C % 4;
         ulong off = sel == 0 ? PageSize - 1 - (ulong)(op.C / 4) % (ulong)Math.Min(size, (int)PageSize) : (ulong)(op.C / 4) % PageSize;
@@ -701,6 +722,8 @@ internal sealed class MmRunner : IDisposable
             }
         });
         ExpectAccess($"{mp}: store{size * 8} 0x{addr:x}", model, err);
+        if (err == null) Remember(addr);
+        if (err == null && mp.P.Mm.EntryAt(addr).IsHuge) Count("Store: into a THP");
     }
 
     private static int AccessLength(int c) => (c % 8) switch
@@ -721,6 +744,7 @@ internal sealed class MmRunner : IDisposable
         var got = new byte[len];
         var err = Try(() => mp.P.Read(addr, got));
         ExpectAccess($"{mp}: read 0x{addr:x}+{len}", model, err);
+        if (err == null && expected.AsSpan().IndexOfAnyExcept((byte)0) >= 0) Count("Read: non-zero data");
         if (err == null && !got.AsSpan().SequenceEqual(expected))
         {
             int i = got.AsSpan().CommonPrefixLength(expected);
@@ -738,6 +762,7 @@ internal sealed class MmRunner : IDisposable
         var model = ModelWrite(mp, addr, data);
         var err = Try(() => mp.P.Write(addr, data));
         ExpectAccess($"{mp}: write 0x{addr:x}+{len}", model, err);
+        if (err == null) Remember(addr + (ulong)(op.B % len));
     }
 
     // ---- whole-state checks ---------------------------------------------------------------------------
