@@ -139,7 +139,7 @@ public sealed partial class AddressSpace
     /// <summary>
     /// populate_vma_page_range: faults in every page of [start, end) as MAP_POPULATE does — with
     /// write faults for private writable mappings (to break COW up front), read faults otherwise.
-    /// Stops quietly at the first failure, as mm_populate does. Caller holds the mmap lock.
+    /// Skips PROT_NONE VMAs and stops quietly at the first failure, as mm_populate does. Caller holds the mmap lock.
     /// </summary>
     internal void Populate(ulong start, ulong end)
     {
@@ -147,6 +147,12 @@ public sealed partial class AddressSpace
         {
             var vma = VmaTree.Lookup(va);
             if (vma == null) return;
+            if (!vma.IsAccessible)
+            {
+                // GUP without FOLL_FORCE refuses PROT_NONE (check_vma_flags); mm_populate moves on.
+                va = vma.End;
+                continue;
+            }
             bool write = (vma.Flags & (VmFlags.Write | VmFlags.Shared)) == VmFlags.Write;
             ulong stop = Math.Min(end, vma.End);
             for (; va < stop; va += Page.Size)

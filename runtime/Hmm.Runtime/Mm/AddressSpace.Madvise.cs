@@ -107,7 +107,8 @@ public sealed partial class AddressSpace
                         var pte = new Pte(e);
                         if (pte.Kind != PteKind.Present || IsZeroPfn(pte.Pfn)) continue;
                         ulong pfn = pte.Pfn, head = Frames.FolioHead(pfn);
-                        if ((Frames.Flags(head) & PageFlags.Anon) == 0 || Frames.MapCount(pfn) != 1 || Frames.PinCount(head) != 0) continue;
+                        // Mapped only here: no other PTE, and no PMD elsewhere (a THP still PMD-mapped by a fork sibling).
+                        if ((Frames.Flags(head) & PageFlags.Anon) == 0 || Frames.MapCount(pfn) != 1 || Frames.EntireMapCount(head) != 0 || Frames.PinCount(head) != 0) continue;
                         e &= ~(Pte.DirtyBit | Pte.YoungBit);
                         Frames.Flags(pfn) = (Frames.Flags(pfn) & ~PageFlags.Dirty) | PageFlags.LazyFree;
                     }

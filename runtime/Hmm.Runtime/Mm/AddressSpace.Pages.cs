@@ -139,7 +139,7 @@ public sealed partial class AddressSpace
             bool exclusive = anon && (Frames.Flags(head) & PageFlags.AnonExclusive) != 0;
             for (int i = 0; i < Page.PmdPages; i++)
             {
-                if (zero) ptes[i] = Pte.Present(Machine.ZeroPfn, writable: false, special: true).Raw;
+                if (zero) ptes[i] = Pte.Present(Machine.ZeroPfn, writable: false, special: true).Raw | (raw & Pte.ProtNoneBit);
                 else
                 {
                     ptes[i] = ((head + (ulong)i) << Pte.PfnShift) | flags;

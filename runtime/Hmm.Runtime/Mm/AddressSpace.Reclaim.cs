@@ -28,7 +28,7 @@ public sealed partial class AddressSpace
                     if (pte.Kind != PteKind.Present || IsZeroPfn(pte.Pfn)) continue;
                     ulong pfn = pte.Pfn;
                     if ((Frames.Flags(pfn) & PageFlags.LazyFree) == 0) continue;
-                    if (pte.IsDirty || Frames.MapCount(pfn) != 1)
+                    if (pte.IsDirty || Frames.MapCount(pfn) != 1 || Frames.EntireMapCount(Frames.FolioHead(pfn)) != 0)
                     {
                         Frames.Flags(pfn) &= ~PageFlags.LazyFree;
                         continue;

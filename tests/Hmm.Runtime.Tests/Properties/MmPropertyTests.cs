@@ -1,0 +1,38 @@
+using System.Diagnostics;
+using FsCheck;
+using FsCheck.Fluent;
+using NUnit.Framework;
+
+namespace Hmm.Runtime.Tests.Properties;
+
+/// <summary>
+/// Model-based property test of the mm layer (foundation issue, build acceptance 5): random
+/// sequences of ≥ 200 mmap/munmap/mprotect/mremap/madvise/fork/exit/load/store/read/write/reclaim
+/// operations over up to 3 processes, THP on and off, against the plain reference model in
+/// <see cref="MmRunner"/>.
+/// </summary>
+public class MmPropertyTests
+{
+    /// <summary>500 by default (the acceptance); set HMM_PROP_CASES for a longer soak.</summary>
+    private static readonly int Cases = int.TryParse(Environment.GetEnvironmentVariable("HMM_PROP_CASES"), out int n) && n > 0 ? n : 500;
+
+    [Test]
+    public void RandomOperationSequencesMatchTheReferenceModel()
+    {
+        int thpOn = 0, thpOff = 0, ops = 0;
+        var sw = Stopwatch.StartNew();
+        var config = Config.QuickThrowOnFailure.WithMaxTest(Cases).WithName("mm-model");
+        Check.One(config, Prop.ForAll(MmGen.Arbitrary, (MmCase c) =>
+        {
+            MmRunner.Run(c);
+            if (c.Thp) thpOn++; else thpOff++;
+            ops += c.Ops.Length;
+        }));
+        sw.Stop();
+        TestContext.Out.WriteLine($"{thpOn + thpOff} cases ({thpOn} THP on, {thpOff} THP off), {ops} operations, {sw.Elapsed.TotalSeconds:F1} s");
+        foreach (var (k, v) in MmRunner.Stats.OrderBy(kv => kv.Key)) TestContext.Out.WriteLine($"  {k}: {v}");
+        Assert.That(thpOn + thpOff, Is.GreaterThanOrEqualTo(Cases));
+        Assert.That(thpOn, Is.GreaterThanOrEqualTo(Cases / 4));
+        Assert.That(thpOff, Is.GreaterThanOrEqualTo(Cases / 4));
+    }
+}
