@@ -191,4 +191,20 @@ public static class SystemPages
         machine.Frames.Flags(pfn) |= PageFlags.Locked | PageFlags.Lru;
         return true;
     }
+
+    /// <summary>
+    /// alloc_page(GFP_KERNEL | __GFP_ZERO) for a driver: a zeroed page the driver owns (one
+    /// reference), e.g. to <see cref="Vma.InsertPage"/> into a device-file mapping. The driver
+    /// drops its reference with <see cref="PutKernelPage"/>.
+    /// </summary>
+    public static bool TryAllocateKernelPage(Machine machine, out ulong pfn)
+    {
+        if (!machine.Allocator.TryAllocate(0, out pfn)) return false;
+        machine.Memory.Clear(pfn);
+        machine.Frames.Flags(pfn) |= PageFlags.Kernel;
+        return true;
+    }
+
+    /// <summary>put_page for a driver's own reference.</summary>
+    public static void PutKernelPage(Machine machine, ulong pfn) => machine.PutPage(machine.Frames.FolioHead(pfn));
 }

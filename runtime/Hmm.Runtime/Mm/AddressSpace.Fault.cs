@@ -86,6 +86,8 @@ public sealed partial class AddressSpace
         {
             case PteKind.None:
             case PteKind.Marker:
+                // A device-file mapping has no ->fault: only what its driver inserted is there.
+                if (vma.Ops != null) return FaultResult.SigBus;
                 return vma.File == null ? AnonymousFault(vma, address, write, ref slot, raw) : FileFault(vma, address, write, ref slot, raw);
             case PteKind.Present:
                 if (pte.IsProtNone)

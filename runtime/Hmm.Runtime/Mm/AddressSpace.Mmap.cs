@@ -164,5 +164,64 @@ public sealed partial class AddressSpace
         Tables.FreeRange(floor, ceiling);
     }
 
+    /// <summary>
+    /// mmap of a device file: a shared special VMA (VM_MIXEDMAP | VM_DONTEXPAND | VM_IO) whose
+    /// driver <paramref name="ops"/> may insert pages. Same argument checks as <see cref="Mmap"/>.
+    /// </summary>
+    internal ulong MmapDevice(ulong addr, ulong length, Prot prot, IVmOperations ops, bool fixedAddr)
+    {
+        if ((prot & ~(Prot.Read | Prot.Write | Prot.Exec)) != 0) throw Fail(Errno.EINVAL, "unknown PROT_* bits");
+        if (length == 0) throw Fail(Errno.EINVAL, "zero length");
+        if (!Page.TryAlignUp(length, out ulong len) || len > TaskSize) throw Fail(Errno.ENOMEM, $"length {length} overflows when rounded");
+        if (fixedAddr && (!Page.IsAligned(addr) || addr < MmapMinAddr || addr + len > TaskSize || addr + len < addr))
+            throw Fail(Errno.EINVAL, $"bad MAP_FIXED address 0x{addr:x}");
+        MmapLock.WriteLock();
+        try
+        {
+            CheckAlive();
+            if (fixedAddr) DoMunmap(addr, addr + len);
+            else
+            {
+                addr = VmaTree.FindGapTopDown(len, Page.Size, MmapMinAddr, MmapBase);
+                if (addr == 0) throw Fail(Errno.ENOMEM, $"no free range of {len} bytes");
+            }
+            var flags = VmFlags.Shared | VmFlags.MayShare | VmFlags.MayRead | VmFlags.MayWrite | VmFlags.MixedMap | VmFlags.DontExpand | VmFlags.Io
+                | ((prot & Prot.Read) != 0 ? VmFlags.Read : 0) | ((prot & Prot.Write) != 0 ? VmFlags.Write : 0) | ((prot & Prot.Exec) != 0 ? VmFlags.Exec : 0);
+            var vma = new Vma(this, addr, addr + len, flags, null, addr >> Page.Shift, null) { Ops = ops };
+            LinkVma(vma);
+            var e = ops.Mmap(vma);
+            if (e != Errno.Ok)
+            {
+                var hook = InvalidateStart(NotifyEvent.Unmap, vma.Start, vma.End);
+                ZapRange(vma, vma.Start, vma.End);
+                InvalidateEnd(hook, NotifyEvent.Unmap, vma.Start, vma.End);
+                VmaTree.Remove(vma);
+                FreeGapTables(vma.Start, vma.End);
+                throw Fail(e, "the driver's mmap failed");
+            }
+            return addr;
+        }
+        finally { MmapLock.WriteUnlock(); }
+    }
+
+    /// <summary>vm_insert_page into a device-file VMA.</summary>
+    internal Errno InsertDevicePage(Vma vma, ulong address, ulong pfn)
+    {
+        AssertWriteLocked("vm_insert_page");
+        if (vma.Ops == null || (vma.Flags & VmFlags.MixedMap) == 0 || !Page.IsAligned(address) || address < vma.Start || address >= vma.End) return Errno.EINVAL;
+        if (!Frames.IsOnline(pfn) || Frames.RefCount(Frames.FolioHead(pfn)) == 0) return Errno.EINVAL;
+        ulong[] pmdTable = Tables.PmdTable(address, allocate: true)!;
+        ulong[] ptes = Tables.EnsurePteTable(ref pmdTable[PageTables.PmdIndex(address)]);
+        ref ulong slot = ref ptes[PageTables.PteIndex(address)];
+        if (slot != 0) return Errno.EBUSY;
+        ulong head = Frames.FolioHead(pfn);
+        Frames.Flags(head) |= Memory.PageFlags.Kernel;
+        Interlocked.Increment(ref Frames.MapCount(pfn));
+        Machine.GetPage(head);
+        Interlocked.Increment(ref _rssFile);
+        Volatile.Write(ref slot, Pte.Present(pfn, writable: (vma.Flags & VmFlags.Write) != 0).Raw);
+        return Errno.Ok;
+    }
+
     internal static ErrnoException Fail(Errno errno, string message) => new(errno, message);
 }

@@ -178,6 +178,7 @@ public sealed partial class AddressSpace
         VmaTree.Remove(vma);
         vma.File?.RemoveMapping(vma);
         DetachAnon(vma);
+        (vma.Ops as IVmOperations)?.Close(vma);
     }
 
     private void DetachAnon(Vma vma)

@@ -44,6 +44,16 @@ public sealed class Process
         return Mm.Mmap(addr, length, prot, flags, file, offset);
     }
 
+    /// <summary>
+    /// mmap(2) of a device file whose driver supplies <paramref name="ops"/>: a shared special
+    /// mapping the driver populates (or not) in <see cref="IVmOperations.Mmap"/>.
+    /// </summary>
+    public ulong MmapDevice(ulong length, Prot prot, IVmOperations ops, ulong addr = 0, bool fixedAddress = false)
+    {
+        CheckRunning();
+        return Mm.MmapDevice(addr, length, prot, ops, fixedAddress);
+    }
+
     /// <summary>munmap(2).</summary>
     public void Munmap(ulong addr, ulong length)
     {

@@ -41,6 +41,14 @@ public sealed class Vma
     /// <summary>vm_ops of a special mapping (e.g. a device file), or null.</summary>
     public object? Ops { get; internal set; }
 
+    /// <summary>
+    /// vm_insert_page: maps the driver's page <paramref name="pfn"/> (a zeroed kernel page it
+    /// allocated, see <see cref="Migration.SystemPages"/>) at <paramref name="address"/> of this
+    /// device-file VMA, writable iff VM_WRITE. Only from <see cref="IVmOperations.Mmap"/> (the mmap
+    /// lock is held for write). EINVAL outside the VMA or for a non-device VMA, EBUSY if already mapped.
+    /// </summary>
+    public Errno InsertPage(ulong address, ulong pfn) => Mm.InsertDevicePage(this, address, pfn);
+
     /// <summary>anon_vma: set once the VMA has anonymous pages (first write fault or COW).</summary>
     internal AnonVma? Anon { get; set; }
 
