@@ -193,20 +193,7 @@ public sealed partial class AddressSpace
         if (!Machine.Allocator.TryAllocate(0, out ulong pfn)) return FaultResult.Oom;
         Machine.Memory.Clear(pfn);
         InitAnonPage(pfn, anon, vma.LinearIndex(address));
-        PageTableLock.Lock();
-        try
-        {
-            if (slot == expected)
-            {
-                Frames.MapCount(pfn) = 1;
-                Volatile.Write(ref slot, Pte.Present(pfn, writable: true, dirty: true).Raw);
-                Interlocked.Increment(ref _rssAnon);
-                return FaultResult.Ok;
-            }
-        }
-        finally { PageTableLock.Unlock(); }
-        DiscardFresh(pfn);
-        return FaultResult.Ok;
+        return InstallFreshAnonPage(ref slot, expected, pfn);
     }
 
     internal AnonVma AnonFor(Vma vma)
@@ -222,6 +209,28 @@ public sealed partial class AddressSpace
         Frames.Flags(pfn) = PageFlags.Anon | PageFlags.AnonExclusive | PageFlags.Lru | PageFlags.Dirty;
         Frames.Owner(pfn) = anon.Id;
         Frames.Index(pfn) = index;
+    }
+
+    /// <summary>
+    /// Maps a freshly allocated anonymous page writable at <paramref name="slot"/> if the entry is
+    /// still <paramref name="expected"/>; otherwise another fault won the race and the page goes back.
+    /// </summary>
+    private FaultResult InstallFreshAnonPage(ref ulong slot, ulong expected, ulong pfn)
+    {
+        PageTableLock.Lock();
+        try
+        {
+            if (slot == expected)
+            {
+                Frames.MapCount(pfn) = 1;
+                Volatile.Write(ref slot, Pte.Present(pfn, writable: true, dirty: true).Raw);
+                Interlocked.Increment(ref _rssAnon);
+                return FaultResult.Ok;
+            }
+        }
+        finally { PageTableLock.Unlock(); }
+        DiscardFresh(pfn);
+        return FaultResult.Ok;
     }
 
     /// <summary>Returns a page allocated for a fault that lost a race (refcount 1, unmapped).</summary>
@@ -260,20 +269,7 @@ public sealed partial class AddressSpace
         if (!Machine.Allocator.TryAllocate(0, out ulong pfn)) return FaultResult.Oom;
         Machine.CopyPages(pfn, cached, 0);
         InitAnonPage(pfn, anon, index);
-        PageTableLock.Lock();
-        try
-        {
-            if (slot == expected)
-            {
-                Frames.MapCount(pfn) = 1;
-                Volatile.Write(ref slot, Pte.Present(pfn, writable: true, dirty: true).Raw);
-                Interlocked.Increment(ref _rssAnon);
-                return FaultResult.Ok;
-            }
-        }
-        finally { PageTableLock.Unlock(); }
-        DiscardFresh(pfn);
-        return FaultResult.Ok;
+        return InstallFreshAnonPage(ref slot, expected, pfn);
     }
 
     /// <summary>
