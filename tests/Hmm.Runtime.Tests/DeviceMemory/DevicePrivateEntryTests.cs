@@ -282,4 +282,34 @@ public class DevicePrivateEntryTests
         ExitAll(machine);
         Assert.That(dev.PageFrees, Is.EqualTo(dev.Allocations));
     }
+
+    // D fork / B.7: device-coherent pages behave as normal pages — fork shares them read-only, COW copies directly from device memory.
+    [Test]
+    public void Fork_CoherentPages_CowCopiesFromDeviceMemory()
+    {
+        using var machine = NewMachine();
+        var coh = new TestDevice(machine, DevicePageKind.Coherent);
+        var p = machine.CreateProcess("app");
+        ulong a = p.Mmap(2 * P, RW, PrivAnon);
+        Fill(p, a, 2);
+        Assert.That(coh.MigrateToDevice(p, a, 2), Is.EqualTo(2));
+        ulong cpfn = p.Mm.EntryAt(a).Pfn;
+        using var rec = NotifierRecorder.Attach(p.Mm);
+        var child = p.Fork();
+        Assert.That(rec.Events, Is.EqualTo(new[] { Ev(NotifyEvent.ProtectionPage, a, a + 2 * P) }));
+        Assert.That(child.Mm.EntryAt(a).Kind, Is.EqualTo(PteKind.Present));
+        Assert.That(child.Mm.EntryAt(a).Pfn, Is.EqualTo(cpfn));
+        using var crec = NotifierRecorder.Attach(child.Mm);
+        child.Store(a + 4, 6);
+        Assert.That(crec.Events, Is.EqualTo(new[] { Ev(NotifyEvent.Clear, a, a + P) }));
+        Assert.That(coh.Pgmap.Contains(child.Mm.EntryAt(a).Pfn), Is.False, "the COW copy is a system page");
+        Assert.That(child.Load<int>(a), Is.EqualTo(1000));
+        Assert.That(p.Mm.EntryAt(a).Pfn, Is.EqualTo(cpfn));
+        Assert.That(coh.MigrateToRamCalls, Is.Zero);
+        AssertFilled(p, a, 2);
+        AssertFilled(child, a, 2);
+        machine.CheckInvariants();
+        ExitAll(machine);
+        Assert.That(coh.PageFrees, Is.EqualTo(coh.Allocations));
+    }
 }
