@@ -159,13 +159,14 @@ public sealed partial class AddressSpace
     /// raises CLEAR on it (owner none; reference H.6) and puts the original entry back, which
     /// revokes the device's atomic access.
     /// </summary>
-    internal void RestoreExclusive(ulong address, ref ulong slot, Pte pte)
+    /// <remarks>With <paramref name="notify"/> false (fork's try_restore_exclusive_pte) the caller's own invalidation covers the change and no CLEAR is raised.</remarks>
+    internal void RestoreExclusive(ulong address, ref ulong slot, Pte pte, bool notify = true)
     {
         ulong head = Frames.FolioHead(pte.Pfn);
         Machine.GetPage(head);
         Machine.LockPage(head);
         ulong size = pte.IsHuge ? Page.PmdSize : Page.Size;
-        var hook = InvalidateStart(NotifyEvent.Clear, address, address + size);
+        var hook = notify ? InvalidateStart(NotifyEvent.Clear, address, address + size) : null;
         PageTableLock.Lock();
         try
         {
@@ -173,7 +174,7 @@ public sealed partial class AddressSpace
                 Volatile.Write(ref slot, Pte.Present(pte.Pfn, pte.IsWritable, dirty: true, huge: pte.IsHuge).Raw);
         }
         finally { PageTableLock.Unlock(); }
-        InvalidateEnd(hook, NotifyEvent.Clear, address, address + size);
+        if (notify) InvalidateEnd(hook, NotifyEvent.Clear, address, address + size);
         Machine.UnlockPage(head);
         Machine.PutPage(head);
     }

@@ -125,7 +125,8 @@ public sealed partial class AddressSpace
             {
                 // copy_nonpresent_pte: an exclusive entry in the parent is restored first (the
                 // device loses its atomic access), then copied as a normal present entry.
-                RestoreExclusive(address, ref slot, pte);
+                // try_restore_exclusive_pte: inside copy_page_range's PROTECTION_PAGE window, no event of its own (reference D fork).
+                RestoreExclusive(address, ref slot, pte, notify: false);
                 return CopyPte(vma, child, address, ref slot, cow);
             }
             case PteKind.Migration:

@@ -44,6 +44,15 @@ internal sealed class TestDevice : IDevPagemapOps
     public int MigrateToRamCalls { get; private set; }
     public List<ulong> FreedPfns { get; } = new();
 
+    /// <summary>The last migrate_to_ram call's vm_fault (address, vmf->page, write), or null.</summary>
+    public (ulong Address, ulong Page, bool Write)? LastFault { get; private set; }
+
+    /// <summary>A copy of the src words of the last migration chunk right after migrate_vma_setup.</summary>
+    public ulong[] SrcAfterSetup { get; private set; } = Array.Empty<ulong>();
+
+    /// <summary>A copy of the src words of the last migration chunk right after migrate_vma_pages (MIGRATE = moved).</summary>
+    public ulong[] SrcAfterPages { get; private set; } = Array.Empty<ulong>();
+
     /// <summary>Makes the next N device allocations fail (like dmirror's FAIL_ALLOC flag).</summary>
     public int FailAllocations { get; set; }
 
@@ -95,6 +104,7 @@ internal sealed class TestDevice : IDevPagemapOps
                 var args = Prepare(vma, start, n, MigrateSelect.System | (Compound ? MigrateSelect.Compound : 0), null);
                 var e = MigrateVma.Setup(args);
                 if (e != Errno.Ok) throw new ErrnoException(e, "migrate_vma_setup");
+                SrcAfterSetup = _src.AsSpan(0, n).ToArray();
                 for (int i = 0; i < n; i++)
                 {
                     ulong s = _src[i];
@@ -118,6 +128,7 @@ internal sealed class TestDevice : IDevPagemapOps
                     if (large) i += Page.PmdPages - 1;
                 }
                 MigrateVma.Pages(args);
+                SrcAfterPages = _src.AsSpan(0, n).ToArray();
                 for (int i = 0; i < n; i++) if ((_src[i] & MigratePfn.Migrate) != 0) moved += (_src[i] & MigratePfn.Compound) != 0 ? Page.PmdPages : 1;
                 MigrateVma.Finalize(args);
                 done += n;
@@ -150,6 +161,7 @@ internal sealed class TestDevice : IDevPagemapOps
     public VmFaultResult MigrateToRam(in VmFault vmf)
     {
         MigrateToRamCalls++;
+        LastFault = (vmf.Address, vmf.Page, vmf.Write);
         bool large = Machine.Frames.Order(vmf.Page) == Page.PmdOrder;
         ulong start = large ? vmf.Address & ~(Page.PmdSize - 1) : Page.AlignDown(vmf.Address);
         long moved = ToSystem(vmf.Vma, start, large ? Page.PmdPages : 1, vmf.Page);
@@ -162,6 +174,7 @@ internal sealed class TestDevice : IDevPagemapOps
         var args = Prepare(vma, start, n, select, faultPage);
         var e = MigrateVma.Setup(args);
         if (e != Errno.Ok) return 0;
+        SrcAfterSetup = _src.AsSpan(0, n).ToArray();
         for (int i = 0; i < n; i++)
         {
             ulong s = _src[i];
@@ -173,6 +186,7 @@ internal sealed class TestDevice : IDevPagemapOps
             if (large) i += Page.PmdPages - 1;
         }
         MigrateVma.Pages(args);
+        SrcAfterPages = _src.AsSpan(0, n).ToArray();
         long moved = 0;
         for (int i = 0; i < n; i++) if ((_src[i] & MigratePfn.Migrate) != 0 && MigratePfn.IsValid(_src[i])) moved += (_src[i] & MigratePfn.Compound) != 0 ? Page.PmdPages : 1;
         MigrateVma.Finalize(args);
