@@ -23,7 +23,7 @@ public readonly struct VmFault
     /// <summary>The VMA containing <see cref="Address"/>.</summary>
     public Vma Vma { get; }
 
-    /// <summary>The faulting address (not page aligned).</summary>
+    /// <summary>The faulting address, page aligned as the kernel's vmf->address is.</summary>
     public ulong Address { get; }
 
     /// <summary>vmf->page: the locked, referenced device page (the folio head if PMD-mapped). Pass it as <c>MigrateVma.FaultPage</c> (MIG-R08).</summary>
