@@ -371,14 +371,22 @@ public sealed class MigrateVma : IDisposable
         _stage = Stage.Idle;
     }
 
-    /// <summary>Throws MIG-R02 if a successful setup was never finalized (migration entries would stay forever).</summary>
+    /// <summary>
+    /// Throws MIG-R02 if a successful setup was never finalized. Before throwing it finalizes on
+    /// the caller's behalf — restoring every source after a bare setup, completing the commit
+    /// after <see cref="Pages"/> — so the machine is left consistent (no migration entry or
+    /// locked page stays behind) and the report is the only effect of the bug.
+    /// </summary>
     public void Dispose()
     {
-        if (_stage != Stage.Idle)
+        if (_stage == Stage.Idle) return;
+        var stage = _stage;
+        if (stage == Stage.SetUp)
         {
-            var stage = _stage;
-            _stage = Stage.Idle;
-            throw new KernelBugException("MIG-R02", $"migration disposed after {(stage == Stage.SetUp ? "setup" : "pages")} without migrate_vma_finalize");
+            var src = Src.AsSpan(0, (int)NPages);
+            for (int i = 0; i < src.Length; i++) src[i] &= ~MigratePfn.Migrate;
         }
+        FinalizeCore();
+        throw new KernelBugException("MIG-R02", $"migration disposed after {(stage == Stage.SetUp ? "setup" : "pages")} without migrate_vma_finalize");
     }
 }
