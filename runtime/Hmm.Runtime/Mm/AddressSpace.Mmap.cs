@@ -223,5 +223,26 @@ public sealed partial class AddressSpace
         return Errno.Ok;
     }
 
+    /// <summary>zap_vma_ptes over a device-file VMA (see <see cref="Vma.ZapPtes"/>).</summary>
+    internal Errno ZapVmaPtes(Vma vma, ulong address, ulong size)
+    {
+        if (vma.Ops == null || (vma.Flags & VmFlags.MixedMap) == 0) return Errno.EINVAL;
+        if (size == 0 || !Page.IsAligned(address) || !Page.IsAligned(size) || address + size < address) return Errno.EINVAL;
+        bool take = !MmapLock.IsWriteHeldByCurrentThread;
+        if (take && MmapLock.IsReadHeldByCurrentThread)
+            throw new KernelBugException("MM-R04", $"zap_vma_ptes on mm {Id} with the mmap lock held only for read");
+        if (take) MmapLock.WriteLock();
+        try
+        {
+            ulong end = address + size;
+            if (VmaTree.Lookup(vma.Start) != vma || address < vma.Start || end > vma.End) return Errno.EINVAL;
+            var hook = InvalidateStart(NotifyEvent.Clear, address, end);
+            ZapRange(vma, address, end);
+            InvalidateEnd(hook, NotifyEvent.Clear, address, end);
+            return Errno.Ok;
+        }
+        finally { if (take) MmapLock.WriteUnlock(); }
+    }
+
     internal static ErrnoException Fail(Errno errno, string message) => new(errno, message);
 }

@@ -49,6 +49,17 @@ public sealed class Vma
     /// </summary>
     public Errno InsertPage(ulong address, ulong pfn) => Mm.InsertDevicePage(this, address, pfn);
 
+    /// <summary>
+    /// zap_vma_ptes: a driver removes the CPU entries of [<paramref name="address"/>,
+    /// address + <paramref name="size"/>) of its own special (device-file) VMA, raising a
+    /// <see cref="NotifyEvent.Clear"/> invalidation over the range first — also when nothing is
+    /// CPU-mapped there, so every subscribed importer (mmu interval notifier) tears down. This is
+    /// how an exporter revokes p2p mappings (reference/kernel-hmm.md G.2). Call it without the
+    /// mmap lock (it takes it for write) or holding it for write. EINVAL when the VMA is not a
+    /// device-file mapping, is no longer mapped, or the range is unaligned or outside it.
+    /// </summary>
+    public Errno ZapPtes(ulong address, ulong size) => Mm.ZapVmaPtes(this, address, size);
+
     /// <summary>anon_vma: set once the VMA has anonymous pages (first write fault or COW).</summary>
     internal AnonVma? Anon { get; set; }
 
