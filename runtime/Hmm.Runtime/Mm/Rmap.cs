@@ -15,6 +15,7 @@ internal readonly record struct RmapHit(AddressSpace Mm, Vma Vma, ulong Address,
 internal static class Rmap
 {
     [ThreadStatic] private static List<RmapHit>? t_hits;
+    [ThreadStatic] private static Vma[]? t_vmas;
 
     /// <summary>Scratch list for the calling thread (no allocation after warm-up).</summary>
     public static List<RmapHit> Scratch()
@@ -35,10 +36,30 @@ internal static class Rmap
         var frames = machine.Frames;
         if (machine.OwnerOf(frames.Owner(firstPfn)) is not AnonVma anon) return;
         ulong index = frames.Index(firstPfn);
-        Vma[] vmas;
+        // Snapshot the lineage's VMAs into this thread's reusable buffer (no allocation per
+        // call once it is large enough). The buffer is taken out of the thread-static slot while
+        // in use, so a nested walk on the same thread gets its own.
+        Vma[] vmas = t_vmas ?? new Vma[4];
+        t_vmas = null;
+        int count;
         anon.Lock.Lock();
-        try { vmas = anon.Vmas.ToArray(); }
+        try
+        {
+            count = anon.Vmas.Count;
+            if (vmas.Length < count) vmas = new Vma[Math.Max(count, vmas.Length * 2)];
+            anon.Vmas.CopyTo(vmas);
+        }
         finally { anon.Lock.Unlock(); }
+        try { Walk(vmas.AsSpan(0, count), firstPfn, pages, index, kinds, hits); }
+        finally
+        {
+            Array.Clear(vmas, 0, count);   // keep no VMA alive from the buffer
+            t_vmas = vmas;
+        }
+    }
+
+    private static void Walk(ReadOnlySpan<Vma> vmas, ulong firstPfn, int pages, ulong index, PteKindSet kinds, List<RmapHit> hits)
+    {
         foreach (var vma in vmas)
         {
             var mm = vma.Mm;
