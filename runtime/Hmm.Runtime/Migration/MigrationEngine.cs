@@ -23,6 +23,11 @@ internal static class MigrationEngine
     /// </summary>
     public static void UnmapOthers(Machine machine, ulong pfn, int pages)
     {
+        // migrate_device_unmap: "if (folio_mapped(folio)) try_to_migrate(folio, 0)". Every entry
+        // the walk converts (present, device-private, device-exclusive) is counted in a mapcount,
+        // so an unmapped folio has nothing to find. A mapping that appears after this check holds
+        // a reference, which the caller's OnlyMigrationHoldsIt check then sees.
+        if (!IsMapped(machine, pfn, pages)) return;
         var hits = Rmap.Scratch();
         Rmap.Collect(machine, pfn, pages, PteKindSet.Of(Present, PteKind.DevicePrivate, PteKind.DeviceExclusive), hits);
         for (int h = 0; h < hits.Count; h++)
@@ -45,6 +50,16 @@ internal static class MigrationEngine
             }
             finally { mm.UnlockForRmap(taken); }
         }
+    }
+
+    /// <summary>folio_mapped for the pages an rmap query over [pfn, +pages) can find (PMD mappings only for a whole 2 MiB folio).</summary>
+    private static bool IsMapped(Machine machine, ulong pfn, int pages)
+    {
+        var f = machine.Frames;
+        if (pages == Page.PmdPages && Volatile.Read(ref f.EntireMapCount(f.FolioHead(pfn))) != 0) return true;
+        for (int k = 0; k < pages; k++)
+            if (Volatile.Read(ref f.MapCount(pfn + (ulong)k)) != 0) return true;
+        return false;
     }
 
     /// <summary>
