@@ -23,6 +23,11 @@ internal static class MigrationEngine
     /// </summary>
     public static void UnmapOthers(Machine machine, ulong pfn, int pages)
     {
+        // migrate_device_unmap: "if (folio_mapped(folio)) try_to_migrate(folio, 0)". Every entry
+        // the walk converts (present, device-private, device-exclusive) is counted in a mapcount,
+        // so an unmapped folio has nothing to find. A mapping that appears after this check holds
+        // a reference, which the caller's OnlyMigrationHoldsIt check then sees.
+        if (!IsMapped(machine, pfn, pages)) return;
         var hits = Rmap.Scratch();
         Rmap.Collect(machine, pfn, pages, PteKindSet.Of(Present, PteKind.DevicePrivate, PteKind.DeviceExclusive), hits);
         for (int h = 0; h < hits.Count; h++)
@@ -45,6 +50,16 @@ internal static class MigrationEngine
             }
             finally { mm.UnlockForRmap(taken); }
         }
+    }
+
+    /// <summary>folio_mapped for the pages an rmap query over [pfn, +pages) can find (PMD mappings only for a whole 2 MiB folio).</summary>
+    private static bool IsMapped(Machine machine, ulong pfn, int pages)
+    {
+        var f = machine.Frames;
+        if (pages == Page.PmdPages && Volatile.Read(ref f.EntireMapCount(f.FolioHead(pfn))) != 0) return true;
+        for (int k = 0; k < pages; k++)
+            if (Volatile.Read(ref f.MapCount(pfn + (ulong)k)) != 0) return true;
+        return false;
     }
 
     /// <summary>
@@ -74,35 +89,49 @@ internal static class MigrationEngine
     /// entry's write permission. Raises no notifier event (nothing was mirrored meanwhile).
     /// </summary>
     public static void RemoveMigrationEntries(Machine machine, ulong srcPfn, int pages, ulong newPfn)
+        => RemoveMigrationEntries(machine, [new RmapQuery(srcPfn, pages)], [newPfn]);
+
+    /// <summary>
+    /// <see cref="RemoveMigrationEntries(Machine, ulong, int, ulong)"/> for many folios at once:
+    /// query q's migration entries for [sources[q].FirstPfn, +Pages) go to newPfns[q]. One rmap
+    /// walk serves the batch, and each mm's lock and page-table lock are taken once per run of
+    /// hits in that mm rather than once per page; every entry is still re-checked under the PTL.
+    /// </summary>
+    public static void RemoveMigrationEntries(Machine machine, ReadOnlySpan<RmapQuery> sources, ReadOnlySpan<ulong> newPfns)
     {
         var hits = Rmap.Scratch();
-        Rmap.Collect(machine, srcPfn, pages, PteKindSet.Of(PteKind.Migration), hits);
+        Rmap.CollectBatch(machine, sources, PteKindSet.Of(PteKind.Migration), hits);
         var device = machine.DeviceMemory;
-        for (int h = 0; h < hits.Count; h++)
+        var frames = machine.Frames;
+        for (int h = 0; h < hits.Count;)
         {
-            var hit = hits[h];
-            var mm = hit.Mm;
+            var mm = hits[h].Mm;
             bool taken = mm.LockForRmap();
             try
             {
                 mm.PageTableLock.Lock();
                 try
                 {
-                    ref ulong slot = ref mm.SlotFor(hit.Address, hit.Huge);
-                    if (Unsafe.IsNullRef(ref slot)) continue;
-                    var e = new Pte(slot);
-                    if (e.Kind != PteKind.Migration || e.Pfn - srcPfn >= (ulong)pages) continue;
-                    ulong target = newPfn + (e.Pfn - srcPfn);
-                    bool priv = device?.Classify(target) == DevicePageClass.Private;
-                    ulong entry = priv
-                        ? Pte.NonPresent(PteKind.DevicePrivate, target, e.IsWritable, hit.Huge).Raw
-                        : Pte.Present(target, e.IsWritable, dirty: e.IsDirty || e.IsWritable, huge: hit.Huge).Raw;
-                    ulong head = machine.Frames.FolioHead(target);
-                    if (hit.Huge) Interlocked.Increment(ref machine.Frames.EntireMapCount(head));
-                    else Interlocked.Increment(ref machine.Frames.MapCount(target));
-                    machine.GetPage(head);
-                    mm.AccountRss(head, hit.Huge ? Page.PmdPages : 1);
-                    Volatile.Write(ref slot, entry);
+                    for (; h < hits.Count && hits[h].Mm == mm; h++)
+                    {
+                        var hit = hits[h];
+                        ulong srcPfn = sources[hit.Tag].FirstPfn;
+                        ref ulong slot = ref mm.SlotFor(hit.Address, hit.Huge);
+                        if (Unsafe.IsNullRef(ref slot)) continue;
+                        var e = new Pte(slot);
+                        if (e.Kind != PteKind.Migration || e.Pfn - srcPfn >= (ulong)sources[hit.Tag].Pages) continue;
+                        ulong target = newPfns[hit.Tag] + (e.Pfn - srcPfn);
+                        bool priv = device?.Classify(target) == DevicePageClass.Private;
+                        ulong entry = priv
+                            ? Pte.NonPresent(PteKind.DevicePrivate, target, e.IsWritable, hit.Huge).Raw
+                            : Pte.Present(target, e.IsWritable, dirty: e.IsDirty || e.IsWritable, huge: hit.Huge).Raw;
+                        ulong head = frames.FolioHead(target);
+                        if (hit.Huge) Interlocked.Increment(ref frames.EntireMapCount(head));
+                        else Interlocked.Increment(ref frames.MapCount(target));
+                        machine.GetPage(head);
+                        mm.AccountRss(head, hit.Huge ? Page.PmdPages : 1);
+                        Volatile.Write(ref slot, entry);
+                    }
                 }
                 finally { mm.PageTableLock.Unlock(); }
             }
@@ -196,27 +225,45 @@ internal static class MigrationEngine
     /// </summary>
     public static void FinalizeEntries(Machine machine, Span<ulong> src, ReadOnlySpan<ulong> dst, ulong? faultPage)
     {
+        // remove_migration_ptes for every entry first, in one batched walk; then unlock and
+        // release. The sources stay locked until their mappings are back, as in the kernel.
+        // The buffers are taken out of their thread-static slots while in use (re-entrancy).
+        var queries = t_queries ?? new RmapQuery[Page.PmdPages];
+        var targets = t_targets ?? new ulong[Page.PmdPages];
+        t_queries = null;
+        t_targets = null;
+        if (queries.Length < src.Length) { queries = new RmapQuery[src.Length]; targets = new ulong[src.Length]; }
+        int n = 0;
+        for (int i = 0; i < src.Length; i++)
+        {
+            ulong word = src[i];
+            if (!MigratePfn.IsValid(word)) continue;
+            ulong spfn = word >> MigratePfn.Shift;
+            bool ok = (word & MigratePfn.Migrate) != 0 && MigratePfn.IsValid(dst[i]);
+            queries[n] = new RmapQuery(spfn, (word & MigratePfn.Compound) != 0 ? Page.PmdPages : 1);
+            targets[n++] = ok ? dst[i] >> MigratePfn.Shift : spfn;
+        }
+        try { RemoveMigrationEntries(machine, queries.AsSpan(0, n), targets.AsSpan(0, n)); }
+        finally
+        {
+            t_queries = queries;
+            t_targets = targets;
+        }
         for (int i = 0; i < src.Length; i++)
         {
             ulong word = src[i], d = dst[i];
             bool dstValid = MigratePfn.IsValid(d);
-            ulong dpfn = d >> MigratePfn.Shift;
-            if (!MigratePfn.IsValid(word))
-            {
-                if (dstValid) ReleaseDestination(machine, dpfn);
-                continue;
-            }
-            ulong spfn = word >> MigratePfn.Shift;
-            bool ok = (word & MigratePfn.Migrate) != 0 && dstValid;
-            int pages = (word & MigratePfn.Compound) != 0 ? Page.PmdPages : 1;
-            RemoveMigrationEntries(machine, spfn, pages, ok ? dpfn : spfn);
-            if (dstValid) ReleaseDestination(machine, dpfn);
+            if (dstValid) ReleaseDestination(machine, d >> MigratePfn.Shift);
+            if (!MigratePfn.IsValid(word)) continue;
             if ((word & SplitSubpage) != 0) continue;   // the folio's lock and reference sit on its head entry
-            ulong head = machine.Frames.FolioHead(spfn);
+            ulong head = machine.Frames.FolioHead(word >> MigratePfn.Shift);
             if (head != faultPage) machine.UnlockPage(head);
             machine.PutPage(head);
         }
     }
+
+    [ThreadStatic] private static RmapQuery[]? t_queries;
+    [ThreadStatic] private static ulong[]? t_targets;
 
     private static void ReleaseDestination(Machine machine, ulong dpfn)
     {
