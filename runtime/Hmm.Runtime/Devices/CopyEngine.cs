@@ -1,5 +1,6 @@
 using Hmm.Runtime.Memory;
 using Hmm.Runtime.Mm;
+using Hmm.Runtime.Telemetry;
 
 namespace Hmm.Runtime.Devices;
 
@@ -18,9 +19,21 @@ public readonly record struct PageCopy(ulong SrcPfn, ulong DstPfn, int Order = 0
 public sealed class CopyEngine
 {
     private readonly Machine _machine;
+    private readonly SimClock? _clock;
+    private readonly CostModel _costs;
+    private readonly DeviceMeters? _meters;
 
-    /// <summary>Creates an engine for <paramref name="machine"/>'s memory.</summary>
-    public CopyEngine(Machine machine) => _machine = machine;
+    /// <summary>
+    /// Creates an engine for <paramref name="machine"/>'s memory. With a <paramref name="clock"/>,
+    /// each batch charges the PCIe transfer time of its bytes (<see cref="CostModel.TransferNs"/>).
+    /// </summary>
+    public CopyEngine(Machine machine, SimClock? clock = null, CostModel? costs = null, DeviceMeters? meters = null)
+    {
+        _machine = machine;
+        _clock = clock;
+        _costs = costs ?? CostModel.Default;
+        _meters = meters;
+    }
 
     /// <summary>Pages copied since creation.</summary>
     public long PagesCopied { get; private set; }
@@ -28,12 +41,22 @@ public sealed class CopyEngine
     /// <summary>Copies every entry of <paramref name="copies"/>, in order.</summary>
     public unsafe void Copy(ReadOnlySpan<PageCopy> copies)
     {
+        long total = 0;
         foreach (var c in copies)
         {
             int bytes = Page.Size << c.Order;
             Buffer.MemoryCopy(_machine.DmaAddress(c.SrcPfn), _machine.DmaAddress(c.DstPfn), bytes, bytes);
             PagesCopied += 1L << c.Order;
+            total += bytes;
         }
+        Charge(total);
+    }
+
+    private void Charge(long bytes)
+    {
+        if (bytes == 0) return;
+        _meters?.AddBytesCopied(bytes);
+        _clock?.Advance(_costs.TransferNs(bytes));
     }
 
     /// <summary>Zero-fills each page of <paramref name="pfns"/> (2^<paramref name="order"/> pages each): a hole migrated to the device.</summary>

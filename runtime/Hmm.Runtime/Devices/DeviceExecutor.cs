@@ -9,10 +9,10 @@ public interface IDeviceMmu
 {
     /// <summary>
     /// Translates <paramref name="va"/> of address space <paramref name="instance"/> for
-    /// <paramref name="access"/>: the page the device reaches (system or device memory), or false
-    /// on a miss or a permission fault (the access faults).
+    /// <paramref name="access"/>: on a hit, the page the device reaches (system or device memory);
+    /// a miss or permission fault is replayable; an IOMMU fault is fatal for the thread.
     /// </summary>
-    bool TryTranslate(int instance, ulong va, DeviceAccess access, out ulong pfn);
+    DeviceMmuResult Translate(int instance, ulong va, DeviceAccess access, out ulong pfn);
 }
 
 /// <summary>One step of a logical device thread: an 8-byte load, store or atomic add at an address.</summary>
@@ -130,7 +130,13 @@ public sealed class DeviceExecutor
             while (_pc[t] < _end[t])
             {
                 var op = _ops[_pc[t]];
-                if (!_mmu.TryTranslate(_instance, op.Address, op.Access, out ulong pfn))
+                var hit = _mmu.Translate(_instance, op.Address, op.Access, out ulong pfn);
+                if (hit == DeviceMmuResult.IommuFault)
+                {
+                    _state[t] = DeviceThreadState.Failed;   // a stray DMA: recorded by the IOMMU, never replayed
+                    break;
+                }
+                if (hit != DeviceMmuResult.Hit)
                 {
                     FaultsRaised++;
                     _faults.TryWrite(new FaultEntry(op.Address, op.Access, _instance, _client, _now()));
@@ -171,6 +177,9 @@ public sealed class DeviceExecutor
             if (_state[t] == DeviceThreadState.Parked) { _state[t] = DeviceThreadState.Runnable; n++; }
         return n;
     }
+
+    /// <summary>Threads currently parked on a fault.</summary>
+    public int ParkedCount => Count(DeviceThreadState.Parked);
 
     /// <summary>Fault cancel: every thread parked on <paramref name="address"/>'s page fails (its channel is killed). Returns the count.</summary>
     public int Cancel(ulong address)

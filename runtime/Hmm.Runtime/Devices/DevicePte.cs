@@ -26,6 +26,8 @@ public enum DeviceMmuResult : byte
     Miss = 1,
     /// <summary>Mapped, but without the write or atomic permission the access needs.</summary>
     PermissionFault = 2,
+    /// <summary>The IOMMU refused the bus address: a fatal, non-replayable device error (recorded by the IOMMU).</summary>
+    IommuFault = 3,
 }
 
 /// <summary>What the device MMU resolved for one virtual page.</summary>
