@@ -11,7 +11,11 @@ public sealed unsafe partial class Machine : IDisposable
 {
     private readonly List<Process> _processes = new();
     private readonly List<SimFile> _files = new();
-    private readonly List<object?> _owners = new() { null };   // owner id → anon_vma / file / pgmap
+    // Owner id → anon_vma / file / pgmap. Readers (rmap walks on the migration path) index the
+    // array without a lock; writers hold _ownerLock and publish a grown copy, so a reader sees
+    // either the old or the new array, both valid for every id handed out before.
+    private object?[] _owners = new object?[64];
+    private int _ownerCount = 1;
     private readonly Stack<int> _freeOwnerIds = new();
     private readonly KernelMutex _tasklist = new("machine.tasklist");
     private readonly SpinLock _ownerLock = new("machine.owners");
@@ -234,11 +238,17 @@ public sealed unsafe partial class Machine : IDisposable
             if (_freeOwnerIds.Count > 0)
             {
                 int id = _freeOwnerIds.Pop();
-                _owners[id] = owner;
+                Volatile.Write(ref _owners[id], owner);
                 return id;
             }
-            _owners.Add(owner);
-            return _owners.Count - 1;
+            if (_ownerCount == _owners.Length)
+            {
+                var grown = new object?[_owners.Length * 2];
+                Array.Copy(_owners, grown, _owners.Length);
+                Volatile.Write(ref _owners, grown);
+            }
+            Volatile.Write(ref _owners[_ownerCount], owner);
+            return _ownerCount++;
         }
         finally { _ownerLock.Unlock(); }
     }
@@ -246,15 +256,14 @@ public sealed unsafe partial class Machine : IDisposable
     internal void SetOwner(int id, object owner)
     {
         _ownerLock.Lock();
-        try { _owners[id] = owner; }
+        try { Volatile.Write(ref _owners[id], owner); }
         finally { _ownerLock.Unlock(); }
     }
 
     internal object? OwnerOf(int id)
     {
-        _ownerLock.Lock();
-        try { return id > 0 && id < _owners.Count ? _owners[id] : null; }
-        finally { _ownerLock.Unlock(); }
+        var owners = Volatile.Read(ref _owners);
+        return id > 0 && id < owners.Length ? Volatile.Read(ref owners[id]) : null;
     }
 
     internal void FreeOwnerId(int id)
@@ -262,7 +271,7 @@ public sealed unsafe partial class Machine : IDisposable
         _ownerLock.Lock();
         try
         {
-            _owners[id] = null;
+            Volatile.Write(ref _owners[id], null);
             _freeOwnerIds.Push(id);
         }
         finally { _ownerLock.Unlock(); }
