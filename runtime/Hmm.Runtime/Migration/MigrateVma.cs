@@ -321,6 +321,7 @@ public sealed class MigrateVma : IDisposable
         ulong entry = priv
             ? Pte.NonPresent(PteKind.DevicePrivate, dpfn, writable, huge).Raw
             : Pte.Present(dpfn, writable, dirty: writable, huge: huge).Raw;
+        if (!priv && (vma.Flags & (VmFlags.Read | VmFlags.Write | VmFlags.Exec)) == 0) entry |= Pte.ProtNoneBit;   // vma->vm_page_prot
         var f = machine.Frames;
         int pages = huge ? Page.PmdPages : 1;
         ulong[]? pmdTable = mm.Tables.PmdTable(addr, allocate: false);
