@@ -44,4 +44,40 @@ public class MmDeviceRegressionTests
             new(OpKind.Read, 789059452, 972078775, 1343121615, 1798798205, 453287635),
         }, Devices: true));
     }
+
+    /// <summary>
+    /// A CPU fault on a PTE-mapped subpage of a 2 MiB device-private folio (its PMD split by a
+    /// partial munmap) raised SIGBUS: the fault path locked the folio head but passed the subpage
+    /// as the fault page, so migrate_vma_setup refused it (not locked) and the folio could not be
+    /// split. The fault now splits the folio and hands the driver the locked subpage.
+    /// </summary>
+    [Test]
+    public void FaultOnSubpageOfSplitDeviceThp()
+    {
+        using (var machine = new Machine(new MachineOptions { SystemMemory = 64L << 20, TransparentHugePages = true }))
+        {
+            var dev = new TestDevice(machine, DevicePageKind.Private, 8UL << 20) { Compound = true };
+            var p = machine.CreateProcess("app");
+            ulong buf = p.Mmap(2 << 20, Prot.Read | Prot.Write, MapFlags.Private | MapFlags.Anonymous);
+            p.Madvise(buf, 2 << 20, Advice.HugePage);
+            p.Store(buf + 0x1f1008, 42L);
+            Assert.That(dev.MigrateToDevice(p, buf, 512), Is.EqualTo(512));
+            Assert.That(p.Mm.EntryAt(buf).IsHuge, Is.True);
+            p.Munmap(buf + 0x116000, 0xaf000);
+            Assert.That(p.Load<long>(buf + 0x1f1008), Is.EqualTo(42L));
+            p.Store(buf + 8, 7L);
+            machine.CheckInvariants();
+            p.Exit();
+            machine.CheckInvariants();
+            Assert.That(machine.UsedPages, Is.Zero);
+            Assert.That(dev.FreePages, Is.EqualTo((int)dev.Pgmap.PageCount));
+        }
+        MmRunner.Run(new MmCase(true, new Op[]
+        {
+            new(OpKind.Mmap, 870527979, 747809204, 738853989, 1858074110, 813063411),
+            new(OpKind.Migrate, 751464390, 436915527, 490192321, 1413284470, 1340016542),
+            new(OpKind.Mremap, 843105902, 1763817497, 1433712736, 110637457, 856350480),
+            new(OpKind.Write, 1508649528, 1938054873, 226945432, 1622074766, 1269820611),
+        }, Devices: true));
+    }
 }

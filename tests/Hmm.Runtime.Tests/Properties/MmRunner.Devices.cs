@@ -122,7 +122,7 @@ internal sealed partial class MmRunner
             {
                 ulong va = kp.Addr + (ulong)k * PageSize;
                 var (entry, pfn) = SimPage(kp.Proc, va);
-                if (entry.Kind == PteKind.Present && pfn == kp.Pin.Pfns[k]) list.Add((kp.Proc, va, pfn));
+                if (entry.Kind == PteKind.Present && pfn == kp.Pin.Pfns[k] && !kp.Proc.P.Mm.IsZeroPfn(pfn)) list.Add((kp.Proc, va, pfn));   // the zero page is not really pinned
             }
         }
         return list;
@@ -355,7 +355,12 @@ internal sealed partial class MmRunner
         }
         foreach (var dev in AllDevices)
         {
-            if (dev.Allocations != dev.PageFrees) Fail($"{dev.Name}: {dev.Allocations} device allocations, {dev.PageFrees} PageFree calls");
+            // One PageFree per allocation — except that a 2 MiB device folio split into base pages
+            // (PTE-mapped, then partly migrated or faulted back) is freed as 512 pieces: the
+            // simulator has no folio_split callback to tell the driver.
+            int extra = dev.PageFrees - dev.Allocations;
+            if (extra < 0 || extra % (Page.PmdPages - 1) != 0) Fail($"{dev.Name}: {dev.Allocations} device allocations, {dev.PageFrees} PageFree calls");
+            if (extra > 0) Count($"Devices: {extra / (Page.PmdPages - 1)} device folios split");
         }
         foreach (var dev in new[] { _private, _coherent })
         {
