@@ -190,7 +190,13 @@ public sealed partial class AddressSpace
         try
         {
             if (Volatile.Read(ref slot) == pte.Raw)
-                Volatile.Write(ref slot, Pte.Present(pte.Pfn, pte.IsWritable, dirty: true, huge: pte.IsHuge).Raw);
+            {
+                // restore_exclusive_pte: mk_pte(page, vma->vm_page_prot) — an mprotect since may have made it PROT_NONE or read-only.
+                var flags = VmaTree.Lookup(address)?.Flags ?? VmFlags.Write;
+                bool none = (flags & (VmFlags.Read | VmFlags.Write | VmFlags.Exec)) == 0;
+                ulong raw = Pte.Present(pte.Pfn, pte.IsWritable && (flags & VmFlags.Write) != 0, dirty: true, huge: pte.IsHuge).Raw;
+                Volatile.Write(ref slot, none ? raw | Pte.ProtNoneBit : raw);
+            }
         }
         finally { PageTableLock.Unlock(); }
         InvalidateEnd(hook, NotifyEvent.Clear, address, address + size);
