@@ -80,4 +80,46 @@ public class MmDeviceRegressionTests
             new(OpKind.Write, 1508649528, 1938054873, 226945432, 1622074766, 1269820611),
         }, Devices: true));
     }
+
+    /// <summary>
+    /// fork restored a device-exclusive entry of a since-mprotect(PROT_NONE)'d page as an
+    /// ordinary accessible PTE: a load then succeeded instead of SIGSEGV (Linux rebuilds the entry
+    /// from vma->vm_page_prot).
+    /// </summary>
+    [Test]
+    public void ExclusiveEntryRestoredUnderProtNone()
+    {
+        using (var machine = new Machine(new MachineOptions { SystemMemory = 64L << 20 }))
+        {
+            var p = machine.CreateProcess("app");
+            ulong buf = p.Mmap(4 * 4096, Prot.Read | Prot.Write, MapFlags.Private | MapFlags.Anonymous);
+            p.Store(buf, 5L);
+            p.Mm.MmapLock.ReadLock();
+            try
+            {
+                Assert.That(DeviceExclusive.Make(p.Mm, buf, "dev", out var page), Is.EqualTo(Errno.Ok));
+                page.Dispose();
+            }
+            finally { p.Mm.MmapLock.ReadUnlock(); }
+            p.Mprotect(buf, 4 * 4096, Prot.None);
+            var child = p.Fork();
+            Assert.Throws<SegmentationFault>(() => p.Load<long>(buf));
+            Assert.Throws<SegmentationFault>(() => child.Load<long>(buf));
+            p.Mprotect(buf, 4 * 4096, Prot.Read);
+            Assert.That(p.Load<long>(buf), Is.EqualTo(5L));
+            Assert.Throws<SegmentationFault>(() => p.Store(buf, 6L));
+            machine.CheckInvariants();
+            child.Exit();
+            p.Exit();
+            Assert.That(machine.UsedPages, Is.Zero);
+        }
+        MmRunner.Run(new MmCase(true, new Op[]
+        {
+            new(OpKind.Mmap, 1665888796, 99725767, 820382731, 1616110634, 1822390996),
+            new(OpKind.Exclusive, 506177731, 1435957623, 503038322, 2030987949, 1313985360),
+            new(OpKind.Mprotect, 476455012, 638900578, 59993034, 401067640, 1909691423),
+            new(OpKind.Fork, 352360868, 158524403, 1561021290, 414274688, 280230378),
+            new(OpKind.Load, 947612606, 941334165, 534840968, 461260743, 1405020451),
+        }, Devices: true));
+    }
 }
