@@ -122,4 +122,36 @@ public class MmDeviceRegressionTests
             new(OpKind.Load, 947612606, 941334165, 534840968, 461260743, 1405020451),
         }, Devices: true));
     }
+
+    /// <summary>
+    /// MADV_FREE marked a page in coherent device memory lazy-free and reclaim then dropped its
+    /// data; device memory is not on the LRU and madvise_free_pte_range skips zone-device folios.
+    /// </summary>
+    [Test]
+    public void MadvFreeLeavesCoherentPagesAlone()
+    {
+        using (var machine = new Machine(new MachineOptions { SystemMemory = 64L << 20 }))
+        {
+            var coh = new TestDevice(machine, DevicePageKind.Coherent, 8UL << 20, "coh");
+            var p = machine.CreateProcess("app");
+            ulong buf = p.Mmap(4 * 4096, Prot.Read | Prot.Write, MapFlags.Private | MapFlags.Anonymous);
+            p.Store(buf + 8, 99L);
+            Assert.That(coh.MigrateToDevice(p, buf, 1), Is.EqualTo(1));
+            p.Madvise(buf, 4 * 4096, Advice.Free);
+            machine.Reclaim();
+            Assert.That(p.Load<long>(buf + 8), Is.EqualTo(99L));
+            machine.CheckInvariants();
+            p.Exit();
+            Assert.That(machine.UsedPages, Is.Zero);
+            Assert.That(coh.FreePages, Is.EqualTo((int)coh.Pgmap.PageCount));
+        }
+        MmRunner.Run(new MmCase(true, new Op[]
+        {
+            new(OpKind.Mmap, 2020228530, 1164087463, 1293174260, 1927670192, 1394035853),
+            new(OpKind.Migrate, 469957537, 435647241, 1738564985, 1879997162, 475937991),
+            new(OpKind.Write, 681840737, 291476447, 819529439, 1387617053, 1707861884),
+            new(OpKind.Madvise, 1808445893, 45573779, 895426207, 1964161580, 1593527333),
+            new(OpKind.Reclaim, 446635096, 613608662, 600981897, 1955737674, 573699303),
+        }, Devices: true));
+    }
 }
