@@ -154,4 +154,27 @@ public class MmDeviceRegressionTests
             new(OpKind.Reclaim, 446635096, 613608662, 600981897, 1955737674, 573699303),
         }, Devices: true));
     }
+
+    /// <summary>
+    /// Migrating part of a PTE-mapped THP whose first subpage was unmapped (mremap) split the
+    /// folio holding its lock but no reference: the split freed the head page, and unlocking it
+    /// then raised PAGE-R03.
+    /// </summary>
+    [Test]
+    public void MigrationSplitsThpWhoseHeadPageIsUnmapped()
+    {
+        MmRunner.Run(new MmCase(true, new Op[]
+        {
+            new(OpKind.Mmap, 12695414, 1446795339, 1104397258, 1589417111, 1930970209),
+            new(OpKind.Mmap, 1501718594, 893041274, 618688871, 485608216, 1347219863),
+            new(OpKind.Mmap, 1789969240, 1711263754, 364583525, 1109333808, 2002887518),
+            new(OpKind.Mmap, 1955327211, 1089075029, 2113739957, 2078770443, 1501772619),
+            new(OpKind.Write, 1888931511, 430468243, 2080956124, 780940489, 263169163),
+            new(OpKind.Mremap, 1194556826, 523763201, 1715608038, 1992497577, 1401539097),
+            new(OpKind.Mremap, 1988944564, 1641105773, 694149041, 728402323, 773153413),
+            new(OpKind.Munmap, 1748760879, 337868592, 1149253980, 1359827982, 887016591),
+            new(OpKind.Mmap, 1331358862, 1848685497, 834664179, 1166189367, 2019717229),
+            new(OpKind.Migrate, 105067355, 1249785594, 1844527160, 1650695314, 459451541),
+        }, Devices: true));
+    }
 }
