@@ -177,4 +177,20 @@ public class MmDeviceRegressionTests
             new(OpKind.Migrate, 105067355, 1249785594, 1844527160, 1650695314, 459451541),
         }, Devices: true));
     }
+
+    /// <summary>
+    /// A freed 2 MiB device folio carved into base pages by the driver: the second page's
+    /// initialisation saw the stale tail flags of the old folio and reported MIG-R10 (page in use).
+    /// </summary>
+    [Test]
+    public void FreedDeviceFolioReusedAsBasePages()
+    {
+        MmRunner.Run(new MmCase(true, new Op[]
+        {
+            new(OpKind.Mmap, 1012151358, 1805173383, 1314553477, 440378218, 425272598),
+            new(OpKind.Migrate, 1402719267, 832380412, 704352845, 117562386, 455163893),
+            new(OpKind.Migrate, 350619838, 1182016700, 1522209377, 1464987356, 1937818495),
+            new(OpKind.Migrate, 958874633, 1401155963, 1946644627, 1671913455, 1783792643),
+        }, Devices: true));
+    }
 }
