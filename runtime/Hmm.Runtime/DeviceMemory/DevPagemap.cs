@@ -111,6 +111,10 @@ public sealed unsafe class DevPagemap
             if (frames.RefCount(head) != 0)
                 throw new KernelBugException("MIG-R10", $"device page 0x{pfn + i:x} initialised while still in use (folio 0x{head:x} refcount {frames.RefCount(head)})");
         }
+        // A free 2 MiB folio reused as base pages (the driver carves the block up): its old tails
+        // are free pages now, not tails of the new order-0 page (zone_device_page_init reinitialises them).
+        if (order == 0 && frames.Order(pfn) != 0 && (frames.Flags(pfn) & PageFlags.Tail) == 0)
+            for (ulong i = 1; i < (1UL << frames.Order(pfn)); i++) frames.Flags(pfn + i) = PageFlags.Device;
         for (ulong i = 1; i < (1UL << order); i++) frames.Flags(pfn + i) = PageFlags.Device | PageFlags.Tail;
         frames.Flags(pfn) = PageFlags.Device | PageFlags.Locked | (order != 0 ? PageFlags.Head : 0);
         frames.Order(pfn) = (byte)order;

@@ -218,9 +218,17 @@ public sealed class MigrateVma : IDisposable
         ulong head = machine.Frames.FolioHead(pfn);
         bool isFault = FaultPage == head;
         if (!isFault && !machine.TryLockPage(head)) return false;
+        if (!isFault) machine.GetPage(head);   // folio_get: the head page may be unmapped, the split must not free it under our lock
         bool split;
-        try { split = machine.TrySplitFolio(head, isFault ? 1 : 0); }
-        finally { if (!isFault) machine.UnlockPage(head); }
+        try { split = machine.TrySplitFolio(head, 1); }
+        finally
+        {
+            if (!isFault)
+            {
+                machine.UnlockPage(head);
+                machine.PutPage(head);
+            }
+        }
         return split;
     }
 
@@ -321,6 +329,7 @@ public sealed class MigrateVma : IDisposable
         ulong entry = priv
             ? Pte.NonPresent(PteKind.DevicePrivate, dpfn, writable, huge).Raw
             : Pte.Present(dpfn, writable, dirty: writable, huge: huge).Raw;
+        if (!priv && (vma.Flags & (VmFlags.Read | VmFlags.Write | VmFlags.Exec)) == 0) entry |= Pte.ProtNoneBit;   // vma->vm_page_prot
         var f = machine.Frames;
         int pages = huge ? Page.PmdPages : 1;
         ulong[]? pmdTable = mm.Tables.PmdTable(addr, allocate: false);

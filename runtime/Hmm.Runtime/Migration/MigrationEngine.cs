@@ -125,6 +125,8 @@ internal static class MigrationEngine
                         ulong entry = priv
                             ? Pte.NonPresent(PteKind.DevicePrivate, target, e.IsWritable, hit.Huge).Raw
                             : Pte.Present(target, e.IsWritable, dirty: e.IsDirty || e.IsWritable, huge: hit.Huge).Raw;
+                        // mk_pte(new, vma->vm_page_prot): a PROT_NONE VMA gets a PROT_NONE entry.
+                        if (!priv && (hit.Vma.Flags & (VmFlags.Read | VmFlags.Write | VmFlags.Exec)) == 0) entry = (entry | Pte.ProtNoneBit) & ~Pte.WriteBit;
                         ulong head = frames.FolioHead(target);
                         if (hit.Huge) Interlocked.Increment(ref frames.EntireMapCount(head));
                         else Interlocked.Increment(ref frames.MapCount(target));

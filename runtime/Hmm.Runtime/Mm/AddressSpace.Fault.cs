@@ -145,6 +145,7 @@ public sealed partial class AddressSpace
         try
         {
             if (Volatile.Read(ref slot) != pte.Raw) return FaultResult.Ok;
+            if (!pte.IsHuge && Frames.Order(head) == Page.PmdOrder && TakeSubpageOfLargeFolio(ref head, pte.Pfn)) return FaultResult.Ok;
             return device.MigrateToRam(this, vma, address, pte.IsHuge ? head : pte.Pfn, write);
         }
         finally
@@ -152,6 +153,25 @@ public sealed partial class AddressSpace
             Machine.UnlockPage(head);
             Machine.PutPage(head);
         }
+    }
+
+    /// <summary>
+    /// A PTE-mapped subpage of a large device-private folio (its PMD was split, e.g. by a partial
+    /// munmap): the driver's migrate_to_ram sees vmf->page as a locked, referenced small folio
+    /// (migrate_vma_split_folio splits the fault folio keeping the fault page locked), so split
+    /// the folio and move the fault path's lock and reference to the subpage. Returns true to
+    /// retry the fault when the split failed.
+    /// </summary>
+    private bool TakeSubpageOfLargeFolio(ref ulong head, ulong pfn)
+    {
+        if (!Machine.TrySplitFolio(head, 1)) return true;
+        if (pfn == head) return false;
+        Machine.GetPage(pfn);
+        if (!Machine.TryLockPage(pfn)) { Machine.PutPage(pfn); return true; }
+        Machine.UnlockPage(head);
+        Machine.PutPage(head);
+        head = pfn;
+        return false;
     }
 
     /// <summary>
@@ -171,7 +191,13 @@ public sealed partial class AddressSpace
         try
         {
             if (Volatile.Read(ref slot) == pte.Raw)
-                Volatile.Write(ref slot, Pte.Present(pte.Pfn, pte.IsWritable, dirty: true, huge: pte.IsHuge).Raw);
+            {
+                // restore_exclusive_pte: mk_pte(page, vma->vm_page_prot) — an mprotect since may have made it PROT_NONE or read-only.
+                var flags = VmaTree.Lookup(address)?.Flags ?? VmFlags.Write;
+                bool none = (flags & (VmFlags.Read | VmFlags.Write | VmFlags.Exec)) == 0;
+                ulong raw = Pte.Present(pte.Pfn, pte.IsWritable && (flags & VmFlags.Write) != 0, dirty: true, huge: pte.IsHuge).Raw;
+                Volatile.Write(ref slot, none ? raw | Pte.ProtNoneBit : raw);
+            }
         }
         finally { PageTableLock.Unlock(); }
         if (notify) InvalidateEnd(hook, NotifyEvent.Clear, address, address + size);

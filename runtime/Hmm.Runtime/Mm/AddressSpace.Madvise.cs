@@ -108,7 +108,8 @@ public sealed partial class AddressSpace
                         if (pte.Kind != PteKind.Present || IsZeroPfn(pte.Pfn)) continue;
                         ulong pfn = pte.Pfn, head = Frames.FolioHead(pfn);
                         // Mapped only here: no other PTE, and no PMD elsewhere (a THP still PMD-mapped by a fork sibling).
-                        if ((Frames.Flags(head) & PageFlags.Anon) == 0 || Frames.MapCount(pfn) != 1 || Frames.EntireMapCount(head) != 0 || Frames.PinCount(head) != 0) continue;
+                        // Device (coherent) memory is not on the LRU: madvise_free_pte_range skips zone-device folios.
+                        if ((Frames.Flags(head) & PageFlags.Anon) == 0 || Machine.IsDevicePage(head) || Frames.MapCount(pfn) != 1 || Frames.EntireMapCount(head) != 0 || Frames.PinCount(head) != 0) continue;
                         e &= ~(Pte.DirtyBit | Pte.YoungBit);
                         Frames.Flags(pfn) = (Frames.Flags(pfn) & ~PageFlags.Dirty) | PageFlags.LazyFree;
                     }

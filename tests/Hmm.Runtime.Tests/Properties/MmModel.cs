@@ -50,9 +50,12 @@ internal sealed class ModelEntry
     /// <summary>The private copy (private mappings only); null reads the backing (zero or the file).</summary>
     public ModelPage? Page;
 
+    /// <summary>A device holds the page through a device-exclusive entry; any CPU access (or GUP, fork) restores it.</summary>
+    public bool Exclusive;
+
     public bool PrivateAnon => !Shared && Obj == null;
 
-    public ModelEntry Clone() => new() { Prot = Prot, Shared = Shared, Obj = Obj, Index = Index, Page = Page };
+    public ModelEntry Clone() => new() { Prot = Prot, Shared = Shared, Obj = Obj, Index = Index, Page = Page, Exclusive = Exclusive };
 }
 
 /// <summary>A process in the model: page number → entry.</summary>

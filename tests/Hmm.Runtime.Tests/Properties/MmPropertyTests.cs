@@ -35,4 +35,31 @@ public class MmPropertyTests
         Assert.That(thpOn, Is.GreaterThanOrEqualTo(Cases / 4));
         Assert.That(thpOff, Is.GreaterThanOrEqualTo(Cases / 4));
     }
+
+    /// <summary>
+    /// Device-memory issue, acceptance 2: the same model test with a private and a coherent device
+    /// — migration to and from them (CPU faults bring private pages back), device-exclusive access,
+    /// pins (short and long-term, released at once or kept a few operations), device removal with
+    /// pages in use — mixed with fork, munmap, mremap and madvise. After each case every system
+    /// and device page is free and each device got exactly one PageFree per allocation.
+    /// </summary>
+    [Test]
+    public void RandomOperationSequencesWithDeviceMemoryMatchTheReferenceModel()
+    {
+        int thpOn = 0, thpOff = 0, ops = 0;
+        var sw = Stopwatch.StartNew();
+        var config = Config.QuickThrowOnFailure.WithMaxTest(Cases).WithName("mm-device-model");
+        Check.One(config, Prop.ForAll(MmGen.DeviceArbitrary, (MmCase c) =>
+        {
+            MmRunner.Run(c);
+            if (c.Thp) thpOn++; else thpOff++;
+            ops += c.Ops.Length;
+        }));
+        sw.Stop();
+        TestContext.Out.WriteLine($"{thpOn + thpOff} cases ({thpOn} THP on, {thpOff} THP off), {ops} operations, {sw.Elapsed.TotalSeconds:F1} s");
+        foreach (var (k, v) in MmRunner.Stats.OrderBy(kv => kv.Key)) TestContext.Out.WriteLine($"  {k}: {v}");
+        Assert.That(thpOn + thpOff, Is.GreaterThanOrEqualTo(Cases));
+        Assert.That(thpOn, Is.GreaterThanOrEqualTo(Cases / 4));
+        Assert.That(thpOff, Is.GreaterThanOrEqualTo(Cases / 4));
+    }
 }

@@ -12,7 +12,7 @@ internal sealed class DivergenceException(string message) : Exception(message);
 /// (bytes, SIGSEGV or SIGBUS) and, at the end, the VMA layout, the contents of every interesting
 /// page, the machine invariants and that no frame stays allocated once every process exited.
 /// </summary>
-internal sealed class MmRunner : IDisposable
+internal sealed partial class MmRunner : IDisposable
 {
     private const ulong PageSize = ModelPage.Size;
     private const ulong PmdSize = 2UL << 20;
@@ -28,8 +28,9 @@ internal sealed class MmRunner : IDisposable
     private Op _op;
     private int _shmemCount;
 
-    public MmRunner(bool thp)
+    public MmRunner(bool thp, bool devices = false)
     {
+        _devices = devices;
         _thp = thp;
         _machine = new Machine(new MachineOptions { SystemMemory = 256L << 20, TransparentHugePages = thp, LockValidation = true });
         _files = new ModelObject[FileSizes.Length];
@@ -42,11 +43,12 @@ internal sealed class MmRunner : IDisposable
             _files[i] = m;
         }
         _procs.Add(new ModelProc(_machine.CreateProcess("p")));
+        if (devices) CreateDevices();
     }
 
     public static void Run(MmCase c)
     {
-        using var r = new MmRunner(c.Thp);
+        using var r = new MmRunner(c.Thp, c.Devices);
         r.RunAll(c.Ops);
     }
 
@@ -56,6 +58,7 @@ internal sealed class MmRunner : IDisposable
         {
             _op = ops[_opIndex];
             Step(_op);
+            if (_devices) TickPins();
             if (_opIndex % 50 == 49)
             {
                 CheckVmas();
@@ -69,11 +72,17 @@ internal sealed class MmRunner : IDisposable
         foreach (var mp in _procs) mp.P.Exit();
         _procs.Clear();
         foreach (var f in _files) f.File!.Dispose();
+        if (_devices) ReleaseAllPins();
         _machine.CheckInvariants();
         if (_machine.UsedPages != 0) Fail($"{_machine.UsedPages} pages still allocated after every process exited and every file was unlinked");
+        if (_devices) CheckDevicesDrained();
     }
 
-    public void Dispose() => _machine.Dispose();
+    public void Dispose()
+    {
+        if (_devices) DisposeDevices();
+        _machine.Dispose();
+    }
 
     private void Fail(string message)
         => throw new DivergenceException($"[thp={_thp}] {(_opIndex >= 0 ? $"op #{_opIndex} {_op}" : "final check")}: {message}");
@@ -108,6 +117,10 @@ internal sealed class MmRunner : IDisposable
             case OpKind.Write: DoWrite(op); break;
             case OpKind.Reclaim: DoReclaim(); break;
             case OpKind.FileIo: DoFileIo(op); break;
+            case OpKind.Migrate: DoMigrate(op); break;
+            case OpKind.Exclusive: DoExclusive(op); break;
+            case OpKind.DevRemove: DoDevRemove(op); break;
+            case OpKind.Pin: DoPin(op); break;
         }
     }
 
@@ -199,6 +212,7 @@ internal sealed class MmRunner : IDisposable
 
     private static void DropPage(ModelEntry e)
     {
+        e.Exclusive = false;
         if (e.Page == null) return;
         e.Page.MapCount--;
         e.Page = null;
@@ -259,6 +273,7 @@ internal sealed class MmRunner : IDisposable
             int chunk = Math.Min(into.Length - done, (int)PageSize - inPage);
             string? f = AccessFault(mp, at / PageSize, write: false, out var e);
             if (f != null) return (at, f);
+            e!.Exclusive = false;
             ReadSource(e!).Slice(inPage, chunk).CopyTo(into.Slice(done, chunk));
             done += chunk;
         }
@@ -275,6 +290,7 @@ internal sealed class MmRunner : IDisposable
             int chunk = Math.Min(data.Length - done, (int)PageSize - inPage);
             string? f = AccessFault(mp, at / PageSize, write: true, out var e);
             if (f != null) return (at, f);
+            e!.Exclusive = false;
             data.Slice(done, chunk).CopyTo(WriteTarget(e!).Slice(inPage, chunk));
             done += chunk;
         }
@@ -453,7 +469,7 @@ internal sealed class MmRunner : IDisposable
                 for (ulong va = addr; va < addr + len; va += PageSize)
                 {
                     var e = mp.Pages[va / PageSize];
-                    if (e.Page is { MapCount: 1 } page) page.LazyFree = true;
+                    if (e.Page is { MapCount: 1 } page && !e.Exclusive && (!_devices || LazyFreeCandidate(mp, va))) page.LazyFree = true;
                 }
                 break;
             case Advice.Collapse when expected == null:
@@ -574,7 +590,8 @@ internal sealed class MmRunner : IDisposable
                 moved[k] = e.Clone();
                 if (dontUnmap)
                 {
-                    e.Page = null;   // the page moved away; the old range refaults its backing (zero, file or shmem)
+                    e.Page = null;   // the page moved away
+                    e.Exclusive = false;   // the old range refaults its backing (zero, file or shmem)
                 }
                 else mp.Pages.Remove(oldAddr / PageSize + k);
             }
@@ -591,8 +608,17 @@ internal sealed class MmRunner : IDisposable
         Count("Fork");
         foreach (var (page, e) in mp.Pages)
         {
+            e.Exclusive = false;   // copy_nonpresent_pte restores a device-exclusive entry first
             var copy = e.Clone();
-            if (copy.Page != null) copy.Page.MapCount++;
+            if (copy.Page != null && _devices && CopiedAtFork(mp, child, page * PageSize))
+            {
+                // A maybe-DMA-pinned anonymous page is copied for the child (the parent keeps the pinned one).
+                var fresh = new ModelPage { MapCount = 1 };
+                copy.Page.Data.CopyTo(fresh.Data, 0);
+                copy.Page = fresh;
+                Count("Fork: pinned page copied");
+            }
+            else if (copy.Page != null) copy.Page.MapCount++;
             child.Pages[page] = copy;
         }
         _procs.Add(child);
@@ -609,6 +635,7 @@ internal sealed class MmRunner : IDisposable
 
     private void DoReclaim()
     {
+        var pinned = _devices ? PinnedLazyPages() : null;
         _machine.Reclaim();
         foreach (var mp in _procs)
         {
@@ -616,6 +643,7 @@ internal sealed class MmRunner : IDisposable
             {
                 if (e.Page is not { LazyFree: true } page || !e.PrivateAnon) continue;
                 page.LazyFree = false;
+                if (page.MapCount == 1 && pinned != null && pinned.Contains(e)) { Count("Reclaim: pinned lazy-free page kept"); continue; }
                 if (page.MapCount == 1) { DropPage(e); Count("Reclaim: page with data dropped"); }
             }
         }
