@@ -122,6 +122,12 @@ internal sealed unsafe class DeviceMemoryRegistry : IDeviceMemoryHook
         pgmap.Ops.PageFree(pgmap, pfn);
     }
 
+    public void FolioSplit(ulong head)
+    {
+        var pgmap = PagemapOf(head);
+        if (pgmap?.Ops != null) pgmap.Ops.FolioSplit(pgmap, head);
+    }
+
     public FaultResult MigrateToRam(AddressSpace mm, Vma vma, ulong address, ulong pfn, bool write)
     {
         var pgmap = PagemapOf(pfn);

@@ -52,4 +52,11 @@ public interface IDevPagemapOps
     /// held for read; must not take it again (MIG-R09).
     /// </summary>
     VmFaultResult MigrateToRam(in VmFault vmf);
+
+    /// <summary>
+    /// folio_split (private memory): the 2 MiB device folio headed at <paramref name="head"/> is
+    /// being split into 512 base pages (e.g. to migrate part of it). Each page is afterwards freed
+    /// on its own through <see cref="PageFree"/> when its last reference goes. Optional.
+    /// </summary>
+    void FolioSplit(DevPagemap pgmap, ulong head) { }
 }

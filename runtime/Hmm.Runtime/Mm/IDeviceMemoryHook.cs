@@ -32,6 +32,9 @@ internal interface IDeviceMemoryHook
     /// <summary>The bytes of any device page, private memory included (what a DMA engine reaches).</summary>
     unsafe byte* DeviceAddress(ulong pfn);
 
+    /// <summary>dev_pagemap_ops.folio_split: a 2 MiB device folio becomes 512 base pages.</summary>
+    void FolioSplit(ulong head);
+
     /// <summary>dev_pagemap_ops.folio_free: the page's last reference went.</summary>
     void PageFree(ulong pfn);
 

@@ -32,6 +32,7 @@ public sealed partial class Machine
         for (ulong i = 0; i < Page.PmdPages; i++) mapped += Frames.MapCount(head + i);
         if (Volatile.Read(ref Frames.RefCount(head)) != mapped + callerRefs) return false;
 
+        if ((Frames.Flags(head) & PageFlags.Device) != 0) DeviceMemory?.FolioSplit(head);
         var keep = Frames.Flags(head) & (PageFlags.Anon | PageFlags.Dirty | PageFlags.Lru | PageFlags.Device | PageFlags.Locked);
         for (ulong i = 0; i < Page.PmdPages; i++)
         {

@@ -80,6 +80,16 @@ internal sealed class TestDevice : IDevPagemapOps
         return true;
     }
 
+    /// <summary>Device folios split into base pages (folio_split).</summary>
+    public int FolioSplits { get; private set; }
+
+    /// <summary>folio_split: from now on the folio's 512 pages are freed one by one, as 512 allocations.</summary>
+    public void FolioSplit(DevPagemap pgmap, ulong head)
+    {
+        FolioSplits++;
+        Allocations += Page.PmdPages - 1;
+    }
+
     public void PageFree(DevPagemap pgmap, ulong pfn)
     {
         PageFrees++;
