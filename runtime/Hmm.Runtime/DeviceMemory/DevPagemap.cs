@@ -46,6 +46,16 @@ public sealed unsafe class DevPagemap
         return Errno.Ok;
     }
 
+    /// <summary>
+    /// page_pgmap / is_zone_device_page: the device memory range <paramref name="pfn"/> belongs
+    /// to, or null for system memory (and for pfns of a range already unplugged).
+    /// </summary>
+    public static DevPagemap? Of(Machine machine, ulong pfn)
+    {
+        ArgumentNullException.ThrowIfNull(machine);
+        return machine.DeviceMemory is DeviceMemoryRegistry registry ? registry.PagemapOf(pfn) : null;
+    }
+
     /// <summary>The machine.</summary>
     public Machine Machine { get; }
 

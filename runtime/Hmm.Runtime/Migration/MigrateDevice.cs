@@ -205,6 +205,22 @@ public static class SystemPages
         return true;
     }
 
+    /// <summary>
+    /// alloc_pages(GFP_HIGHUSER[ | __GFP_ZERO], <paramref name="order"/>) for a driver's own use: a
+    /// page (order 0) or 2 MiB folio (order 9) the driver owns with one reference, not mapped
+    /// anywhere — e.g. the system memory a fake device stores its data in (test_hmm's backing
+    /// pages). Contents are undefined unless <paramref name="zero"/>. Released with
+    /// <see cref="PutKernelPage"/>.
+    /// </summary>
+    public static bool TryAllocateKernelPage(Machine machine, int order, bool zero, out ulong pfn)
+    {
+        if (order != 0 && order != Page.PmdOrder) throw new ArgumentOutOfRangeException(nameof(order));
+        if (!machine.Allocator.TryAllocate(order, out pfn)) return false;
+        if (zero) machine.Memory.Clear(pfn, order);
+        machine.Frames.Flags(pfn) |= PageFlags.Kernel;
+        return true;
+    }
+
     /// <summary>put_page for a driver's own reference.</summary>
     public static void PutKernelPage(Machine machine, ulong pfn) => machine.PutPage(machine.Frames.FolioHead(pfn));
 }

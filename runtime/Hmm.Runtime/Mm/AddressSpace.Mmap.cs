@@ -185,7 +185,7 @@ public sealed partial class AddressSpace
                 addr = VmaTree.FindGapTopDown(len, Page.Size, MmapMinAddr, MmapBase);
                 if (addr == 0) throw Fail(Errno.ENOMEM, $"no free range of {len} bytes");
             }
-            var flags = VmFlags.Shared | VmFlags.MayShare | VmFlags.MayRead | VmFlags.MayWrite | VmFlags.MixedMap | VmFlags.DontExpand | VmFlags.Io
+            var flags = VmFlags.Shared | VmFlags.MayShare | VmFlags.MayRead | VmFlags.MayWrite | VmFlags.MixedMap | VmFlags.DontExpand
                 | ((prot & Prot.Read) != 0 ? VmFlags.Read : 0) | ((prot & Prot.Write) != 0 ? VmFlags.Write : 0) | ((prot & Prot.Exec) != 0 ? VmFlags.Exec : 0);
             var vma = new Vma(this, addr, addr + len, flags, null, addr >> Page.Shift, null) { Ops = ops };
             LinkVma(vma);
