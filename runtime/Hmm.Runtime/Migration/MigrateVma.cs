@@ -168,25 +168,63 @@ public sealed class MigrateVma : IDisposable
                 if (leaf.Kind == PteKind.Migration) { i += Page.PmdPages - (int)((va >> Page.Shift) & (Page.PmdPages - 1)); continue; }
                 mm.SplitHugePmd(vma, va & ~(Page.PmdSize - 1), notify: true);
             }
-            ref ulong slot = ref mm.Tables.TableOf(pmd)[PageTables.PteIndex(va)];
-            var pte = new Pte(Volatile.Read(ref slot));
-            switch (pte.Kind)
+            // One PTE table at a time, its page-table lock held across the run of entries it
+            // collects (as migrate_vma_collect_pmd holds the PTE lock), dropped around splits.
+            ulong[] ptes = mm.Tables.TableOf(pmd);
+            int chunkEnd = Math.Min(src.Length, i + Page.PmdPages - PageTables.PteIndex(va));
+            bool ptl = false;
+            try
             {
-                case PteKind.None:
-                case PteKind.Marker:
-                    if (anon) src[i] = MigratePfn.Migrate;
-                    break;
-                case PteKind.Present when mm.IsZeroPfn(pte.Pfn):
-                    if ((Flags & MigrateSelect.System) != 0) src[i] = MigratePfn.Migrate;
-                    break;
-                case PteKind.Present:
-                case PteKind.DevicePrivate:
-                    if (Selects(machine, pte) && (IsBasePage(machine, pte.Pfn) || SplitLargeFolio(machine, pte.Pfn)))
-                        src[i] = CollectEntry(machine, mm, ref slot, pte, huge: false);
-                    break;
+                for (; i < chunkEnd; i++)
+                {
+                    ref ulong slot = ref ptes[PageTables.PteIndex(Start + ((ulong)i << Page.Shift))];
+                    var pte = new Pte(Volatile.Read(ref slot));
+                    switch (pte.Kind)
+                    {
+                        case PteKind.None:
+                        case PteKind.Marker:
+                            if (anon) src[i] = MigratePfn.Migrate;
+                            break;
+                        case PteKind.Present when mm.IsZeroPfn(pte.Pfn):
+                            if ((Flags & MigrateSelect.System) != 0) src[i] = MigratePfn.Migrate;
+                            break;
+                        case PteKind.Present:
+                        case PteKind.DevicePrivate:
+                            if (!Selects(machine, pte)) break;
+                            if (!IsBasePage(machine, pte.Pfn))
+                            {
+                                if (ptl) { mm.PageTableLock.Unlock(); ptl = false; }
+                                if (!SplitLargeFolio(machine, pte.Pfn)) break;
+                            }
+                            src[i] = CollectBasePage(machine, mm, ref slot, pte, ref ptl);
+                            break;
+                    }
+                }
             }
-            i++;
+            finally
+            {
+                if (ptl) mm.PageTableLock.Unlock();
+            }
         }
+    }
+
+    /// <summary>
+    /// Collects one base page whose PTE table lock the caller may already hold
+    /// (<paramref name="ptl"/>): try-lock the page, take the migration's reference, and turn the
+    /// entry into a migration entry if it is still the one read.
+    /// </summary>
+    private ulong CollectBasePage(Machine machine, AddressSpace mm, ref ulong slot, Pte entry, ref bool ptl)
+    {
+        ulong pfn = entry.Pfn;
+        bool isFault = FaultPage == pfn;
+        if (!isFault && !machine.TryLockPage(pfn)) return 0;   // best effort: a locked page is skipped
+        machine.GetPage(pfn);
+        if (!ptl) { mm.PageTableLock.Lock(); ptl = true; }
+        if (Volatile.Read(ref slot) == entry.Raw && MigrationEngine.ToMigrationEntry(machine, mm, ref slot, huge: false))
+            return MigratePfn.FromPfn(pfn) | MigratePfn.Migrate | (entry.IsWritable ? MigratePfn.Write : 0);
+        if (!isFault) machine.UnlockPage(pfn);
+        machine.PutPage(pfn);
+        return 0;
     }
 
     /// <summary>Whether the SELECT flags and owner pick the page an entry maps (anonymous pages only).</summary>

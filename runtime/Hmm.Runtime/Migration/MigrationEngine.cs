@@ -109,6 +109,7 @@ internal static class MigrationEngine
             bool taken = mm.LockForRmap();
             try
             {
+                long anonPages = 0, filePages = 0;   // rss deltas, applied once per mm
                 mm.PageTableLock.Lock();
                 try
                 {
@@ -131,11 +132,16 @@ internal static class MigrationEngine
                         if (hit.Huge) Interlocked.Increment(ref frames.EntireMapCount(head));
                         else Interlocked.Increment(ref frames.MapCount(target));
                         machine.GetPage(head);
-                        mm.AccountRss(head, hit.Huge ? Page.PmdPages : 1);
+                        if ((frames.Flags(head) & (PageFlags.Anon | PageFlags.Device)) != 0) anonPages += hit.Huge ? Page.PmdPages : 1;
+                        else filePages += hit.Huge ? Page.PmdPages : 1;
                         Volatile.Write(ref slot, entry);
                     }
                 }
-                finally { mm.PageTableLock.Unlock(); }
+                finally
+                {
+                    mm.PageTableLock.Unlock();
+                    mm.AddRss(anonPages, filePages);
+                }
             }
             finally { mm.UnlockForRmap(taken); }
         }

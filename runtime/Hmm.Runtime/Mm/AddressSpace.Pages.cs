@@ -91,6 +91,13 @@ public sealed partial class AddressSpace
         Machine.PutPage(head);
     }
 
+    /// <summary>Applies batched rss deltas.</summary>
+    internal void AddRss(long anonPages, long filePages)
+    {
+        if (anonPages != 0) Interlocked.Add(ref _rssAnon, anonPages);
+        if (filePages != 0) Interlocked.Add(ref _rssFile, filePages);
+    }
+
     internal void AccountRss(ulong head, long pages)
     {
         if ((Frames.Flags(head) & PageFlags.Anon) != 0 || (Frames.Flags(head) & PageFlags.Device) != 0)
