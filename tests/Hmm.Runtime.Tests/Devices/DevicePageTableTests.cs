@@ -1,3 +1,4 @@
+using Hmm.Runtime.Tests.Support;
 using Hmm.Runtime.Devices;
 using Hmm.Runtime.Memory;
 using Hmm.Runtime.Mirror;
@@ -245,10 +246,7 @@ public class DevicePageTableTests
             pt.Protect(Base, Base + 2 * Mib2, write: false);
             pt.Clear(Base, Base + 2 * Mib2);
         }
-        Cycle();
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 100; i++) Cycle();
-        Assert.That(GC.GetAllocatedBytesForCurrentThread() - before, Is.Zero);
+        Assert.That(Allocations.Measure(Cycle, iterations: 100), Is.Zero);
     }
 
     /// <summary>

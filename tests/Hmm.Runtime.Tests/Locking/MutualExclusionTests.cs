@@ -1,3 +1,4 @@
+using Hmm.Runtime.Tests.Support;
 using NUnit.Framework;
 using Hmm.Runtime.Locking;
 using SpinLock = Hmm.Runtime.Locking.SpinLock;
@@ -238,14 +239,8 @@ public sealed class MutualExclusionTests
             r.ReadUnlock();
         }
 
-        Cycle(); // warm-up: creates this thread's held-lock stack
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 1000; i++)
-        {
-            Cycle();
-        }
-
-        Assert.That(GC.GetAllocatedBytesForCurrentThread() - before, Is.Zero);
+        // Warm-up creates this thread's held-lock stack.
+        Assert.That(Allocations.Measure(Cycle, iterations: 1000), Is.Zero);
     }
 
     private static void RunContended(Action body, int iterations = Increments)

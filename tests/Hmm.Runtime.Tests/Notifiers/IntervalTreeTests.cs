@@ -1,3 +1,4 @@
+using Hmm.Runtime.Tests.Support;
 using Hmm.Runtime.Locking;
 using Hmm.Runtime.Mm;
 using Hmm.Runtime.Notifiers;
@@ -97,11 +98,7 @@ public sealed class NotifierDispatchAllocationTests
             var hook = mm.NotifierHook!;
             var hit = new NotifierRange(mm, 5000UL * 0x10000, 5000UL * 0x10000 + 0x1000, NotifyEvent.Clear, blockable: true);
             var miss = new NotifierRange(mm, 5000UL * 0x10000 + 0x4000, 5000UL * 0x10000 + 0x5000, NotifyEvent.Clear, blockable: false);
-            for (int i = 0; i < 100; i++) Cycle(hook, hit, miss);
-
-            long before = GC.GetAllocatedBytesForCurrentThread();
-            for (int i = 0; i < 10_000; i++) Cycle(hook, hit, miss);
-            long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+            long allocated = Allocations.Measure(() => Cycle(hook, hit, miss), iterations: 10_000, warmups: 100, attempts: 1);
 
             Assert.That(allocated, Is.Zero);
             Assert.That(ops.Calls, Is.EqualTo(10_100));

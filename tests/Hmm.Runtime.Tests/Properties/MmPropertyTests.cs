@@ -16,12 +16,29 @@ public class MmPropertyTests
     /// <summary>500 by default (the acceptance); set HMM_PROP_CASES for a longer soak.</summary>
     private static readonly int Cases = int.TryParse(Environment.GetEnvironmentVariable("HMM_PROP_CASES"), out int n) && n > 0 ? n : 500;
 
+    /// <summary>
+    /// Where the random sequences come from. Locally each run explores new ones (FsCheck's random
+    /// seed; a failure prints the seed and the shrunk case). Under CI (CI=true) a fixed seed makes
+    /// the run reproducible, so a red build always means a change broke a known sequence;
+    /// HMM_PROP_SEED=seed,gamma pins any other seed.
+    /// </summary>
+    private static Config Configure(string name)
+    {
+        var config = Config.QuickThrowOnFailure.WithMaxTest(Cases).WithName(name);
+        string? pinned = Environment.GetEnvironmentVariable("HMM_PROP_SEED");
+        if (pinned == null && Environment.GetEnvironmentVariable("CI") is "true" or "1") pinned = "20261122,1442695040888963407";
+        if (pinned == null) return config;
+        var parts = pinned.Split(',');
+        var rnd = new Rnd(ulong.Parse(parts[0]), ulong.Parse(parts[1]) | 1);
+        return config.WithReplay(Microsoft.FSharp.Core.FSharpOption<Replay>.Some(new Replay(rnd, Microsoft.FSharp.Core.FSharpOption<int>.None)));
+    }
+
     [Test]
     public void RandomOperationSequencesMatchTheReferenceModel()
     {
         int thpOn = 0, thpOff = 0, ops = 0;
         var sw = Stopwatch.StartNew();
-        var config = Config.QuickThrowOnFailure.WithMaxTest(Cases).WithName("mm-model");
+        var config = Configure("mm-model");
         Check.One(config, Prop.ForAll(MmGen.Arbitrary, (MmCase c) =>
         {
             MmRunner.Run(c);
@@ -48,7 +65,7 @@ public class MmPropertyTests
     {
         int thpOn = 0, thpOff = 0, ops = 0;
         var sw = Stopwatch.StartNew();
-        var config = Config.QuickThrowOnFailure.WithMaxTest(Cases).WithName("mm-device-model");
+        var config = Configure("mm-device-model");
         Check.One(config, Prop.ForAll(MmGen.DeviceArbitrary, (MmCase c) =>
         {
             MmRunner.Run(c);

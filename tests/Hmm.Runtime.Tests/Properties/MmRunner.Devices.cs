@@ -122,7 +122,12 @@ internal sealed partial class MmRunner
             {
                 ulong va = kp.Addr + (ulong)k * PageSize;
                 var (entry, pfn) = SimPage(kp.Proc, va);
-                if (entry.Kind == PteKind.Present && pfn == kp.Pin.Pfns[k] && !kp.Proc.P.Mm.IsZeroPfn(pfn)) list.Add((kp.Proc, va, pfn));   // the zero page is not really pinned
+                // The zero page is not really pinned. A page-cache page pinned read-only through a
+                // MAP_PRIVATE file mapping is not unshared by GUP (gup_must_unshare is for anonymous
+                // pages only), so a later write fault may COW the mapping away from it: legal.
+                if (entry.Kind == PteKind.Present && pfn == kp.Pin.Pfns[k] && !kp.Proc.P.Mm.IsZeroPfn(pfn)
+                    && (_machine.Frames.Flags(_machine.Frames.FolioHead(pfn)) & Hmm.Runtime.Memory.PageFlags.File) == 0)
+                    list.Add((kp.Proc, va, pfn));
             }
         }
         return list;
