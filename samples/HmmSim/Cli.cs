@@ -12,9 +12,13 @@ public static class Cli
             case "tour":
                 Tour.Run(output);
                 return 0;
+            case "dmirror":
+                DmirrorScenario.Run(output);
+                return 0;
             case "help" or "--help" or "-h":
-                output.WriteLine("usage: hmmsim [tour]");
-                output.WriteLine("  tour   walk through address spaces, COW, notifiers, hmm_range_fault and device migration");
+                output.WriteLine("usage: hmmsim [tour|dmirror]");
+                output.WriteLine("  tour      walk through address spaces, COW, notifiers and hmm_range_fault");
+                output.WriteLine("  dmirror   drive the dmirror test device: migrate to device memory, snapshot, CPU touch, eviction");
                 return 0;
             default:
                 output.WriteLine($"hmmsim: unknown command '{command}' (try 'hmmsim help')");
