@@ -44,6 +44,9 @@ internal sealed class MirrorDriver : IIntervalNotifierOps, IDisposable
     public DevicePageTable Table { get; }
     public int Instance { get; }
 
+    /// <summary>dev_private_owner for hmm_range_fault (HMM-R17): whose device-private pages are reported in place.</summary>
+    public object? DevPrivateOwner { get; set; }
+
     /// <summary>Pages installed into the device page table by fault servicing.</summary>
     public long PagesServiced { get; private set; }
 
@@ -94,6 +97,7 @@ internal sealed class MirrorDriver : IIntervalNotifierOps, IDisposable
         try
         {
             var range = RangeFor(fault.Start, fault.End);
+            range.DevPrivateOwner = DevPrivateOwner;
             range.DefaultFlags = fault.PrefetchOnly ? 0 : HmmPfn.ReqFault | (fault.Write || fault.Atomic ? HmmPfn.ReqWrite : 0);
             long deadline = Stopwatch.GetTimestamp() + (Stopwatch.Frequency * HmmPfn.DefaultTimeoutMs / 1000);
             while (true)

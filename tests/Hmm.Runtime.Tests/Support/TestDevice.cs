@@ -12,7 +12,7 @@ namespace Hmm.Runtime.Tests.Support;
 /// ranges to and from it with migrate_vma, and answers CPU faults on its private pages
 /// (migrate_to_ram). It keeps no device page table: the runtime's behaviour is what is tested.
 /// </summary>
-internal sealed class TestDevice : IDevPagemapOps
+internal sealed class TestDevice : IDevPagemapOps, Hmm.Runtime.Pci.IDevicePrivatePeerPolicy
 {
     private readonly Stack<ulong> _free = new();
     private readonly Stack<ulong> _freeLarge = new();
@@ -52,6 +52,11 @@ internal sealed class TestDevice : IDevPagemapOps
 
     /// <summary>A copy of the src words of the last migration chunk right after migrate_vma_pages (MIGRATE = moved).</summary>
     public ulong[] SrcAfterPages { get; private set; } = Array.Empty<ulong>();
+
+    /// <summary>Whether peers may reach this device's private memory in place (the exporter's p2p policy).</summary>
+    public bool AllowPeers { get; set; }
+
+    public bool AllowPeer(DevPagemap pgmap, Hmm.Runtime.Pci.PciFunction importer) => AllowPeers;
 
     /// <summary>Makes the next N device allocations fail (like dmirror's FAIL_ALLOC flag).</summary>
     public int FailAllocations { get; set; }
