@@ -75,33 +75,7 @@ public sealed partial class Dmirror : IDisposable
     /// counting a fault each time, and the copy resumes. cpages = pages copied.
     /// </summary>
     public Errno Read(ulong addr, int npages, Span<byte> mirror, out DmirrorCounters counters)
-    {
-        counters = default;
-        var e = CheckCommand(addr, npages, out ulong end);
-        if (e != Errno.Ok) return e;
-        if ((ulong)mirror.Length < end - addr) return Errno.EFAULT;   // copy_to_user would fault
-        // The ioctl runs in the mirrored process; called after it exited there is nothing to fault.
-        if (!_mm.TryGet()) return Errno.EINVAL;
-        int cpages = 0, faults = 0;
-        try
-        {
-        while (true)
-        {
-            ulong start = addr + ((ulong)cpages << Page.Shift);
-            _mutex.Lock();
-            try { e = DoRead(addr, start, end, mirror, ref cpages); }
-            finally { _mutex.Unlock(); }
-            if (e != Errno.ENOENT) break;
-            start = addr + ((ulong)cpages << Page.Shift);
-            e = Fault(start, end, write: false);
-            if (e != Errno.Ok) break;
-            faults++;
-        }
-        }
-        finally { _mm.Put(); }
-        if (e == Errno.Ok) counters = new DmirrorCounters(cpages, faults);
-        return e;
-    }
+        => Transfer(addr, npages, mirror, default, write: false, out counters);
 
     /// <summary>
     /// HMM_DMIRROR_WRITE: the device writes <paramref name="mirror"/> to
@@ -110,28 +84,36 @@ public sealed partial class Dmirror : IDisposable
     /// cpages = pages written.
     /// </summary>
     public Errno Write(ulong addr, int npages, ReadOnlySpan<byte> mirror, out DmirrorCounters counters)
+        => Transfer(addr, npages, default, mirror, write: true, out counters);
+
+    /// <summary>
+    /// The loop READ and WRITE share (dmirror_read / dmirror_write): copy page by page under the
+    /// mirror lock; at the first page the device page table cannot serve (-ENOENT), fault from
+    /// there to the end (read or write), count the fault and resume. The counters are reported
+    /// only on success, as the ioctl copies its struct back only then.
+    /// </summary>
+    private Errno Transfer(ulong addr, int npages, Span<byte> into, ReadOnlySpan<byte> from, bool write, out DmirrorCounters counters)
     {
         counters = default;
         var e = CheckCommand(addr, npages, out ulong end);
         if (e != Errno.Ok) return e;
-        if ((ulong)mirror.Length < end - addr) return Errno.EFAULT;   // copy_from_user would fault
+        if ((ulong)(write ? from.Length : into.Length) < end - addr) return Errno.EFAULT;   // copy_{from,to}_user would fault
         // The ioctl runs in the mirrored process; called after it exited there is nothing to fault.
         if (!_mm.TryGet()) return Errno.EINVAL;
         int cpages = 0, faults = 0;
         try
         {
-        while (true)
-        {
-            ulong start = addr + ((ulong)cpages << Page.Shift);
-            _mutex.Lock();
-            try { e = DoWrite(addr, start, end, mirror, ref cpages); }
-            finally { _mutex.Unlock(); }
-            if (e != Errno.ENOENT) break;
-            start = addr + ((ulong)cpages << Page.Shift);
-            e = Fault(start, end, write: true);
-            if (e != Errno.Ok) break;
-            faults++;
-        }
+            while (true)
+            {
+                ulong start = addr + ((ulong)cpages << Page.Shift);
+                _mutex.Lock();
+                try { e = write ? DoWrite(addr, start, end, from, ref cpages) : DoRead(addr, start, end, into, ref cpages); }
+                finally { _mutex.Unlock(); }
+                if (e != Errno.ENOENT) break;
+                e = Fault(addr + ((ulong)cpages << Page.Shift), end, write);
+                if (e != Errno.Ok) break;
+                faults++;
+            }
         }
         finally { _mm.Put(); }
         if (e == Errno.Ok) counters = new DmirrorCounters(cpages, faults);
