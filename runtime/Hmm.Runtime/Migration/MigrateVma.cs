@@ -25,6 +25,7 @@ public sealed class MigrateVma : IDisposable
 
     private Stage _stage;
     private AddressSpace? _mm;
+    private ulong[] _srcSeen = Array.Empty<ulong>(), _dstSeen = Array.Empty<ulong>();   // MIG-R05 snapshots
 
     /// <summary>vma: the VMA containing [Start, End).</summary>
     public Vma? Vma { get; set; }
@@ -81,6 +82,10 @@ public sealed class MigrateVma : IDisposable
     {
         if (_stage != Stage.Idle)
             throw new KernelBugException("MIG-R02", "migrate_vma_setup on a migration that was not finalized");
+        if (Notifiers.MmuNotifierSubscriptions.InCallback)
+            throw new KernelBugException("MIG-R11", "migrate_vma_setup called from inside an mmu notifier callback");
+        if ((Flags & (MigrateSelect.DevicePrivate | MigrateSelect.DeviceCoherent)) != 0 && PgmapOwner == null)
+            throw new KernelBugException("MIG-R07", "device pages selected without a PgmapOwner: nothing of the driver's would ever be collected");
         var vma = Vma;
         if (vma == null) return Errno.EINVAL;
         var mm = vma.Mm;
@@ -133,6 +138,7 @@ public sealed class MigrateVma : IDisposable
             cpages++;
         }
         CPages = cpages;
+        Remember(ref _srcSeen, src);
         _stage = Stage.SetUp;
         return Errno.Ok;
     }
@@ -298,6 +304,7 @@ public sealed class MigrateVma : IDisposable
         var machine = mm.Machine;
         var src = Src.AsSpan(0, (int)NPages);
         var dst = Dst.AsSpan(0, (int)NPages);
+        CheckUnchanged(_srcSeen, src, "src[] changed after migrate_vma_setup");
         CheckDestinations(machine, src, dst);
         IMmuNotifierHook? hook = null;
         ulong notifyStart = 0;
@@ -335,6 +342,8 @@ public sealed class MigrateVma : IDisposable
                 src[i] = src[i] & ~MigratePfn.Migrate;
         }
         if (notifying) mm.InvalidateEnd(hook, NotifyEvent.Migrate, notifyStart, End, PgmapOwner);
+        Remember(ref _srcSeen, src);
+        Remember(ref _dstSeen, dst);
         _stage = Stage.Paged;
     }
 
@@ -414,8 +423,38 @@ public sealed class MigrateVma : IDisposable
     {
         if (_stage == Stage.Idle) throw new KernelBugException("MIG-R02", "migrate_vma_finalize without a successful migrate_vma_setup (or called twice)");
         var machine = _mm!.Machine;
-        MigrationEngine.FinalizeEntries(machine, Src.AsSpan(0, (int)NPages), Dst.AsSpan(0, (int)NPages), FaultPage);
+        var src = Src.AsSpan(0, (int)NPages);
+        var dst = Dst.AsSpan(0, (int)NPages);
+        var stage = _stage;
         _stage = Stage.Idle;
+        bool srcChanged = !src.SequenceEqual(_srcSeen.AsSpan(0, src.Length));
+        bool dstChanged = stage == Stage.Paged && !dst.SequenceEqual(_dstSeen.AsSpan(0, dst.Length));
+        if (srcChanged || dstChanged)
+        {
+            // Finalize what the core committed, not what the caller scribbled, then report.
+            _srcSeen.AsSpan(0, src.Length).CopyTo(src);
+            if (stage == Stage.Paged) _dstSeen.AsSpan(0, dst.Length).CopyTo(dst);
+            else for (int i = 0; i < src.Length; i++) src[i] &= ~MigratePfn.Migrate;
+            MigrationEngine.FinalizeEntries(machine, src, dst, FaultPage);
+            throw new KernelBugException("MIG-R05", srcChanged ? "src[] changed after migrate_vma_setup" : "dst[] changed after migrate_vma_pages");
+        }
+        MigrationEngine.FinalizeEntries(machine, src, dst, FaultPage);
+    }
+
+    private static void Remember(ref ulong[] seen, ReadOnlySpan<ulong> words)
+    {
+        if (seen.Length < words.Length) seen = new ulong[Math.Max(words.Length, Page.PmdPages)];
+        words.CopyTo(seen);
+    }
+
+    /// <summary>MIG-R05: the caller must not modify src[] after setup (nor dst[] after pages).</summary>
+    private void CheckUnchanged(ulong[] seen, ReadOnlySpan<ulong> words, string what)
+    {
+        if (words.SequenceEqual(seen.AsSpan(0, words.Length))) return;
+        // Put the core's view back and finalize from it, so the machine stays consistent.
+        seen.AsSpan(0, words.Length).CopyTo(Src);
+        FinalizeCore();
+        throw new KernelBugException("MIG-R05", what);
     }
 
     /// <summary>
@@ -432,6 +471,7 @@ public sealed class MigrateVma : IDisposable
         {
             var src = Src.AsSpan(0, (int)NPages);
             for (int i = 0; i < src.Length; i++) src[i] &= ~MigratePfn.Migrate;
+            Remember(ref _srcSeen, src);   // the core itself withdrew every entry
         }
         FinalizeCore();
         throw new KernelBugException("MIG-R02", $"migration disposed after {(stage == Stage.SetUp ? "setup" : "pages")} without migrate_vma_finalize");

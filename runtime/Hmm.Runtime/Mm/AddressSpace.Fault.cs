@@ -146,7 +146,10 @@ public sealed partial class AddressSpace
         {
             if (Volatile.Read(ref slot) != pte.Raw) return FaultResult.Ok;
             if (!pte.IsHuge && Frames.Order(head) == Page.PmdOrder && TakeSubpageOfLargeFolio(ref head, pte.Pfn)) return FaultResult.Ok;
-            return device.MigrateToRam(this, vma, address, pte.IsHuge ? head : pte.Pfn, write);
+            var result = device.MigrateToRam(this, vma, address, pte.IsHuge ? head : pte.Pfn, write);
+            if (result == FaultResult.Ok && Volatile.Read(ref slot) == pte.Raw)
+                throw new KernelBugException("MIG-R08", $"migrate_to_ram returned 0 but the faulting page at 0x{address:x} is still on the device (pass vmf.Page as FaultPage and migrate it, or return SIGBUS/OOM): the CPU would refault forever");
+            return result;
         }
         finally
         {

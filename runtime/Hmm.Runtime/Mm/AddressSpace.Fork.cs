@@ -95,7 +95,7 @@ public sealed partial class AddressSpace
                     InitAnonPage(copy, vma.Anon!, Frames.Index(pfn));
                     Frames.MapCount(copy) = 1;
                     Interlocked.Increment(ref child._rssAnon);
-                    return Pte.Present(copy, writable: (vma.Flags & VmFlags.Write) != 0, dirty: true).Raw;
+                    return EntryForVma(vma, copy, huge: false);
                 }
                 Interlocked.Increment(ref Frames.MapCount(pfn));
                 Machine.GetPage(head);
@@ -141,6 +141,16 @@ public sealed partial class AddressSpace
         }
     }
 
+    /// <summary>
+    /// copy_present_page: mk_pte(new, vma->vm_page_prot) made dirty and, where the VMA allows,
+    /// writable — so a PROT_NONE VMA gets a PROT_NONE entry for the child's copy.
+    /// </summary>
+    private static ulong EntryForVma(Vma vma, ulong pfn, bool huge)
+    {
+        if (!vma.IsAccessible) return (Pte.Present(pfn, writable: false, dirty: true, huge: huge).Raw | Pte.ProtNoneBit);
+        return Pte.Present(pfn, writable: (vma.Flags & VmFlags.Write) != 0, dirty: true, huge: huge).Raw;
+    }
+
     /// <summary>copy_huge_pmd / copy_hugetlb_page_range; false when the PMD had to be split (pinned THP) and PTEs must be copied.</summary>
     private bool CopyHugePmd(Vma vma, AddressSpace child, ulong va, ref ulong pmd, bool cow)
     {
@@ -172,7 +182,7 @@ public sealed partial class AddressSpace
             Frames.Index(copy) = Frames.Index(head);
             Frames.EntireMapCount(copy) = 1;
             child.AccountRss(copy, Page.PmdPages);
-            childSlot = Pte.Present(copy, writable: (vma.Flags & VmFlags.Write) != 0, dirty: true, huge: true).Raw;
+            childSlot = EntryForVma(vma, copy, huge: true);
             return true;
         }
         Interlocked.Increment(ref Frames.EntireMapCount(head));

@@ -82,11 +82,17 @@ public sealed partial class AddressSpace
             if (write ? (vma.Flags & VmFlags.Write) == 0 : (vma.Flags & VmFlags.Read) == 0) return Errno.EFAULT;
             var entry = ReadEntry(va, out bool huge);
             bool usable = entry.Kind == PteKind.Present && !entry.IsProtNone && (!write || entry.IsWritable);
-            if (usable && vma.IsPrivateAnon && (vma.Flags & VmFlags.Write) != 0 && !entry.IsWritable)
-                usable = false;   // unshare: a pinned anonymous page must be exclusive to this mapping
+            // gup_must_unshare: a pinned anonymous page (or the zero page standing in for one) must
+            // be exclusive to this mapping — in any private writable mapping, file-backed ones
+            // included — so a later COW cannot leave the pin on a page the process no longer uses.
+            // Page-cache pages are not unshared (a R/O pin of a MAP_PRIVATE file page may be COWed away).
+            if (usable && !entry.IsWritable && vma.IsCowMapping && (vma.Flags & VmFlags.Write) != 0 && MustUnshare(entry, huge))
+                usable = false;
             if (!usable)
             {
-                var r = HandleVmaFault(vma, va, write || (vma.IsPrivateAnon && (vma.Flags & VmFlags.Write) != 0));
+                bool unshare = entry.Kind == PteKind.Present && !entry.IsProtNone && !entry.IsWritable && vma.IsCowMapping
+                               && (vma.Flags & VmFlags.Write) != 0 && MustUnshare(entry, huge);
+                var r = HandleVmaFault(vma, va, write || unshare || (entry.IsNone && vma.IsPrivateAnon && (vma.Flags & VmFlags.Write) != 0));
                 if (r == FaultResult.Oom) return Errno.ENOMEM;
                 if (r != FaultResult.Ok) return Errno.EFAULT;
                 continue;
@@ -104,11 +110,27 @@ public sealed partial class AddressSpace
             {
                 Interlocked.Increment(ref Frames.PinCount(head));
                 Machine.GetPage(head);
+                // FOLL_TOUCH | FOLL_WRITE: the device will write it, so the folio is dirty (and no
+                // longer a clean lazy-free candidate).
+                if (write)
+                {
+                    Frames.Flags(head) |= PageFlags.Dirty;
+                    Frames.Flags(pfn) &= ~PageFlags.LazyFree;
+                }
             }
             pinnedPfn = pfn;
             return Errno.Ok;
         }
         return Errno.EBUSY;
+    }
+
+    private bool MustUnshare(Pte entry, bool huge)
+    {
+        ulong pfn = entry.Pfn;
+        if (IsZeroPfn(pfn)) return true;
+        ulong head = Frames.FolioHead(pfn);
+        if ((Frames.Flags(head) & PageFlags.Anon) == 0) return false;
+        return (Frames.Flags(huge ? head : pfn) & PageFlags.AnonExclusive) == 0;
     }
 
     internal static void Unpin(Machine machine, ulong pfn)

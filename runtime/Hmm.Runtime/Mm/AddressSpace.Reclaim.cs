@@ -28,7 +28,12 @@ public sealed partial class AddressSpace
                     if (pte.Kind != PteKind.Present || IsZeroPfn(pte.Pfn)) continue;
                     ulong pfn = pte.Pfn;
                     if ((Frames.Flags(pfn) & PageFlags.LazyFree) == 0) continue;
-                    if (pte.IsDirty || Frames.MapCount(pfn) != 1 || Frames.EntireMapCount(Frames.FolioHead(pfn)) != 0)
+                    // Kept (and no longer lazy-free): a dirty page, one mapped elsewhere, or one with
+                    // references beyond its mapping such as a GUP pin — shrink_folio_list only
+                    // discards a clean lazy-free folio nobody else holds.
+                    ulong head = Frames.FolioHead(pfn);
+                    if (pte.IsDirty || Frames.MapCount(pfn) != 1 || Frames.EntireMapCount(head) != 0
+                        || Frames.PinCount(head) != 0 || (Frames.Order(head) == 0 && Frames.RefCount(pfn) != 1))
                     {
                         Frames.Flags(pfn) &= ~PageFlags.LazyFree;
                         continue;

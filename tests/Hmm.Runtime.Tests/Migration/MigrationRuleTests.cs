@@ -8,7 +8,7 @@ using static Hmm.Runtime.Tests.Mm.MmTest;
 
 namespace Hmm.Runtime.Tests.Migration;
 
-/// <summary>Driver misuse of migrate_vma the kernel BUGs/WARNs on → KernelBugException naming the rule (reference C MIG-R01, MIG-R02, MIG-R04).</summary>
+/// <summary>Driver misuse of migrate_vma the kernel BUGs/WARNs on → KernelBugException naming the rule (reference C MIG-R01, MIG-R02, MIG-R04, MIG-R05, MIG-R07, MIG-R08, MIG-R11).</summary>
 public class MigrationRuleTests
 {
     private static MigrateVma Args(Process p, ulong start, int pages, MigrateSelect flags, object? owner) => new()
@@ -155,6 +155,99 @@ public class MigrationRuleTests
         args.Dispose();
         Assert.That(p.Mm.EntryAt(a).Kind, Is.EqualTo(PteKind.Present));
         AssertFilled(p, a, 2);
+        machine.CheckInvariants();
+        ExitAll(machine);
+    }
+
+    // MIG-R05: src[] must not change after setup, dst[] not after pages. The core finalizes from
+    // its own view before reporting, so the pages stay consistent and readable.
+    [Test]
+    public void MigR05_SrcOrDstChangedAfterTheirStep_Throws()
+    {
+        using var machine = NewMachine();
+        var dev = new TestDevice(machine, DevicePageKind.Private);
+        var p = machine.CreateProcess("app");
+        ulong a = p.Mmap(4 * P, RW, PrivAnon);
+        for (int i = 0; i < 4; i++) p.Store(a + ((ulong)i * P), 50 + i);
+        p.Mm.MmapLock.ReadLock();
+        try
+        {
+            var args = Args(p, a, 4, MigrateSelect.System, dev);
+            Assert.That(MigrateVma.Setup(args), Is.EqualTo(Errno.Ok));
+            args.Src[1] = 0;
+            AssertRule(() => MigrateVma.Pages(args), "MIG-R05");
+
+            var paged = Args(p, a, 4, MigrateSelect.System, dev);
+            Assert.That(MigrateVma.Setup(paged), Is.EqualTo(Errno.Ok));
+            Assert.That(dev.TryAllocate(0, out ulong page), Is.True);
+            dev.Copy.Copy([new Hmm.Runtime.Devices.PageCopy(paged.Src[0] >> MigratePfn.Shift, page)]);
+            paged.Dst[0] = MigratePfn.FromPfn(page);
+            MigrateVma.Pages(paged);
+            paged.Dst[0] = 0;
+            AssertRule(() => MigrateVma.Finalize(paged), "MIG-R05");
+        }
+        finally { p.Mm.MmapLock.ReadUnlock(); }
+        for (int i = 0; i < 4; i++) Assert.That(p.Load<int>(a + ((ulong)i * P)), Is.EqualTo(50 + i));
+        machine.CheckInvariants();
+        ExitAll(machine);
+    }
+
+    // MIG-R07: selecting device pages without a PgmapOwner can never collect anything of the driver's.
+    [Test]
+    public void MigR07_DeviceSelectionWithoutOwner_Throws()
+    {
+        using var machine = NewMachine();
+        var p = machine.CreateProcess("app");
+        ulong a = p.Mmap(4 * P, RW, PrivAnon);
+        p.Mm.MmapLock.ReadLock();
+        try { AssertRule(() => MigrateVma.Setup(Args(p, a, 4, MigrateSelect.DevicePrivate, owner: null)), "MIG-R07"); }
+        finally { p.Mm.MmapLock.ReadUnlock(); }
+        machine.CheckInvariants();
+        ExitAll(machine);
+    }
+
+    // MIG-R08: migrate_to_ram must migrate the faulting page (or fail); returning 0 with the page
+    // still on the device would make the CPU refault forever.
+    [Test]
+    public void MigR08_MigrateToRamThatLeavesTheFaultPage_Throws()
+    {
+        using var machine = NewMachine();
+        var dev = new TestDevice(machine, DevicePageKind.Private);
+        var p = machine.CreateProcess("app");
+        ulong a = p.Mmap(P, RW, PrivAnon);
+        p.Store(a, 7);
+        Assert.That(dev.MigrateToDevice(p, a, 1), Is.EqualTo(1));
+        dev.BreakMigrateToRam = true;
+        var ex = Assert.Throws<KernelBugException>(() => p.Load<int>(a));
+        Assert.That(ex!.Rule, Is.EqualTo("MIG-R08"));
+        dev.BreakMigrateToRam = false;
+        Assert.That(p.Load<int>(a), Is.EqualTo(7));
+        machine.CheckInvariants();
+        ExitAll(machine);
+    }
+
+    // MIG-R11: migration from inside an mmu notifier callback.
+    [Test]
+    public void MigR11_MigrationFromANotifierCallback_Throws()
+    {
+        using var machine = NewMachine();
+        var dev = new TestDevice(machine, DevicePageKind.Private);
+        var p = machine.CreateProcess("app");
+        ulong a = p.Mmap(4 * P, RW, PrivAnon);
+        p.Store(a, 1);
+        KernelBugException? seen = null;
+        using (var rec = NotifierRecorder.Attach(p.Mm))
+        {
+            rec.OnInvalidate = range =>
+            {
+                if (range.Event != NotifyEvent.Unmap || seen != null) return;
+                var args = Args(p, a, 1, MigrateSelect.System, dev);
+                try { MigrateVma.Setup(args); }
+                catch (KernelBugException e) { seen = e; }
+            };
+            p.Munmap(a + (2 * P), P);
+        }
+        Assert.That(seen?.Rule, Is.EqualTo("MIG-R11"));
         machine.CheckInvariants();
         ExitAll(machine);
     }

@@ -173,9 +173,13 @@ internal sealed class TestDevice : IDevPagemapOps, Hmm.Runtime.Pci.IDevicePrivat
         return moved;
     }
 
+    /// <summary>Makes migrate_to_ram claim success without migrating (a MIG-R08 bug, for tests).</summary>
+    public bool BreakMigrateToRam { get; set; }
+
     public VmFaultResult MigrateToRam(in VmFault vmf)
     {
         MigrateToRamCalls++;
+        if (BreakMigrateToRam) return VmFaultResult.Ok;
         LastFault = (vmf.Address, vmf.Page, vmf.Write);
         bool large = Machine.Frames.Order(vmf.Page) == Page.PmdOrder;
         ulong start = large ? vmf.Address & ~(Page.PmdSize - 1) : Page.AlignDown(vmf.Address);
