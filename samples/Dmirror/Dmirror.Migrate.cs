@@ -23,38 +23,9 @@ public sealed partial class Dmirror
         var e = CheckCommand(addr, npages, out ulong end);
         if (e != Errno.Ok) return e;
         if (!_mm.TryGet()) return Errno.EINVAL;
-        var src = new ulong[Page.PmdPages];
-        var dst = new ulong[Page.PmdPages];
-        using (var args = new MigrateVma { Src = src, Dst = dst, PgmapOwner = Device, Flags = MigrateSelect.System | MigrateSelect.Compound })
-        {
-            _mm.MmapLock.ReadLock();
-            try
-            {
-                for (ulong a = addr, next; a < end; a = next)
-                {
-                    var vma = _mm.FindVma(a);
-                    if (vma == null || a < vma.Start || (vma.Flags & VmFlags.Read) == 0) { e = Errno.EINVAL; break; }
-                    next = Math.Min(end, a + ((ulong)Page.PmdPages << Page.Shift));
-                    if (next > vma.End) next = vma.End;
-                    args.Vma = vma;
-                    args.Start = a;
-                    args.End = next;
-                    Array.Clear(dst);
-                    e = MigrateVma.Setup(args);
-                    if (e != Errno.Ok) break;
-                    int n = args.EntryCount;
-                    AllocAndCopyToDevice(args, n);
-                    MigrateVma.Pages(args);
-                    FinalizeAndMap(args, n);
-                    MigrateVma.Finalize(args);
-                }
-            }
-            finally
-            {
-                _mm.MmapLock.ReadUnlock();
-                _mm.Put();
-            }
-        }
+        int moved = 0;
+        try { e = MigrateChunks(addr, end, MigrateSelect.System | MigrateSelect.Compound, toDevice: true, ref moved); }
+        finally { _mm.Put(); }
         if (e != Errno.Ok) return e;
         if ((ulong)mirror.Length < end - addr) return Errno.EFAULT;
         int cpages = 0;
@@ -80,26 +51,50 @@ public sealed partial class Dmirror
         if (e != Errno.Ok) return e;
         if (!_mm.TryGet()) return Errno.EINVAL;
         int cpages = 0;
+        try { e = MigrateChunks(addr, end, Device.SelectDevice | MigrateSelect.Compound, toDevice: false, ref cpages); }
+        finally { _mm.Put(); }
+        if (e == Errno.Ok) counters = new DmirrorCounters(cpages, 0);
+        return e;
+    }
+
+    /// <summary>
+    /// The walk both migrate ioctls share: per piece of at most 512 pages inside one VMA (no VMA or
+    /// an unreadable one → EINVAL), with the mmap read lock held across setup → allocate and copy
+    /// → pages → finalize (MIG-R01, MIG-R02). To the device, the migrated entries are then mapped
+    /// into the device page table; to system memory, an allocation failure finalizes the piece and
+    /// ends the walk with ENOMEM, and <paramref name="cpages"/> counts the entries left VALID and
+    /// MIGRATE (a 2 MiB entry once, as test_hmm counts it).
+    /// </summary>
+    private Errno MigrateChunks(ulong addr, ulong end, MigrateSelect flags, bool toDevice, ref int cpages)
+    {
         var src = new ulong[Page.PmdPages];
         var dst = new ulong[Page.PmdPages];
-        using (var args = new MigrateVma { Src = src, Dst = dst, PgmapOwner = Device, Flags = Device.SelectDevice | MigrateSelect.Compound })
+        Errno e = Errno.Ok;
+        using var args = new MigrateVma { Src = src, Dst = dst, PgmapOwner = Device, Flags = flags };
+        _mm.MmapLock.ReadLock();
+        try
         {
-            _mm.MmapLock.ReadLock();
-            try
+            for (ulong a = addr, next; a < end; a = next)
             {
-                for (ulong a = addr, next; a < end; a = next)
+                var vma = _mm.FindVma(a);
+                if (vma == null || a < vma.Start || (vma.Flags & VmFlags.Read) == 0) { e = Errno.EINVAL; break; }
+                next = Math.Min(end, a + ((ulong)Page.PmdPages << Page.Shift));
+                if (next > vma.End) next = vma.End;
+                args.Vma = vma;
+                args.Start = a;
+                args.End = next;
+                Array.Clear(dst);
+                e = MigrateVma.Setup(args);
+                if (e != Errno.Ok) break;
+                int n = args.EntryCount;
+                if (toDevice)
                 {
-                    var vma = _mm.FindVma(a);
-                    if (vma == null || a < vma.Start || (vma.Flags & VmFlags.Read) == 0) { e = Errno.EINVAL; break; }
-                    next = Math.Min(end, a + ((ulong)Page.PmdPages << Page.Shift));
-                    if (next > vma.End) next = vma.End;
-                    args.Vma = vma;
-                    args.Start = a;
-                    args.End = next;
-                    Array.Clear(dst);
-                    e = MigrateVma.Setup(args);
-                    if (e != Errno.Ok) break;
-                    int n = args.EntryCount;
+                    AllocAndCopyToDevice(args, n);
+                    MigrateVma.Pages(args);
+                    FinalizeAndMap(args, n);
+                }
+                else
+                {
                     e = AllocAndCopyToSystem(args, n);
                     if (e != Errno.Ok)
                     {
@@ -109,16 +104,11 @@ public sealed partial class Dmirror
                     MigrateVma.Pages(args);
                     for (int i = 0; i < n; i++)
                         if ((src[i] & (MigratePfn.Valid | MigratePfn.Migrate)) == (MigratePfn.Valid | MigratePfn.Migrate)) cpages++;
-                    MigrateVma.Finalize(args);
                 }
-            }
-            finally
-            {
-                _mm.MmapLock.ReadUnlock();
-                _mm.Put();
+                MigrateVma.Finalize(args);
             }
         }
-        if (e == Errno.Ok) counters = new DmirrorCounters(cpages, 0);
+        finally { _mm.MmapLock.ReadUnlock(); }
         return e;
     }
 
