@@ -125,9 +125,7 @@ public class DevicePrivateEntryTests
         Assert.That(p.Load<int>(s), Is.EqualTo(1));
         AssertFilled(child, a, 2);
         AssertFilled(p, a, 2);
-        machine.CheckInvariants();
-        ExitAll(machine);
-        Assert.That(dev.PageFrees, Is.EqualTo(dev.Allocations));
+        ExitAllAndCheckDevices(machine, dev);
     }
 
     // D mremap: entries move as-is (same device page, same permission); UNMAP on the old range; access at the new VA migrates back.
@@ -278,9 +276,7 @@ public class DevicePrivateEntryTests
         p.Store(a + P, 3);
         Assert.That(p.Load<int>(a + P), Is.EqualTo(3));
         AssertFilled(p, a, 1);
-        machine.CheckInvariants();
-        ExitAll(machine);
-        Assert.That(dev.PageFrees, Is.EqualTo(dev.Allocations));
+        ExitAllAndCheckDevices(machine, dev);
     }
 
     // D fork / B.7: device-coherent pages behave as normal pages — fork shares them read-only, COW copies directly from device memory.
@@ -308,8 +304,6 @@ public class DevicePrivateEntryTests
         Assert.That(coh.MigrateToRamCalls, Is.Zero);
         AssertFilled(p, a, 2);
         AssertFilled(child, a, 2);
-        machine.CheckInvariants();
-        ExitAll(machine);
-        Assert.That(coh.PageFrees, Is.EqualTo(coh.Allocations));
+        ExitAllAndCheckDevices(machine, coh);
     }
 }

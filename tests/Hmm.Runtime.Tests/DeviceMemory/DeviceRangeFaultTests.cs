@@ -87,9 +87,7 @@ public class DeviceRangeFaultTests
         Assert.That(crec.Events, Is.Empty);
         AssertFilled(p, a, 4);
         AssertFilled(child, a, 4);
-        machine.CheckInvariants();
-        ExitAll(machine);
-        Assert.That(dev.PageFrees, Is.EqualTo(dev.Allocations));
+        ExitAllAndCheckDevices(machine, dev);
     }
 
     // B.4 row "device-private, other owner": fault requested → the owner's migrate_to_ram, then VALID with a system pfn.
@@ -159,8 +157,6 @@ public class DeviceRangeFaultTests
         }
         Assert.That(rec.Events, Is.Empty);
         AssertFilled(p, a, 4);
-        machine.CheckInvariants();
-        ExitAll(machine);
-        Assert.That(coh.PageFrees, Is.EqualTo(coh.Allocations));
+        ExitAllAndCheckDevices(machine, coh);
     }
 }

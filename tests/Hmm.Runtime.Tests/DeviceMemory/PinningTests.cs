@@ -106,9 +106,7 @@ public class PinningTests
             Assert.That(p.Mm.EntryAt(a).Pfn, Is.EqualTo(before));
             AssertFilled(p, a, 2);
         }
-        machine.CheckInvariants();
-        ExitAll(machine);
-        Assert.That(coh.PageFrees, Is.EqualTo(coh.Allocations));
+        ExitAllAndCheckDevices(machine, coh);
     }
 
     // B.6 unmap step / H.8: pinned system pages are not collected — src zeroed after setup, pages stay, data intact.
@@ -134,8 +132,6 @@ public class PinningTests
             Assert.That(p.Mm.EntryAt(a).Kind, Is.EqualTo(PteKind.DevicePrivate));
             AssertFilled(p, a, 4);
         }
-        machine.CheckInvariants();
-        ExitAll(machine);
-        Assert.That(dev.PageFrees, Is.EqualTo(dev.Allocations));
+        ExitAllAndCheckDevices(machine, dev);
     }
 }

@@ -6,21 +6,8 @@ using SpinLock = Hmm.Runtime.Locking.SpinLock;
 namespace Hmm.Runtime.Tests.Locking;
 
 [TestFixture]
-[NonParallelizable]
-public sealed class LockValidatorTests
+public sealed class LockValidatorTests : ValidatorFixture
 {
-    private bool _wasEnabled;
-
-    [SetUp]
-    public void SetUp()
-    {
-        _wasEnabled = LockValidator.Enabled;
-        LockValidator.Enabled = true;
-    }
-
-    [TearDown]
-    public void TearDown() => LockValidator.Enabled = _wasEnabled;
-
     [Test]
     public void AbBaInversionAcrossSequentialThreadsIsReportedWithBothSites()
     {

@@ -6,19 +6,13 @@ using SpinLock = Hmm.Runtime.Locking.SpinLock;
 namespace Hmm.Runtime.Tests.Locking;
 
 [TestFixture]
-[NonParallelizable]
-public sealed class MutualExclusionTests
+public sealed class MutualExclusionTests : ValidatorFixture
 {
     private const int Threads = 4;
     private const int Increments = 100_000;
 
-    private bool _wasEnabled;
-
-    [SetUp]
-    public void SetUp() => _wasEnabled = LockValidator.Enabled;
-
-    [TearDown]
-    public void TearDown() => LockValidator.Enabled = _wasEnabled;
+    /// <summary>Each test sets the validator itself.</summary>
+    protected override bool? Validation => null;
 
     [TestCase(false)]
     [TestCase(true)]

@@ -4,21 +4,8 @@ using Hmm.Runtime.Locking;
 namespace Hmm.Runtime.Tests.Locking;
 
 [TestFixture]
-[NonParallelizable]
-public sealed class RwSemaphoreTests
+public sealed class RwSemaphoreTests : ValidatorFixture
 {
-    private bool _wasEnabled;
-
-    [SetUp]
-    public void SetUp()
-    {
-        _wasEnabled = LockValidator.Enabled;
-        LockValidator.Enabled = true;
-    }
-
-    [TearDown]
-    public void TearDown() => LockValidator.Enabled = _wasEnabled;
-
     [Test]
     public void TwoReadersAreInsideAtOnce()
     {

@@ -125,9 +125,7 @@ public class MigrateVmaTests
         for (int i = 0; i < 6; i++) Assert.That(p.Mm.EntryAt(a + (ulong)i * P).Pfn, Is.EqualTo(pfn[i]), "nothing moved without destinations");
         AssertFilled(p, a, 6);
         Assert.That(dev.PageFrees, Is.EqualTo(dev.Allocations));
-        machine.CheckInvariants();
-        ExitAll(machine);
-        Assert.That(coh.PageFrees, Is.EqualTo(coh.Allocations));
+        ExitAllAndCheckDevices(machine, coh);
     }
 
     // B.6 collect: a PMD-mapped THP with SELECT_COMPOUND and PMD-aligned range → one COMPOUND head, 511 zero placeholders;
@@ -279,9 +277,7 @@ public class MigrateVmaTests
         Assert.That(e.IsWritable, Is.True);
         machine.PutPage(pfn);
         AssertFilled(p, a, 2);
-        machine.CheckInvariants();
-        ExitAll(machine);
-        Assert.That(dev.PageFrees, Is.EqualTo(dev.Allocations));
+        ExitAllAndCheckDevices(machine, dev);
     }
 
     // B.6 setup EINVAL: fault_page given but not device-private, or not locked (MIG-R08). Nothing happens (no event).

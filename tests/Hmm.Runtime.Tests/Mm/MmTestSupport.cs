@@ -51,6 +51,17 @@ internal static class MmTest
     }
 
     /// <summary>Exit every process, dispose files, and check nothing leaked.</summary>
+    /// <summary>
+    /// The end of a device test: invariants hold, every process exits leaving no system page, and
+    /// each device got exactly one PageFree per page it handed out.
+    /// </summary>
+    public static void ExitAllAndCheckDevices(Machine machine, params TestDevice[] devices)
+    {
+        machine.CheckInvariants();
+        ExitAll(machine);
+        foreach (var d in devices) Assert.That(d.PageFrees, Is.EqualTo(d.Allocations), $"{d.Name}: PageFree calls vs allocations");
+    }
+
     public static void ExitAll(Machine machine, params SimFile[] files)
     {
         foreach (var p in machine.Processes) p.Exit();
