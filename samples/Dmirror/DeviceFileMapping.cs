@@ -3,7 +3,7 @@ using Hmm.Runtime.Memory;
 using Hmm.Runtime.Migration;
 using Hmm.Runtime.Mm;
 
-namespace Hmm.Samples.Dmirror;
+namespace Hmm.Samples.TestHmm;
 
 /// <summary>
 /// The device file's <c>file_operations.mmap</c> (dmirror_fops_mmap) and its VMA's ops: every

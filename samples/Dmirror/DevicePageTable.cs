@@ -1,4 +1,4 @@
-namespace Hmm.Samples.Dmirror;
+namespace Hmm.Samples.TestHmm;
 
 /// <summary>
 /// Simulates <c>dmirror->pt</c>: the device page table, an xarray indexed by <b>virtual page

@@ -5,7 +5,7 @@ using Hmm.Runtime.Memory;
 using Hmm.Runtime.Migration;
 using Hmm.Runtime.Mm;
 
-namespace Hmm.Samples.Dmirror;
+namespace Hmm.Samples.TestHmm;
 
 public sealed partial class Dmirror
 {

@@ -6,7 +6,7 @@ using Hmm.Runtime.Memory;
 using Hmm.Runtime.Mm;
 using Hmm.Runtime.Notifiers;
 
-namespace Hmm.Samples.Dmirror;
+namespace Hmm.Samples.TestHmm;
 
 using Hmm.Runtime.Mirror;
 
@@ -343,7 +343,7 @@ public sealed partial class Dmirror : IDisposable
             range.NotifierSeq = _notifier.ReadBegin();
             Errno e;
             _mm.MmapLock.ReadLock();
-            try { e = Hmm.RangeFault(range); }
+            try { e = range.Fault(); }
             finally { _mm.MmapLock.ReadUnlock(); }
             if (e == Errno.EBUSY) continue;
             if (e != Errno.Ok) return e;
@@ -404,7 +404,7 @@ public sealed partial class Dmirror : IDisposable
                 range.NotifierSeq = notifier.ReadBegin();
                 Array.Clear(range.HmmPfns);
                 _mm.MmapLock.ReadLock();
-                try { e = Hmm.RangeFault(range); }
+                try { e = range.Fault(); }
                 finally { _mm.MmapLock.ReadUnlock(); }
                 if (e == Errno.EBUSY) continue;
                 if (e != Errno.Ok) return e;

@@ -1,7 +1,7 @@
 using Hmm.Runtime.DeviceMemory;
 using Hmm.Runtime.Memory;
 
-namespace Hmm.Samples.Dmirror;
+namespace Hmm.Samples.TestHmm;
 
 /// <summary>
 /// Simulates <c>struct dmirror_chunk</c>: one <see cref="DmirrorDevice.ChunkSize"/> range of

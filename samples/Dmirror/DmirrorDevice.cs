@@ -7,7 +7,7 @@ using Hmm.Runtime.Memory;
 using Hmm.Runtime.Migration;
 using Hmm.Runtime.Mm;
 
-namespace Hmm.Samples.Dmirror;
+namespace Hmm.Samples.TestHmm;
 
 /// <summary>
 /// Simulates <c>struct dmirror_device</c> of lib/test_hmm.c — one <c>/dev/hmm_dmirrorN</c> char

@@ -1,4 +1,4 @@
-namespace Hmm.Samples.Dmirror;
+namespace Hmm.Samples.TestHmm;
 
 /// <summary>
 /// The output fields of <c>struct hmm_dmirror_cmd</c> (lib/test_hmm_uapi.h): <c>cpages</c> and

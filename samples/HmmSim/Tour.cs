@@ -1,7 +1,6 @@
 using Hmm.Runtime;
 using Hmm.Runtime.Mm;
 using Hmm.Runtime.Notifiers;
-using HmmApi = Hmm.Runtime.Mirror.Hmm;
 using HmmPfn = Hmm.Runtime.Mirror.HmmPfn;
 using HmmRange = Hmm.Runtime.Mirror.HmmRange;
 
@@ -50,7 +49,7 @@ public static class Tour
         {
             range.NotifierSeq = mirror.ReadBegin();
             app.Mm.MmapLock.ReadLock();
-            try { result = HmmApi.RangeFault(range); }
+            try { result = range.Fault(); }
             finally { app.Mm.MmapLock.ReadUnlock(); }
         }
         while (result == Errno.EBUSY || mirror.ReadRetry(range.NotifierSeq));

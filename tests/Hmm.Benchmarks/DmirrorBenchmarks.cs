@@ -2,7 +2,7 @@ using BenchmarkDotNet.Attributes;
 using Hmm.Runtime;
 using Hmm.Runtime.Memory;
 using Hmm.Runtime.Mm;
-using Hmm.Samples.Dmirror;
+using Hmm.Samples.TestHmm;
 
 namespace Hmm.Benchmarks;
 

@@ -4,7 +4,6 @@ using Hmm.Runtime.Memory;
 using Hmm.Runtime.Mirror;
 using Hmm.Runtime.Mm;
 using Hmm.Runtime.Notifiers;
-using HmmApi = Hmm.Runtime.Mirror.Hmm;
 
 namespace Hmm.Benchmarks;
 
@@ -62,8 +61,8 @@ public class RangeFaultBenchmarks
         _p.Mm.MmapLock.ReadLock();
         _range4K.NotifierSeq = _range4K.Notifier!.ReadBegin();
         _rangeThp.NotifierSeq = _rangeThp.Notifier!.ReadBegin();
-        Check(HmmApi.RangeFault(_range4K), _range4K, 0);
-        Check(HmmApi.RangeFault(_rangeThp), _rangeThp, 9);
+        Check(_range4K.Fault(), _range4K, 0);
+        Check(_rangeThp.Fault(), _rangeThp, 9);
         Check(FullAttempt4K(), _rangeFull, 0);
     }
 
@@ -112,11 +111,11 @@ public class RangeFaultBenchmarks
 
     /// <summary>hmm_range_fault over 512 present 4 KiB pages (default flags 0), mmap read lock held.</summary>
     [Benchmark]
-    public Errno RangeFault4K() => HmmApi.RangeFault(_range4K);
+    public Errno RangeFault4K() => _range4K.Fault();
 
     /// <summary>hmm_range_fault over one THP PMD (512 order-9 entries), mmap read lock held.</summary>
     [Benchmark]
-    public Errno RangeFaultThp() => HmmApi.RangeFault(_rangeThp);
+    public Errno RangeFaultThp() => _rangeThp.Fault();
 
     /// <summary>One attempt of the canonical loop: read_begin, lock, hmm_range_fault, unlock, read_retry.</summary>
     [Benchmark]
@@ -127,7 +126,7 @@ public class RangeFaultBenchmarks
         r.NotifierSeq = n.ReadBegin();
         var mmapLock = _q.Mm.MmapLock;
         mmapLock.ReadLock();
-        Errno err = HmmApi.RangeFault(r);
+        Errno err = r.Fault();
         mmapLock.ReadUnlock();
         if (err == Errno.Ok && n.ReadRetry(r.NotifierSeq)) err = Errno.EBUSY;
         return err;

@@ -7,7 +7,7 @@ namespace Hmm.Runtime.Mirror;
 /// newest layout ≥ 6.15; reference/kernel-hmm.md A.5). Bits 63..58 are flags, bits 57..53 the
 /// map order, bits 52..0 the pfn. On input the same word carries request bits
 /// (<see cref="ReqFault"/>, <see cref="ReqWrite"/>) and the caller's sticky bits
-/// (<see cref="InOutFlags"/>), which <see cref="Hmm.RangeFault"/> preserves.
+/// (<see cref="InOutFlags"/>), which <see cref="HmmRange.Fault"/> preserves.
 /// </summary>
 public static class HmmPfn
 {

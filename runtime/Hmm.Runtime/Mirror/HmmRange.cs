@@ -1,3 +1,6 @@
+using Hmm.Runtime.Mm;
+using Hmm.Runtime.Locking;
+using Hmm.Dsl;
 using Hmm.Runtime.Memory;
 using Hmm.Runtime.Notifiers;
 
@@ -5,8 +8,8 @@ namespace Hmm.Runtime.Mirror;
 
 /// <summary>
 /// Simulates <c>struct hmm_range</c> (include/linux/hmm.h; reference/kernel-hmm.md A.4): the
-/// input and output of <see cref="Hmm.RangeFault"/>. A driver keeps one per mirroring context
-/// and reuses it; <see cref="Hmm.RangeFault"/> allocates nothing.
+/// input and output of <see cref="Fault"/> (<c>hmm_range_fault</c>). A driver keeps one per mirroring context
+/// and reuses it; <see cref="Fault"/> allocates nothing.
 /// </summary>
 public sealed class HmmRange
 {
@@ -51,6 +54,38 @@ public sealed class HmmRange
 
     /// <summary><c>dev_private_owner</c>: device-private pages of this pgmap owner are reported, never faulted (HMM-R17).</summary>
     public object? DevPrivateOwner { get; set; }
+
+    /// <summary>
+    /// Simulates <c>hmm_range_fault(range)</c>: fills <see cref="HmmRange.HmmPfns"/> with the CPU page-table state of
+    /// [<see cref="HmmRange.Start"/>, <see cref="HmmRange.End"/>), faulting pages in (through
+    /// handle_mm_fault, as a remote access) where the effective request
+    /// (<c>(input &amp; PfnFlagsMask) | DefaultFlags</c>) asks for more than the CPU has
+    /// (reference/kernel-hmm.md B.4). Takes no page references.
+    /// </summary>
+    /// <remarks>
+    /// <para><b>Locking.</b> The caller holds the mm's <see cref="AddressSpace.MmapLock"/> (read or
+    /// write) for the whole call (HMM-R01; asserted, like <c>mmap_assert_locked</c>), took
+    /// <see cref="HmmRange.NotifierSeq"/> from <see cref="IntervalNotifier.ReadBegin"/> before
+    /// taking it (HMM-R02, HMM-R03), and holds neither its update lock U nor any spinlock
+    /// (HMM-R04): faults sleep, allocate and raise invalidations whose callbacks take U.</para>
+    /// <para><b>May block.</b> Faults, migration-entry waits and the invalidations they cause.</para>
+    /// <para><b>Results.</b> <see cref="Errno.Ok"/>; <see cref="Errno.EBUSY"/> when
+    /// <c>mmu_interval_check_retry</c> saw a collision before a walk pass (drop the mmap lock and
+    /// restart from ReadBegin, HMM-R05); <see cref="Errno.EFAULT"/> when a page required to be
+    /// valid cannot be (no VMA, IO/PFNMAP/unreadable VMA, special page, poisoned or bad entry, a
+    /// failed fault); <see cref="Errno.EPERM"/> when a write fault is needed in a VMA without
+    /// VM_WRITE. On success every entry holds an output; on failure entries before the failing
+    /// one hold outputs and the rest their inputs. Sticky bits (<see cref="HmmPfn.InOutFlags"/>)
+    /// are preserved; every other bit of a produced entry is overwritten. Output words are decoded
+    /// only after a successful <see cref="IntervalNotifier.ReadRetry"/> under U (HMM-R06, HMM-R14).</para>
+    /// <para>Allocates nothing.</para>
+    /// </remarks>
+    /// <exception cref="KernelBugException">The mmap lock is not held (HMM-R01); the range is
+    /// misaligned, empty, or <see cref="HmmRange.HmmPfns"/> has the wrong length (HMM-R16); the
+    /// notifier is missing or not inserted (HMM-R02).</exception>
+    [MayBlock]
+    [RequiresShared("Notifier.Mm.MmapLock")]
+    public Errno Fault() => HmmRangeFault.Run(this);
 
     /// <summary>Number of pages in the range.</summary>
     public int PageCount => (int)((End - Start) >> Page.Shift);

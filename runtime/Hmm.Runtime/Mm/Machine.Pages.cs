@@ -30,7 +30,7 @@ public sealed unsafe partial class Machine
         throw new KernelBugException("PAGE-R02", $"pfn 0x{pfn:x} is not memory");
     }
 
-    /// <summary>is_zero_pfn / is_huge_zero_pfn: whether <paramref name="pfn"/> is the shared zero page (as <c>Hmm.RangeFault</c> reports a read-faulted hole).</summary>
+    /// <summary>is_zero_pfn / is_huge_zero_pfn: whether <paramref name="pfn"/> is the shared zero page (as <c>HmmRange.Fault</c> reports a read-faulted hole).</summary>
     public static bool IsZeroPfn(ulong pfn) => pfn == ZeroPfn || pfn == HugeZeroPfn;
 
     /// <summary>Whether <paramref name="pfn"/> is ZONE_DEVICE memory.</summary>

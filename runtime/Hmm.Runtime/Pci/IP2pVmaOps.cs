@@ -17,7 +17,7 @@ namespace Hmm.Runtime.Pci;
 /// anonymous VMA — has no hook in mainline. The simulator follows G.1's last paragraph: an
 /// importer allowed to reach the exporter's memory (checked with <see cref="P2pDma.Distance"/>)
 /// passes the exporter's <c>pgmap->owner</c> as its <c>dev_private_owner</c> to
-/// <c>Hmm.RangeFault</c>, so those pages are reported instead of migrated; any other importer
+/// <c>HmmRange.Fault</c>, so those pages are reported instead of migrated; any other importer
 /// (the default, B.13) gets them migrated back to RAM by the fault.
 /// </remarks>
 public interface IP2pVmaOps : IVmOperations

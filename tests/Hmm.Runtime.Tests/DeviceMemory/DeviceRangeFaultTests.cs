@@ -26,7 +26,7 @@ public class DeviceRangeFaultTests
             range.NotifierSeq = rec.Notifier.ReadBegin();
             p.Mm.MmapLock.ReadLock();
             Errno e;
-            try { e = Hmm.RangeFault(range); }
+            try { e = range.Fault(); }
             finally { p.Mm.MmapLock.ReadUnlock(); }
             if (e == Errno.EBUSY && attempt < 100) continue;
             if (e == Errno.Ok && rec.Notifier.ReadRetry(range.NotifierSeq) && attempt < 100) continue;

@@ -36,7 +36,7 @@ public class RangeFaultTests
     {
         range.NotifierSeq = range.Notifier!.ReadBegin();
         _p.Mm.MmapLock.ReadLock();
-        try { return Hmm.RangeFault(range); }
+        try { return range.Fault(); }
         finally { _p.Mm.MmapLock.ReadUnlock(); }
     }
 
@@ -478,7 +478,7 @@ public class RangeFaultTests
         using var rec = Watch(buf, P);
         var r = Range(rec, buf, 1);
         r.NotifierSeq = rec.Notifier.ReadBegin();
-        var ex = Assert.Throws<KernelBugException>(() => Hmm.RangeFault(r));
+        var ex = Assert.Throws<KernelBugException>(() => r.Fault());
         Assert.That(ex!.Rule, Is.EqualTo("HMM-R01"));
         _machine.CheckInvariants();
     }
@@ -495,19 +495,19 @@ public class RangeFaultTests
         try
         {
             r.HmmPfns = new ulong[3];
-            Assert.That(Assert.Throws<KernelBugException>(() => Hmm.RangeFault(r))!.Rule, Is.EqualTo("HMM-R16"));
+            Assert.That(Assert.Throws<KernelBugException>(() => r.Fault())!.Rule, Is.EqualTo("HMM-R16"));
             r.HmmPfns = new ulong[4];
             r.Start = buf + 1;
-            Assert.That(Assert.Throws<KernelBugException>(() => Hmm.RangeFault(r))!.Rule, Is.EqualTo("HMM-R16"));
+            Assert.That(Assert.Throws<KernelBugException>(() => r.Fault())!.Rule, Is.EqualTo("HMM-R16"));
             r.Start = buf;
             r.End = buf + 4 * P - 8;
-            Assert.That(Assert.Throws<KernelBugException>(() => Hmm.RangeFault(r))!.Rule, Is.EqualTo("HMM-R16"));
+            Assert.That(Assert.Throws<KernelBugException>(() => r.Fault())!.Rule, Is.EqualTo("HMM-R16"));
             r.End = buf;
             r.HmmPfns = [];
-            Assert.That(Assert.Throws<KernelBugException>(() => Hmm.RangeFault(r))!.Rule, Is.EqualTo("HMM-R16"));
+            Assert.That(Assert.Throws<KernelBugException>(() => r.Fault())!.Rule, Is.EqualTo("HMM-R16"));
             r.End = buf + 4 * P;
             r.HmmPfns = new ulong[4];
-            Assert.That(Hmm.RangeFault(r), Is.EqualTo(Errno.Ok), "a good range still works");
+            Assert.That(r.Fault(), Is.EqualTo(Errno.Ok), "a good range still works");
         }
         finally { _p.Mm.MmapLock.ReadUnlock(); }
         _machine.CheckInvariants();
@@ -522,7 +522,7 @@ public class RangeFaultTests
         var r = Range(rec, buf, 1);
         rec.Dispose();
         _p.Mm.MmapLock.ReadLock();
-        try { Assert.That(Assert.Throws<KernelBugException>(() => Hmm.RangeFault(r))!.Rule, Is.EqualTo("HMM-R02")); }
+        try { Assert.That(Assert.Throws<KernelBugException>(() => r.Fault())!.Rule, Is.EqualTo("HMM-R02")); }
         finally { _p.Mm.MmapLock.ReadUnlock(); }
         _machine.CheckInvariants();
     }
@@ -541,7 +541,7 @@ public class RangeFaultTests
         ulong seq = rec.Notifier.ReadBegin();
         r.NotifierSeq = seq;
         _p.Mm.MmapLock.ReadLock();
-        Errno err = Hmm.RangeFault(r);
+        Errno err = r.Fault();
         _p.Mm.MmapLock.ReadUnlock();   // the kernel loop drops mmap_lock before taking U
         Assert.That(err, Is.EqualTo(Errno.Ok));
         Assert.That(r.HmmPfns, Is.All.Matches<ulong>(w => (w & HmmPfn.Valid) != 0));
@@ -568,7 +568,7 @@ public class RangeFaultTests
         r.NotifierSeq = rec.Notifier.ReadBegin();
         _p.Mprotect(buf, P, Prot.Read);
         _p.Mm.MmapLock.ReadLock();
-        try { Assert.That(Hmm.RangeFault(r), Is.EqualTo(Errno.EBUSY)); }
+        try { Assert.That(r.Fault(), Is.EqualTo(Errno.EBUSY)); }
         finally { _p.Mm.MmapLock.ReadUnlock(); }
         Assert.That(r.HmmPfns[0], Is.EqualTo(HmmPfn.DmaMapped), "nothing walked");
         // HMM-R05: restart from read_begin; now it succeeds and sees the new protection.

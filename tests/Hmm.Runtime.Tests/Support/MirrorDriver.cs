@@ -4,7 +4,6 @@ using Hmm.Runtime.Locking;
 using Hmm.Runtime.Memory;
 using Hmm.Runtime.Mm;
 using Hmm.Runtime.Notifiers;
-using HmmApi = Hmm.Runtime.Mirror.Hmm;
 using HmmPfn = Hmm.Runtime.Mirror.HmmPfn;
 using HmmRange = Hmm.Runtime.Mirror.HmmRange;
 
@@ -106,7 +105,7 @@ internal sealed class MirrorDriver : IIntervalNotifierOps, IDisposable
                 range.NotifierSeq = _notifier.ReadBegin();
                 mm.MmapLock.ReadLock();
                 Errno e;
-                try { e = HmmApi.RangeFault(range); }
+                try { e = range.Fault(); }
                 finally { mm.MmapLock.ReadUnlock(); }
                 if (e == Errno.EBUSY) continue;
                 if (e != Errno.Ok) return e;

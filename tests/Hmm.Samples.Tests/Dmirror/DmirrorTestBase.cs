@@ -1,7 +1,7 @@
 using Hmm.Runtime;
 using Hmm.Runtime.Memory;
 using Hmm.Runtime.Mm;
-using Hmm.Samples.Dmirror;
+using Hmm.Samples.TestHmm;
 using NUnit.Framework;
 
 namespace Hmm.Samples.Tests.Dmirror;
@@ -48,7 +48,7 @@ public abstract class DmirrorTestBase
 
     protected static byte[] Mirror(int npages) => new byte[npages * PageSize];
 
-    protected byte[] Snap(Hmm.Samples.Dmirror.Dmirror m, ulong addr, int npages)
+    protected byte[] Snap(Hmm.Samples.TestHmm.Dmirror m, ulong addr, int npages)
     {
         var prot = new byte[npages];
         Assert.That(m.Snapshot(addr, npages, prot, out var c), Is.EqualTo(Errno.Ok));

@@ -1,7 +1,7 @@
 using Hmm.Runtime;
 using Hmm.Runtime.Memory;
 using Hmm.Runtime.Mm;
-using Hmm.Samples.Dmirror;
+using Hmm.Samples.TestHmm;
 using NUnit.Framework;
 
 namespace Hmm.Samples.Tests.Dmirror;

@@ -1,6 +1,6 @@
 using Hmm.Runtime;
 using Hmm.Runtime.Mm;
-using Hmm.Samples.Dmirror;
+using Hmm.Samples.TestHmm;
 using NUnit.Framework;
 
 namespace Hmm.Samples.Tests.Dmirror;

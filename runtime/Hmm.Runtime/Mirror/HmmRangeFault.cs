@@ -9,44 +9,18 @@ using Hmm.Runtime.Notifiers;
 namespace Hmm.Runtime.Mirror;
 
 /// <summary>
-/// Simulates the mirroring half of mm/hmm.c: <see cref="RangeFault"/> (<c>hmm_range_fault</c>).
+/// Simulates the mirroring half of mm/hmm.c: <c>hmm_range_fault</c> and the page walk behind it.
+/// Drivers call it as <see cref="HmmRange.Fault"/>.
 /// </summary>
-public static class Hmm
+internal static class HmmRangeFault
 {
     // hmm_vma_walk's required_fault bits (HMM_NEED_FAULT, HMM_NEED_WRITE_FAULT).
     private const int NeedFault = 1;
     private const int NeedWriteFault = 2;
     private const int NeedAll = NeedFault | NeedWriteFault;
 
-    /// <summary>
-    /// hmm_range_fault: fills <see cref="HmmRange.HmmPfns"/> with the CPU page-table state of
-    /// [<see cref="HmmRange.Start"/>, <see cref="HmmRange.End"/>), faulting pages in (through
-    /// handle_mm_fault, as a remote access) where the effective request
-    /// (<c>(input &amp; PfnFlagsMask) | DefaultFlags</c>) asks for more than the CPU has
-    /// (reference/kernel-hmm.md B.4). Takes no page references.
-    /// </summary>
-    /// <remarks>
-    /// <para><b>Locking.</b> The caller holds the mm's <see cref="AddressSpace.MmapLock"/> (read or
-    /// write) for the whole call (HMM-R01; asserted, like <c>mmap_assert_locked</c>), took
-    /// <see cref="HmmRange.NotifierSeq"/> from <see cref="IntervalNotifier.ReadBegin"/> before
-    /// taking it (HMM-R02, HMM-R03), and holds neither its update lock U nor any spinlock
-    /// (HMM-R04): faults sleep, allocate and raise invalidations whose callbacks take U.</para>
-    /// <para><b>May block.</b> Faults, migration-entry waits and the invalidations they cause.</para>
-    /// <para><b>Results.</b> <see cref="Errno.Ok"/>; <see cref="Errno.EBUSY"/> when
-    /// <c>mmu_interval_check_retry</c> saw a collision before a walk pass (drop the mmap lock and
-    /// restart from ReadBegin, HMM-R05); <see cref="Errno.EFAULT"/> when a page required to be
-    /// valid cannot be (no VMA, IO/PFNMAP/unreadable VMA, special page, poisoned or bad entry, a
-    /// failed fault); <see cref="Errno.EPERM"/> when a write fault is needed in a VMA without
-    /// VM_WRITE. On success every entry holds an output; on failure entries before the failing
-    /// one hold outputs and the rest their inputs. Sticky bits (<see cref="HmmPfn.InOutFlags"/>)
-    /// are preserved; every other bit of a produced entry is overwritten. Output words are decoded
-    /// only after a successful <see cref="IntervalNotifier.ReadRetry"/> under U (HMM-R06, HMM-R14).</para>
-    /// <para>Allocates nothing.</para>
-    /// </remarks>
-    /// <exception cref="KernelBugException">The mmap lock is not held (HMM-R01); the range is
-    /// misaligned, empty, or <see cref="HmmRange.HmmPfns"/> has the wrong length (HMM-R16); the
-    /// notifier is missing or not inserted (HMM-R02).</exception>
-    public static Errno RangeFault(HmmRange range)
+    /// <summary>hmm_range_fault; the contract is documented on <see cref="HmmRange.Fault"/>.</summary>
+    public static Errno Run(HmmRange range)
     {
         ArgumentNullException.ThrowIfNull(range);
         IntervalNotifier? notifier = range.Notifier;
