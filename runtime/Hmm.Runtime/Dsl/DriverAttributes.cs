@@ -1,0 +1,202 @@
+using Hmm.Runtime.DeviceMemory;
+
+namespace Hmm.Dsl;
+
+// The driver DSL (ARCHITECTURE §5, docs/dsl.md). A driver is a partial class carrying
+// [HmmDriver]; the generator (generators/Hmm.Generators) writes the plumbing every HMM driver
+// repeats, and the analyzers (analyzers/Hmm.Analyzers) check the declaration's shape and the
+// callbacks against the context the generated code calls them in. These attributes carry no
+// behaviour: everything the generated code calls is public runtime API.
+
+/// <summary>How a driver keeps its device mirror coherent with the CPU page table.</summary>
+public enum MirrorSync
+{
+    /// <summary>
+    /// The mmu_interval_notifier sequence protocol (the default, as nouveau, amdgpu and dmirror use
+    /// it): ReadBegin → mmap lock → hmm_range_fault → update lock → ReadRetry, retried on collision.
+    /// </summary>
+    SequenceRetry = 0,
+
+    /// <summary>A range lock held across the fault: invalidations of the range wait for it (<c>Notifiers/RangeLock</c>).</summary>
+    RangeLock = 1,
+
+    /// <summary>A range monitor that records collisions, checked once under the update lock (<c>Notifiers/RangeMonitor</c>).</summary>
+    RangeMonitor = 2,
+}
+
+/// <summary>When the device's stalled threads are replayed after a fault batch (NVIDIA UVM's replay policies, drivers.md C).</summary>
+public enum ReplayPolicy
+{
+    /// <summary>UVM_PERF_FAULT_REPLAY_POLICY_BLOCK: replay after each serviced fault.</summary>
+    Block = 0,
+
+    /// <summary>UVM_PERF_FAULT_REPLAY_POLICY_BATCH: one replay per serviced batch (nouveau's behaviour).</summary>
+    Batch = 1,
+
+    /// <summary>UVM_PERF_FAULT_REPLAY_POLICY_BATCH_FLUSH: flush the buffer, then one replay per batch.</summary>
+    BatchFlush = 2,
+
+    /// <summary>UVM_PERF_FAULT_REPLAY_POLICY_ONCE: one replay after the whole buffer is drained.</summary>
+    Once = 3,
+}
+
+/// <summary>What a driver's <see cref="FaultPolicyAttribute"/> callback decides for one device fault.</summary>
+public enum FaultAction
+{
+    /// <summary>Map whatever the CPU page table holds (nouveau: no migration on fault).</summary>
+    MapInPlace = 0,
+
+    /// <summary>Migrate the faulting range into device memory, then map it.</summary>
+    MigrateToDevice = 1,
+
+    /// <summary>Take device-exclusive entries (for device atomics), then map.</summary>
+    Exclusive = 2,
+
+    /// <summary>Map the system pages remotely over the bus without migrating them (UVM's thrashing pin).</summary>
+    RemoteMap = 3,
+
+    /// <summary>Do not service: the faulting threads are cancelled.</summary>
+    Cancel = 4,
+}
+
+/// <summary>
+/// Declares a device driver: the generator implements its mirror (interval notifier trampoline,
+/// fault loop), device memory, migration and fault-buffer plumbing. The class must be a
+/// non-nested, non-generic <c>partial</c> class.
+/// </summary>
+[AttributeUsage(AttributeTargets.Class, AllowMultiple = false, Inherited = false)]
+public sealed class HmmDriverAttribute(string name) : Attribute
+{
+    /// <summary>The driver's name (as a kernel module names its driver).</summary>
+    public string Name { get; } = name;
+
+    /// <summary>
+    /// The update lock U (reference/kernel-hmm.md C): <c>nameof</c> a <c>KernelMutex</c> field.
+    /// The invalidate trampoline takes it (try-lock when the range is not blockable), and device
+    /// mappings are programmed only under it after a successful ReadRetry.
+    /// </summary>
+    public string? UpdateLock { get; set; }
+
+    /// <summary>The mirror synchronisation mode.</summary>
+    public MirrorSync Sync { get; set; } = MirrorSync.SequenceRetry;
+
+    /// <summary>
+    /// <c>nameof</c> a field or property holding the pgmap owner cookie (<c>dev_private_owner</c>,
+    /// HMM-R17); when null the driver instance is the owner.
+    /// </summary>
+    public string? Owner { get; set; }
+
+    /// <summary>Skip MIGRATE invalidations this driver itself started (HMM-R19): the migration code clears the device entries itself.</summary>
+    public bool FilterOwnMigrations { get; set; } = true;
+
+    /// <summary>The bound on -EBUSY retries of one fault, in milliseconds (HMM_RANGE_DEFAULT_TIMEOUT = 1000).</summary>
+    public int FaultTimeoutMs { get; set; } = 1000;
+}
+
+/// <summary>
+/// The driver owns ZONE_DEVICE memory of <see cref="Kind"/>: chunks are hot-added on demand
+/// (memremap_pages), pages and large folios kept on free lists, and hot-removed by evicting
+/// everything to system memory first. Requires a <see cref="CopyPagesAttribute"/> callback.
+/// </summary>
+[AttributeUsage(AttributeTargets.Class, AllowMultiple = false, Inherited = false)]
+public sealed class DeviceMemoryAttribute(DevicePageKind kind) : Attribute
+{
+    /// <summary>Private, coherent or p2p device memory.</summary>
+    public DevicePageKind Kind { get; } = kind;
+
+    /// <summary>Bytes hot-added at a time (a multiple of 2 MiB).</summary>
+    public long ChunkBytes { get; set; } = 256L << 20;
+
+    /// <summary>At most this many chunks; beyond it allocation fails as the kernel reports it (ENOMEM).</summary>
+    public int MaxChunks { get; set; } = 16;
+
+    /// <summary>Whether 2 MiB device folios are allocated for 2 MiB-aligned migrations.</summary>
+    public bool LargeFolios { get; set; } = true;
+}
+
+/// <summary>The device has a replayable fault buffer (a GPU's): the generator writes <c>ServiceFaults()</c>.</summary>
+[AttributeUsage(AttributeTargets.Class, AllowMultiple = false, Inherited = false)]
+public sealed class FaultBufferAttribute : Attribute
+{
+    /// <summary>Buffer capacity in entries; overflow drops entries (they re-fault after replay).</summary>
+    public int Entries { get; set; } = 4096;
+
+    /// <summary>Entries fetched, sorted, de-duplicated and coalesced per batch.</summary>
+    public int BatchSize { get; set; } = 256;
+
+    /// <summary>When stalled threads are replayed.</summary>
+    public ReplayPolicy Replay { get; set; } = ReplayPolicy.Batch;
+}
+
+/// <summary>The driver exports its device memory to PCI peers (p2p); see <see cref="OnP2pExportAttribute"/>.</summary>
+[AttributeUsage(AttributeTargets.Class, AllowMultiple = false, Inherited = false)]
+public sealed class P2pExporterAttribute : Attribute
+{
+}
+
+/// <summary>The driver maps peers' device memory over PCI p2p when the path allows it; see <see cref="OnP2pImportAttribute"/>.</summary>
+[AttributeUsage(AttributeTargets.Class, AllowMultiple = false, Inherited = false)]
+public sealed class P2pImporterAttribute : Attribute
+{
+}
+
+/// <summary>
+/// The invalidate callback (mmu_interval_notifier_ops.invalidate after the trampoline): runs with
+/// U held and the sequence already set; the range says whether it may block. Tears down device
+/// mappings of the range.
+/// </summary>
+[AttributeUsage(AttributeTargets.Method, AllowMultiple = false, Inherited = false)]
+public sealed class OnInvalidateAttribute : Attribute
+{
+}
+
+/// <summary>
+/// Programs the device page table from a successful hmm_range_fault snapshot: runs with U held,
+/// after ReadRetry reported no collision (HMM-R05/R06).
+/// </summary>
+[AttributeUsage(AttributeTargets.Method, AllowMultiple = false, Inherited = false)]
+public sealed class OnMirrorFaultAttribute : Attribute
+{
+}
+
+/// <summary>The device's DMA engine: copies a batch of pages during migration. May block; U is not held.</summary>
+[AttributeUsage(AttributeTargets.Method, AllowMultiple = false, Inherited = false)]
+public sealed class CopyPagesAttribute : Attribute
+{
+}
+
+/// <summary>dev_pagemap_ops.page_free: a device page's last reference dropped. Atomic context: must not sleep.</summary>
+[AttributeUsage(AttributeTargets.Method, AllowMultiple = false, Inherited = false)]
+public sealed class OnPageFreeAttribute : Attribute
+{
+}
+
+/// <summary>dev_pagemap_ops.migrate_to_ram, when the generated default does not fit: a CPU touched a device-private page.</summary>
+[AttributeUsage(AttributeTargets.Method, AllowMultiple = false, Inherited = false)]
+public sealed class OnMigrateToRamAttribute : Attribute
+{
+}
+
+/// <summary>The per-fault residency policy: map in place, migrate here, take exclusive, map remotely, or cancel.</summary>
+[AttributeUsage(AttributeTargets.Method, AllowMultiple = false, Inherited = false)]
+public sealed class FaultPolicyAttribute : Attribute
+{
+}
+
+/// <summary>mmu_notifier release / driver teardown of one mirror: the address space is going away.</summary>
+[AttributeUsage(AttributeTargets.Method, AllowMultiple = false, Inherited = false)]
+public sealed class OnReleaseAttribute : Attribute
+{
+}
+
+/// <summary>Decides whether (and how) a PCI peer may map this driver's device memory.</summary>
+[AttributeUsage(AttributeTargets.Method, AllowMultiple = false, Inherited = false)]
+public sealed class OnP2pExportAttribute : Attribute
+{
+}
+
+/// <summary>Programs the device's mapping of a peer's device memory reached over PCI p2p.</summary>
+[AttributeUsage(AttributeTargets.Method, AllowMultiple = false, Inherited = false)]
+public sealed class OnP2pImportAttribute : Attribute
+{
+}
