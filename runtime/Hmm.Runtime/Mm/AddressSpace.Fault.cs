@@ -373,9 +373,16 @@ public sealed partial class AddressSpace
         return FaultResult.Ok;
     }
 
-    /// <summary>wp_can_reuse_anon_folio: only this mapping holds the page (no fork sharer, no pin, no other reference).</summary>
+    /// <summary>
+    /// do_wp_page's reuse test: a PageAnonExclusive page is this mm's alone and is reused whatever
+    /// references it has — a pin included (GUP only pins exclusive pages, and fork copies pinned
+    /// pages instead of sharing them, so a write never moves a process away from its pinned page).
+    /// Otherwise wp_can_reuse_anon_folio: only this mapping holds the page (no fork sharer, no
+    /// pin, no other reference).
+    /// </summary>
     private bool CanReuseAnon(ulong pfn, ulong head)
     {
+        if ((Frames.Flags(pfn) & PageFlags.AnonExclusive) != 0) return true;
         if (Frames.PinCount(head) != 0) return false;
         if (head != pfn || Frames.Order(head) != 0)
             return (Frames.Flags(pfn) & PageFlags.AnonExclusive) != 0 && Frames.MapCount(pfn) == 1;
@@ -389,7 +396,11 @@ public sealed partial class AddressSpace
         PageTableLock.Lock();
         try
         {
-            if (slot != leaf.Raw || Frames.PinCount(head) != 0 || Volatile.Read(ref Frames.RefCount(head)) != 1) return false;
+            // do_huge_pmd_wp_page: an exclusive folio is reused (pinned or not); a shared one only
+            // when nothing but this mapping references it.
+            if (slot != leaf.Raw) return false;
+            if ((Frames.Flags(head) & PageFlags.AnonExclusive) == 0
+                && (Frames.PinCount(head) != 0 || Volatile.Read(ref Frames.RefCount(head)) != 1)) return false;
             Frames.Flags(head) |= PageFlags.AnonExclusive;
             Volatile.Write(ref slot, leaf.Raw | Pte.WriteBit | Pte.DirtyBit);
             return true;
