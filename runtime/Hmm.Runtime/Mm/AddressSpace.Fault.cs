@@ -271,7 +271,13 @@ public sealed partial class AddressSpace
         Machine.PutPage(pfn);
     }
 
-    /// <summary>do_read_fault / do_shared_fault / do_cow_fault for file and shmem mappings.</summary>
+    /// <summary>
+    /// do_read_fault / do_shared_fault / do_cow_fault for file and shmem mappings. finish_fault
+    /// builds the entry from vma->vm_page_prot, made writable and dirty only for a write fault: a
+    /// read fault in a private mapping is read-only (a later write copies the page), in a shared
+    /// one it is writable exactly when the protection is (shmem yes; a regular file wants write
+    /// notifications, so its first write faults again to dirty the page).
+    /// </summary>
     private FaultResult FileFault(Vma vma, ulong address, bool write, ref ulong slot, ulong expected)
     {
         var file = vma.File!;
@@ -286,9 +292,9 @@ public sealed partial class AddressSpace
                 if (slot != expected) return FaultResult.Ok;
                 Machine.GetPage(cached);
                 Frames.MapCount(cached)++;
-                bool writable = write && vma.IsShared;
-                if (writable) Frames.Flags(cached) |= PageFlags.Dirty;
-                Volatile.Write(ref slot, Pte.Present(cached, writable, dirty: writable).Raw);
+                bool writable = vma.IsShared && (write || vma.PageProtWritable);
+                if (write) Frames.Flags(cached) |= PageFlags.Dirty;
+                Volatile.Write(ref slot, Pte.Present(cached, writable, dirty: write).Raw);
                 Interlocked.Increment(ref _rssFile);
                 return FaultResult.Ok;
             }
@@ -459,7 +465,13 @@ public sealed partial class AddressSpace
         Machine.PutPage(head);
     }
 
-    /// <summary>hugetlb_fault: 2 MiB pages from the machine's pool, COW at 2 MiB for private mappings.</summary>
+    /// <summary>
+    /// hugetlb_fault: 2 MiB pages from the machine's pool, COW at 2 MiB for private mappings.
+    /// hugetlb_no_page maps a shared page writable when the VMA is (hugetlbfs has no write
+    /// notifications) and a private one read-only — a private write fault then goes straight
+    /// through hugetlb_wp, which reuses the new exclusive page. hugetlb_wp reuses any anonymous
+    /// page mapped only here (pinned or not) and copies a page shared after fork.
+    /// </summary>
     private FaultResult HugeTlbFault(Vma vma, ulong pmdStart, bool write, ref ulong slot)
     {
         ulong raw = Volatile.Read(ref slot);
@@ -491,7 +503,7 @@ public sealed partial class AddressSpace
                 if (slot == 0)
                 {
                     Frames.EntireMapCount(head)++;
-                    bool writable = vmWrite && (write || !shared);
+                    bool writable = vmWrite && (shared || write);
                     Volatile.Write(ref slot, Pte.Present(head, writable, dirty: writable, huge: true).Raw);
                     AccountRss(head, Page.PmdPages);
                     return FaultResult.Ok;
@@ -504,8 +516,9 @@ public sealed partial class AddressSpace
         var leaf = new Pte(raw);
         if (!write || leaf.IsWritable) return FaultResult.Ok;
         ulong old = leaf.Pfn;
-        if (vma.IsShared || Volatile.Read(ref Frames.RefCount(old)) == 1)
+        if (vma.IsShared || ((Frames.Flags(old) & PageFlags.Anon) != 0 && Volatile.Read(ref Frames.EntireMapCount(old)) == 1))
         {
+            if (!vma.IsShared) Frames.Flags(old) |= PageFlags.AnonExclusive;
             PageTableLock.Lock();
             try { if (slot == raw) Volatile.Write(ref slot, raw | Pte.WriteBit | Pte.DirtyBit); }
             finally { PageTableLock.Unlock(); }
