@@ -190,8 +190,9 @@ public sealed partial class Dmirror
     /// collected device page a system page (a 2 MiB folio when the device folio is 2 MiB), the
     /// backing data copied into it, and this mirror's device mappings of those pages erased —
     /// the MIGRATE events carrying this device as owner were skipped (HMM-R19). FAIL_ALLOC
-    /// makes one allocation fail: a base page then fails the whole call (ENOMEM, VM_FAULT_OOM),
-    /// a 2 MiB one falls back to 512 base pages. Allocations happen outside U (HMM-R09); the
+    /// makes one allocation fail: a base page then ends the copy with ENOMEM (VM_FAULT_OOM for
+    /// migrate_to_ram; MIGRATE_TO_SYS ignores it and leaves the rest on the device), a 2 MiB one
+    /// falls back to 512 base pages. Allocations happen outside U (HMM-R09); the
     /// erasure takes U once, before migrate_vma_pages.
     /// </summary>
     [Excludes(nameof(_mutex))]
