@@ -41,8 +41,10 @@ public sealed partial class Dmirror
     /// MigrateToDevice): setup selecting this device's private (or coherent) pages with
     /// SELECT_COMPOUND, allocate system pages (a 2 MiB folio for a 2 MiB source) and copy, erasing
     /// the device mappings, migrate_vma_pages, finalize. cpages counts src entries left VALID and
-    /// MIGRATE — a 2 MiB entry counts once, as test_hmm counts it. An allocation failure
-    /// finalizes the piece and returns ENOMEM.
+    /// MIGRATE — a 2 MiB entry counts once, as test_hmm counts it. An allocation failure is not an
+    /// error here: as dmirror_migrate_to_system ignores what dmirror_devmem_fault_alloc_and_copy
+    /// returns, the entries without a destination simply stay on the device (a later CPU fault
+    /// brings them back) and the ioctl returns 0 with fewer cpages.
     /// </summary>
     public Errno MigrateToSystem(ulong addr, int npages, out DmirrorCounters counters)
     {
@@ -61,9 +63,10 @@ public sealed partial class Dmirror
     /// The walk both migrate ioctls share: per piece of at most 512 pages inside one VMA (no VMA or
     /// an unreadable one → EINVAL), with the mmap read lock held across setup → allocate and copy
     /// → pages → finalize (MIG-R01, MIG-R02). To the device, the migrated entries are then mapped
-    /// into the device page table; to system memory, an allocation failure finalizes the piece and
-    /// ends the walk with ENOMEM, and <paramref name="cpages"/> counts the entries left VALID and
-    /// MIGRATE (a 2 MiB entry once, as test_hmm counts it).
+    /// into the device page table; to system memory, the entries the allocation failed for are
+    /// left to migrate_vma_pages to skip (no destination) and the walk goes on, and
+    /// <paramref name="cpages"/> counts the entries left VALID and MIGRATE (a 2 MiB entry once, as
+    /// test_hmm counts it).
     /// </summary>
     private Errno MigrateChunks(ulong addr, ulong end, MigrateSelect flags, bool toDevice, ref int cpages)
     {
@@ -95,12 +98,7 @@ public sealed partial class Dmirror
                 }
                 else
                 {
-                    e = AllocAndCopyToSystem(args, n);
-                    if (e != Errno.Ok)
-                    {
-                        MigrateVma.Finalize(args);
-                        break;
-                    }
+                    _ = AllocAndCopyToSystem(args, n);   // VM_FAULT_OOM is the fault path's business only
                     MigrateVma.Pages(args);
                     for (int i = 0; i < n; i++)
                         if ((src[i] & (MigratePfn.Valid | MigratePfn.Migrate)) == (MigratePfn.Valid | MigratePfn.Migrate)) cpages++;
@@ -192,8 +190,9 @@ public sealed partial class Dmirror
     /// collected device page a system page (a 2 MiB folio when the device folio is 2 MiB), the
     /// backing data copied into it, and this mirror's device mappings of those pages erased —
     /// the MIGRATE events carrying this device as owner were skipped (HMM-R19). FAIL_ALLOC
-    /// makes one allocation fail: a base page then fails the whole call (ENOMEM, VM_FAULT_OOM),
-    /// a 2 MiB one falls back to 512 base pages. Allocations happen outside U (HMM-R09); the
+    /// makes one allocation fail: a base page then ends the copy with ENOMEM (VM_FAULT_OOM for
+    /// migrate_to_ram; MIGRATE_TO_SYS ignores it and leaves the rest on the device), a 2 MiB one
+    /// falls back to 512 base pages. Allocations happen outside U (HMM-R09); the
     /// erasure takes U once, before migrate_vma_pages.
     /// </summary>
     [Excludes(nameof(_mutex))]

@@ -128,9 +128,19 @@ public sealed class DmirrorDevice
     /// Throws <see cref="ErrnoException"/> as mmap(2) fails.
     /// </summary>
     public ulong MmapDeviceFile(Process process, ulong length)
+        => MmapDeviceFile(process, length, Prot.Read | Prot.Write, MapFlags.Shared);
+
+    /// <summary>
+    /// dmirror_fops_mmap with the caller's mmap(2) <paramref name="prot"/> and
+    /// <paramref name="flags"/> (MAP_SHARED or MAP_PRIVATE, optionally MAP_FIXED). In a
+    /// MAP_PRIVATE mapping the inserted pages are mapped copy-on-write (vm_page_prot is PAGE_COPY):
+    /// a device snapshot sees them read-only and a CPU write gets a private anonymous copy, as
+    /// hmm-tests' "mixedmap" expects. Throws <see cref="ErrnoException"/> as mmap(2) fails.
+    /// </summary>
+    public ulong MmapDeviceFile(Process process, ulong length, Prot prot, MapFlags flags, ulong addr = 0)
     {
         ArgumentNullException.ThrowIfNull(process);
-        return process.MmapDevice(length, Prot.Read | Prot.Write, Mapping);
+        return process.MmapDevice(length, prot, flags, Mapping, addr);
     }
 
     /// <summary>

@@ -165,7 +165,20 @@ public sealed class MigrateVma : IDisposable
             if (!PageTables.IsTable(pmd))
             {
                 var leaf = new Pte(pmd);
-                if (compound && Selects(machine, leaf) && !mm.IsZeroPfn(leaf.Pfn))
+                if (leaf.Kind == PteKind.Present && mm.IsZeroPfn(leaf.Pfn))
+                {
+                    // The huge zero page: migrate_vma_collect_huge_pmd collects it as a hole (one
+                    // COMPOUND entry when the whole PMD is asked for with SELECT_COMPOUND, else base
+                    // entries) and leaves the PMD mapped until migrate_vma_pages inserts the
+                    // destinations over it; without SELECT_SYSTEM the whole PMD is skipped.
+                    int run = Math.Min(Page.PmdPages - PageTables.PteIndex(va), src.Length - i);
+                    if ((Flags & MigrateSelect.System) == 0 || !anon) { i += run; continue; }
+                    if (compound) { src[i] = MigratePfn.Migrate | MigratePfn.Compound; i += Page.PmdPages; continue; }
+                    for (int k = 0; k < run; k++) src[i + k] = MigratePfn.Migrate;
+                    i += run;
+                    continue;
+                }
+                if (compound && Selects(machine, leaf))
                 {
                     src[i] = CollectEntry(machine, mm, ref pmd, leaf, huge: true);
                     i += Page.PmdPages;
@@ -364,11 +377,20 @@ public sealed class MigrateVma : IDisposable
     /// <summary>
     /// migrate_vma_insert_page: maps a destination at a hole or zero-page entry of an anonymous
     /// VMA — a device-private entry (writable iff VM_WRITE) for private memory, a present one
-    /// otherwise. Fails when the entry was populated meanwhile ("lost the race").
+    /// otherwise. A 2 MiB destination replaces an empty or huge-zero PMD whole; a base page over
+    /// a huge-zero PMD splits it first (into zero-page PTEs). Fails when the entry was populated
+    /// meanwhile ("lost the race").
     /// </summary>
     private static bool InsertPage(AddressSpace mm, Vma vma, ulong addr, ulong dpfn, bool huge)
     {
         if (!vma.IsPrivateAnon) return false;
+        if (!huge)
+        {
+            ulong[]? pmds = mm.Tables.PmdTable(addr, allocate: false);
+            ulong cur = pmds == null ? 0 : Volatile.Read(ref pmds[PageTables.PmdIndex(addr)]);
+            if (cur != 0 && !PageTables.IsTable(cur) && new Pte(cur) is { Kind: PteKind.Present } z && mm.IsZeroPfn(z.Pfn))
+                mm.SplitHugePmd(vma, addr & ~(Page.PmdSize - 1), notify: true);
+        }
         var machine = mm.Machine;
         var anon = mm.AnonFor(vma);
         bool writable = (vma.Flags & VmFlags.Write) != 0;

@@ -123,9 +123,13 @@ internal static class MigrationEngine
                         if (e.Kind != PteKind.Migration || e.Pfn - srcPfn >= (ulong)sources[hit.Tag].Pages) continue;
                         ulong target = newPfns[hit.Tag] + (e.Pfn - srcPfn);
                         bool priv = device?.Classify(target) == DevicePageClass.Private;
+                        // remove_migration_pte: mk_pte(new, vma->vm_page_prot), made writable when the
+                        // migration entry was — so a shared writable mapping (shmem) gets a writable
+                        // entry back and a private one only what was writable before.
+                        bool writable = e.IsWritable || hit.Vma.PageProtWritable;
                         ulong entry = priv
-                            ? Pte.NonPresent(PteKind.DevicePrivate, target, e.IsWritable, hit.Huge).Raw
-                            : Pte.Present(target, e.IsWritable, dirty: e.IsDirty || e.IsWritable, huge: hit.Huge).Raw;
+                            ? Pte.NonPresent(PteKind.DevicePrivate, target, writable, hit.Huge).Raw
+                            : Pte.Present(target, writable, dirty: e.IsDirty || e.IsWritable, huge: hit.Huge).Raw;
                         // mk_pte(new, vma->vm_page_prot): a PROT_NONE VMA gets a PROT_NONE entry.
                         if (!priv && (hit.Vma.Flags & (VmFlags.Read | VmFlags.Write | VmFlags.Exec)) == 0) entry = (entry | Pte.ProtNoneBit) & ~Pte.WriteBit;
                         ulong head = frames.FolioHead(target);

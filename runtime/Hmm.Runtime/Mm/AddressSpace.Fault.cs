@@ -271,7 +271,13 @@ public sealed partial class AddressSpace
         Machine.PutPage(pfn);
     }
 
-    /// <summary>do_read_fault / do_shared_fault / do_cow_fault for file and shmem mappings.</summary>
+    /// <summary>
+    /// do_read_fault / do_shared_fault / do_cow_fault for file and shmem mappings. finish_fault
+    /// builds the entry from vma->vm_page_prot, made writable and dirty only for a write fault: a
+    /// read fault in a private mapping is read-only (a later write copies the page), in a shared
+    /// one it is writable exactly when the protection is (shmem yes; a regular file wants write
+    /// notifications, so its first write faults again to dirty the page).
+    /// </summary>
     private FaultResult FileFault(Vma vma, ulong address, bool write, ref ulong slot, ulong expected)
     {
         var file = vma.File!;
@@ -286,9 +292,9 @@ public sealed partial class AddressSpace
                 if (slot != expected) return FaultResult.Ok;
                 Machine.GetPage(cached);
                 Frames.MapCount(cached)++;
-                bool writable = write && vma.IsShared;
-                if (writable) Frames.Flags(cached) |= PageFlags.Dirty;
-                Volatile.Write(ref slot, Pte.Present(cached, writable, dirty: writable).Raw);
+                bool writable = vma.IsShared && (write || vma.PageProtWritable);
+                if (write) Frames.Flags(cached) |= PageFlags.Dirty;
+                Volatile.Write(ref slot, Pte.Present(cached, writable, dirty: write).Raw);
                 Interlocked.Increment(ref _rssFile);
                 return FaultResult.Ok;
             }
@@ -373,9 +379,16 @@ public sealed partial class AddressSpace
         return FaultResult.Ok;
     }
 
-    /// <summary>wp_can_reuse_anon_folio: only this mapping holds the page (no fork sharer, no pin, no other reference).</summary>
+    /// <summary>
+    /// do_wp_page's reuse test: a PageAnonExclusive page is this mm's alone and is reused whatever
+    /// references it has — a pin included (GUP only pins exclusive pages, and fork copies pinned
+    /// pages instead of sharing them, so a write never moves a process away from its pinned page).
+    /// Otherwise wp_can_reuse_anon_folio: only this mapping holds the page (no fork sharer, no
+    /// pin, no other reference).
+    /// </summary>
     private bool CanReuseAnon(ulong pfn, ulong head)
     {
+        if ((Frames.Flags(pfn) & PageFlags.AnonExclusive) != 0) return true;
         if (Frames.PinCount(head) != 0) return false;
         if (head != pfn || Frames.Order(head) != 0)
             return (Frames.Flags(pfn) & PageFlags.AnonExclusive) != 0 && Frames.MapCount(pfn) == 1;
@@ -389,7 +402,11 @@ public sealed partial class AddressSpace
         PageTableLock.Lock();
         try
         {
-            if (slot != leaf.Raw || Frames.PinCount(head) != 0 || Volatile.Read(ref Frames.RefCount(head)) != 1) return false;
+            // do_huge_pmd_wp_page: an exclusive folio is reused (pinned or not); a shared one only
+            // when nothing but this mapping references it.
+            if (slot != leaf.Raw) return false;
+            if ((Frames.Flags(head) & PageFlags.AnonExclusive) == 0
+                && (Frames.PinCount(head) != 0 || Volatile.Read(ref Frames.RefCount(head)) != 1)) return false;
             Frames.Flags(head) |= PageFlags.AnonExclusive;
             Volatile.Write(ref slot, leaf.Raw | Pte.WriteBit | Pte.DirtyBit);
             return true;
@@ -448,7 +465,13 @@ public sealed partial class AddressSpace
         Machine.PutPage(head);
     }
 
-    /// <summary>hugetlb_fault: 2 MiB pages from the machine's pool, COW at 2 MiB for private mappings.</summary>
+    /// <summary>
+    /// hugetlb_fault: 2 MiB pages from the machine's pool, COW at 2 MiB for private mappings.
+    /// hugetlb_no_page maps a shared page writable when the VMA is (hugetlbfs has no write
+    /// notifications) and a private one read-only — a private write fault then goes straight
+    /// through hugetlb_wp, which reuses the new exclusive page. hugetlb_wp reuses any anonymous
+    /// page mapped only here (pinned or not) and copies a page shared after fork.
+    /// </summary>
     private FaultResult HugeTlbFault(Vma vma, ulong pmdStart, bool write, ref ulong slot)
     {
         ulong raw = Volatile.Read(ref slot);
@@ -480,7 +503,7 @@ public sealed partial class AddressSpace
                 if (slot == 0)
                 {
                     Frames.EntireMapCount(head)++;
-                    bool writable = vmWrite && (write || !shared);
+                    bool writable = vmWrite && (shared || write);
                     Volatile.Write(ref slot, Pte.Present(head, writable, dirty: writable, huge: true).Raw);
                     AccountRss(head, Page.PmdPages);
                     return FaultResult.Ok;
@@ -493,8 +516,9 @@ public sealed partial class AddressSpace
         var leaf = new Pte(raw);
         if (!write || leaf.IsWritable) return FaultResult.Ok;
         ulong old = leaf.Pfn;
-        if (vma.IsShared || Volatile.Read(ref Frames.RefCount(old)) == 1)
+        if (vma.IsShared || ((Frames.Flags(old) & PageFlags.Anon) != 0 && Volatile.Read(ref Frames.EntireMapCount(old)) == 1))
         {
+            if (!vma.IsShared) Frames.Flags(old) |= PageFlags.AnonExclusive;
             PageTableLock.Lock();
             try { if (slot == raw) Volatile.Write(ref slot, raw | Pte.WriteBit | Pte.DirtyBit); }
             finally { PageTableLock.Unlock(); }

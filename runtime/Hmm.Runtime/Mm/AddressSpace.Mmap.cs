@@ -165,12 +165,22 @@ public sealed partial class AddressSpace
     }
 
     /// <summary>
-    /// mmap of a device file: a shared special VMA (VM_MIXEDMAP | VM_DONTEXPAND | VM_IO) whose
-    /// driver <paramref name="ops"/> may insert pages. Same argument checks as <see cref="Mmap"/>.
+    /// mmap of a device file: a special VMA (VM_MIXEDMAP | VM_DONTEXPAND) whose driver
+    /// <paramref name="ops"/> may insert pages — shared (VM_SHARED | VM_MAYSHARE) for MAP_SHARED,
+    /// private for MAP_PRIVATE, in which case the inserted pages are mapped copy-on-write (see
+    /// <see cref="Vma.PageProtWritable"/>). Same argument checks as <see cref="Mmap"/>; flags other
+    /// than Shared, Private, Fixed and FixedNoReplace are EINVAL (the simulator does not populate
+    /// or back device mappings otherwise).
     /// </summary>
-    internal ulong MmapDevice(ulong addr, ulong length, Prot prot, IVmOperations ops, bool fixedAddr)
+    internal ulong MmapDevice(ulong addr, ulong length, Prot prot, MapFlags mapFlags, IVmOperations ops)
     {
         if ((prot & ~(Prot.Read | Prot.Write | Prot.Exec)) != 0) throw Fail(Errno.EINVAL, "unknown PROT_* bits");
+        if ((mapFlags & ~(MapFlags.Shared | MapFlags.Private | MapFlags.Fixed | MapFlags.FixedNoReplace)) != 0)
+            throw Fail(Errno.EINVAL, $"{mapFlags}: a device-file mapping takes only Shared/Private and Fixed/FixedNoReplace");
+        var kind = mapFlags & (MapFlags.Shared | MapFlags.Private);
+        if (kind == MapFlags.None) throw Fail(Errno.EINVAL, "one of MAP_SHARED, MAP_PRIVATE or MAP_SHARED_VALIDATE is required");
+        bool shared = kind != MapFlags.Private;
+        bool fixedAddr = (mapFlags & (MapFlags.Fixed | MapFlags.FixedNoReplace)) != 0;
         if (length == 0) throw Fail(Errno.EINVAL, "zero length");
         if (!Page.TryAlignUp(length, out ulong len) || len > TaskSize) throw Fail(Errno.ENOMEM, $"length {length} overflows when rounded");
         if (fixedAddr && (!Page.IsAligned(addr) || addr < MmapMinAddr || addr + len > TaskSize || addr + len < addr))
@@ -179,13 +189,19 @@ public sealed partial class AddressSpace
         try
         {
             CheckAlive();
-            if (fixedAddr) DoMunmap(addr, addr + len);
+            if (fixedAddr)
+            {
+                if ((mapFlags & MapFlags.FixedNoReplace) != 0 && VmaTree.Intersects(addr, addr + len))
+                    throw Fail(Errno.EEXIST, $"[0x{addr:x}, 0x{addr + len:x}) is already mapped");
+                DoMunmap(addr, addr + len);
+            }
             else
             {
                 addr = VmaTree.FindGapTopDown(len, Page.Size, MmapMinAddr, MmapBase);
                 if (addr == 0) throw Fail(Errno.ENOMEM, $"no free range of {len} bytes");
             }
-            var flags = VmFlags.Shared | VmFlags.MayShare | VmFlags.MayRead | VmFlags.MayWrite | VmFlags.MixedMap | VmFlags.DontExpand
+            var flags = VmFlags.MayRead | VmFlags.MayWrite | VmFlags.MixedMap | VmFlags.DontExpand
+                | (shared ? VmFlags.Shared | VmFlags.MayShare : 0)
                 | ((prot & Prot.Read) != 0 ? VmFlags.Read : 0) | ((prot & Prot.Write) != 0 ? VmFlags.Write : 0) | ((prot & Prot.Exec) != 0 ? VmFlags.Exec : 0);
             var vma = new Vma(this, addr, addr + len, flags, null, addr >> Page.Shift, null) { Ops = ops };
             LinkVma(vma);
@@ -204,7 +220,11 @@ public sealed partial class AddressSpace
         finally { MmapLock.WriteUnlock(); }
     }
 
-    /// <summary>vm_insert_page into a device-file VMA.</summary>
+    /// <summary>
+    /// vm_insert_page into a device-file VMA: the PTE comes from vma->vm_page_prot (insert_page),
+    /// so it is writable only in a shared writable mapping; a private one maps the driver's page
+    /// copy-on-write and a write fault copies it (do_wp_page → wp_page_copy).
+    /// </summary>
     internal Errno InsertDevicePage(Vma vma, ulong address, ulong pfn)
     {
         AssertWriteLocked("vm_insert_page");
@@ -219,7 +239,7 @@ public sealed partial class AddressSpace
         Interlocked.Increment(ref Frames.MapCount(pfn));
         Machine.GetPage(head);
         Interlocked.Increment(ref _rssFile);
-        Volatile.Write(ref slot, Pte.Present(pfn, writable: (vma.Flags & VmFlags.Write) != 0).Raw);
+        Volatile.Write(ref slot, vma.ProtectPte(Pte.Present(pfn, writable: vma.PageProtWritable)).Raw);
         return Errno.Ok;
     }
 

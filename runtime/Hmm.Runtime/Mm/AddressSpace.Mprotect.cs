@@ -49,9 +49,15 @@ public sealed partial class AddressSpace
     /// <summary>
     /// change_protection over one VMA: raises PROTECTION_VMA lazily, from the first non-empty PUD
     /// of the range to its end — a range with no page tables raises nothing (reference D,
-    /// "mprotect"). Present entries lose write when the new flags lack it (write is never added
-    /// eagerly: the next write fault upgrades), PROT_NONE makes them protnone; writable
-    /// device-private entries are always downgraded (reference D, H.7).
+    /// "mprotect"). Each present entry takes the new vm_page_prot (pte_modify): PROT_NONE makes it
+    /// protnone, and it keeps write only where the new protection grants write (a shared mapping
+    /// without write notifications). With MM_CP_TRY_CHANGE_WRITABLE (a private writable mapping,
+    /// or a shared one that wants write notifications) an entry is also made writable at once
+    /// where no write fault is needed (can_change_pte_writable): an exclusive anonymous page in a
+    /// private mapping, a dirty page in a shared one — never the zero page, a page-cache page or
+    /// a page shared after fork, which must still copy or notify on write. Writable
+    /// device-private, migration and device-exclusive entries always become read-only
+    /// (reference D, H.7).
     /// </summary>
     private void ChangeProtection(Vma vma, VmFlags newFlags)
     {
@@ -59,8 +65,7 @@ public sealed partial class AddressSpace
         if (first == ulong.MaxValue) return;
         ulong start = Math.Max(first, vma.Start);
         var hook = InvalidateStart(NotifyEvent.ProtectionVma, start, vma.End);
-        bool write = (newFlags & VmFlags.Write) != 0;
-        bool none = (newFlags & (VmFlags.Read | VmFlags.Write | VmFlags.Exec)) == 0;
+        var prot = new NewProtection(vma, newFlags);
         for (ulong va = start; va < vma.End;)
         {
             ulong pmdEnd = Math.Min((va + Page.PmdSize) & ~(Page.PmdSize - 1), vma.End);
@@ -68,14 +73,14 @@ public sealed partial class AddressSpace
             if (pmdTable != null)
             {
                 ref ulong pmd = ref pmdTable[PageTables.PmdIndex(va)];
-                if (pmd != 0 && !PageTables.IsTable(pmd)) pmd = Reprotect(pmd, write, none);
+                if (pmd != 0 && !PageTables.IsTable(pmd)) pmd = Reprotect(pmd, prot, huge: true);
                 else if (pmd != 0)
                 {
                     ulong[] ptes = Tables.TableOf(pmd);
                     for (ulong a = va; a < pmdEnd; a += Page.Size)
                     {
                         ref ulong e = ref ptes[PageTables.PteIndex(a)];
-                        if (e != 0) e = Reprotect(e, write, none);
+                        if (e != 0) e = Reprotect(e, prot, huge: false);
                     }
                 }
             }
@@ -84,21 +89,61 @@ public sealed partial class AddressSpace
         InvalidateEnd(hook, NotifyEvent.ProtectionVma, start, vma.End);
     }
 
-    private static ulong Reprotect(ulong raw, bool write, bool none)
+    /// <summary>The new vm_page_prot of a VMA under mprotect, and whether MM_CP_TRY_CHANGE_WRITABLE applies.</summary>
+    private readonly struct NewProtection
+    {
+        public NewProtection(Vma vma, VmFlags newFlags)
+        {
+            bool write = (newFlags & VmFlags.Write) != 0;
+            bool shared = (newFlags & VmFlags.Shared) != 0;
+            None = (newFlags & (VmFlags.Read | VmFlags.Write | VmFlags.Exec)) == 0;
+            bool writeNotify = shared && write && vma.File is { IsInternal: false };
+            Writable = shared && write && !writeNotify;
+            // vma_wants_manual_pte_write_upgrade (hugetlb_change_protection has no such step).
+            TryChangeWritable = write && !vma.IsHugeTlb && (shared ? writeNotify : true);
+            Shared = shared;
+        }
+
+        public bool None { get; }
+        public bool Writable { get; }
+        public bool TryChangeWritable { get; }
+        public bool Shared { get; }
+    }
+
+    private ulong Reprotect(ulong raw, in NewProtection prot, bool huge)
     {
         var pte = new Pte(raw);
         switch (pte.Kind)
         {
             case PteKind.Present:
-                if (none) return (raw | Pte.ProtNoneBit) & ~Pte.WriteBit;
+                if (prot.None) return (raw | Pte.ProtNoneBit) & ~Pte.WriteBit;
                 raw &= ~Pte.ProtNoneBit;
-                return write ? raw : raw & ~Pte.WriteBit;
+                if (prot.Writable) return raw | Pte.WriteBit;
+                raw &= ~Pte.WriteBit;
+                return prot.TryChangeWritable && CanChangeWritable(pte, prot.Shared, huge) ? raw | Pte.WriteBit : raw;
             case PteKind.DevicePrivate:
             case PteKind.Migration:
+            case PteKind.DeviceExclusive:
                 return raw & ~Pte.WriteBit;
             default:
                 return raw;
         }
+    }
+
+    /// <summary>
+    /// can_change_pte_writable / can_change_pmd_writable: whether an entry may be made writable
+    /// without a write fault — in a private mapping only an exclusive anonymous page (the zero
+    /// page, page-cache pages and pages shared after fork need the fault's copy), in a shared one
+    /// only a dirty entry (a clean one still owes the file system its write notification).
+    /// </summary>
+    private bool CanChangeWritable(Pte pte, bool shared, bool huge)
+    {
+        if (shared) return pte.IsDirty && !IsZeroPfn(pte.Pfn);
+        ulong pfn = pte.Pfn;
+        if (IsZeroPfn(pfn)) return false;
+        ulong head = Frames.FolioHead(pfn);
+        if ((Frames.Flags(head) & PageFlags.Anon) == 0) return false;
+        return (Frames.Flags(huge ? head : pfn) & PageFlags.AnonExclusive) != 0;
     }
 
     /// <summary>The start of the first PUD in [start, end) that has a table, or ulong.MaxValue.</summary>

@@ -3,7 +3,7 @@ namespace Hmm.Runtime.Mm;
 /// <summary>
 /// Simulates a device file's <c>file_operations.mmap</c> together with the mapping's
 /// <c>vm_operations_struct</c>: what a driver supplies when user space mmaps its device file
-/// (<see cref="Process.MmapDevice"/>). The VMA is a special mapping (VM_MIXEDMAP |
+/// (<see cref="Process.MmapDevice(ulong, Prot, MapFlags, IVmOperations, ulong)"/>). The VMA is a special mapping (VM_MIXEDMAP |
 /// VM_DONTEXPAND): it has no ->fault handler, so a CPU access where the driver inserted nothing
 /// gets SIGBUS, and it is never migrated (its pages have no anonymous mapping).
 /// </summary>

@@ -51,7 +51,19 @@ public sealed class Process
     public ulong MmapDevice(ulong length, Prot prot, IVmOperations ops, ulong addr = 0, bool fixedAddress = false)
     {
         CheckRunning();
-        return Mm.MmapDevice(addr, length, prot, ops, fixedAddress);
+        return Mm.MmapDevice(addr, length, prot, MapFlags.Shared | (fixedAddress ? MapFlags.Fixed : 0), ops);
+    }
+
+    /// <summary>
+    /// mmap(2) of a device file with explicit <paramref name="flags"/>: <see cref="MapFlags.Shared"/>
+    /// or <see cref="MapFlags.Private"/> (a private mapping of the file: what the driver inserts is
+    /// mapped copy-on-write, PAGE_COPY), optionally <see cref="MapFlags.Fixed"/> or
+    /// <see cref="MapFlags.FixedNoReplace"/> at <paramref name="addr"/>. EINVAL for any other flag.
+    /// </summary>
+    public ulong MmapDevice(ulong length, Prot prot, MapFlags flags, IVmOperations ops, ulong addr = 0)
+    {
+        CheckRunning();
+        return Mm.MmapDevice(addr, length, prot, flags, ops);
     }
 
     /// <summary>munmap(2).</summary>

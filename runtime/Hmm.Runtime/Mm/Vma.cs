@@ -44,7 +44,8 @@ public sealed class Vma
     /// <summary>
     /// vm_insert_page: maps the driver's page <paramref name="pfn"/> (a zeroed kernel page it
     /// allocated, see <see cref="Migration.SystemPages"/>) at <paramref name="address"/> of this
-    /// device-file VMA, writable iff VM_WRITE. Only from <see cref="IVmOperations.Mmap"/> (the mmap
+    /// device-file VMA with the VMA's protection: writable in a shared writable mapping, read-only
+    /// (copy-on-write) in a private one, protnone without access rights. Only from <see cref="IVmOperations.Mmap"/> (the mmap
     /// lock is held for write). EINVAL outside the VMA or for a non-device VMA, EBUSY if already mapped.
     /// </summary>
     public Errno InsertPage(ulong address, ulong pfn) => Mm.InsertDevicePage(this, address, pfn);
@@ -83,6 +84,31 @@ public sealed class Vma
 
     /// <summary>vma_is_accessible: any of read, write, exec (x86 can then read).</summary>
     public bool IsAccessible => (Flags & (VmFlags.Read | VmFlags.Write | VmFlags.Exec)) != 0;
+
+    /// <summary>
+    /// Whether vma->vm_page_prot (vm_get_page_prot over protection_map, then vma_set_page_prot)
+    /// grants write. Only a shared writable mapping's protection does (PAGE_SHARED): a private
+    /// writable one gets the copy-on-write protection (PAGE_COPY, read-only) so that only a write
+    /// fault makes a page writable, and a shared mapping that wants write notifications (see
+    /// <see cref="WantsWriteNotify"/>) drops write too. Every entry built from the VMA's
+    /// protection (vm_insert_page, file faults, remove_migration_pte, mprotect) starts from this.
+    /// </summary>
+    internal bool PageProtWritable => (Flags & (VmFlags.Shared | VmFlags.Write)) == (VmFlags.Shared | VmFlags.Write) && !WantsWriteNotify;
+
+    /// <summary>
+    /// vma_wants_writenotify: a shared writable mapping of a file whose page cache can write back
+    /// (a regular <see cref="SimFile"/>) catches the first write to each clean page to dirty it,
+    /// so its protection has no write. shmem (shared anonymous memory), hugetlb and device files
+    /// cannot write back and map writable at once. (The simulator has no soft-dirty tracking or
+    /// userfaultfd, the kernel's other reasons for write notifications.)
+    /// </summary>
+    internal bool WantsWriteNotify => (Flags & (VmFlags.Shared | VmFlags.Write)) == (VmFlags.Shared | VmFlags.Write) && File is { IsInternal: false };
+
+    /// <summary>
+    /// Applies the PROT_NONE part of vm_page_prot to a present entry: a VMA with no access right
+    /// maps protnone (and never writable), as mk_pte(page, PAGE_NONE) does.
+    /// </summary>
+    internal Pte ProtectPte(Pte pte) => IsAccessible ? pte : new Pte((pte.Raw | Pte.ProtNoneBit) & ~Pte.WriteBit);
 
     /// <summary>Private anonymous memory (where THP, MADV_FREE and device migration apply).</summary>
     internal bool IsPrivateAnon => File == null && !IsShared;

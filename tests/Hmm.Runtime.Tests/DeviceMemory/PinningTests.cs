@@ -134,4 +134,40 @@ public class PinningTests
         }
         ExitAllAndCheckDevices(machine, dev);
     }
+    // Issue 9 cause 5: do_wp_page reuses a PageAnonExclusive page whatever references it has. A
+    // page on the device and shared after fork comes back read-only on a read pin, which unshares
+    // it (the parent gets its own exclusive page); a later write — a CPU store or a write pin —
+    // must upgrade that very page, never copy it away from the pin.
+    [TestCase(false)]
+    [TestCase(true)]
+    public void WriteFaultReusesPinnedExclusiveAnonPage(bool store)
+    {
+        using var machine = NewMachine();
+        var dev = new TestDevice(machine, DevicePageKind.Private);
+        var p = machine.CreateProcess("app");
+        ulong a = p.Mmap(4 * P, RW, PrivAnon);
+        Fill(p, a, 4);
+        Assert.That(dev.MigrateToDevice(p, a, 4), Is.EqualTo(4));
+        var child = p.Fork();
+        using (var readPin = p.PinUserPages(a, 4, write: false, longTerm: true))
+        {
+            ulong pinned = readPin.Pfns[0];
+            Assert.That(p.Mm.EntryAt(a).Pfn, Is.EqualTo(pinned));
+            if (store) p.Store(a, 0x1234L);
+            else
+            {
+                using var writePin = p.PinUserPages(a, 4, write: true, longTerm: true);
+                Assert.That(writePin.Pfns, Is.EqualTo(readPin.Pfns));
+                p.Store(a, 0x1234L);
+            }
+            var e = p.Mm.EntryAt(a);
+            Assert.That(e.Pfn, Is.EqualTo(pinned), "the write moved the process away from its pinned page");
+            Assert.That(e.IsWritable, Is.True);
+            Assert.That(BitConverter.ToInt64(machine.Memory.Pages(pinned)[..8]), Is.EqualTo(0x1234L));   // the device sees what the CPU wrote
+        }
+        AssertFilled(child, a, 4);
+        machine.CheckInvariants();
+        child.Exit();
+        ExitAll(machine);
+    }
 }

@@ -153,4 +153,23 @@ public class MmDevicePinRegressionTests
             new(OpKind.Reclaim, 1286867515, 1232304560, 1876816808, 2054670087, 833997242),
         }, Devices: true));
     }
+    /// <summary>
+    /// Issue 9, cause 5 (seed 11654305174182864590,11123402006173531047, case 2117 of 5000, shrunk
+    /// to 7 operations): a pinned anonymous page is exclusive to its mm, so a later
+    /// pin_user_pages never replaces it.
+    /// </summary>
+    [Test]
+    public void LaterPinNeverReplacesAPinnedAnonymousPage()
+    {
+        MmRunner.Run(new MmCase(false, new Op[]
+        {
+            new(OpKind.Fork, 1681567859, 1876600192, 2113627382, 1145695379, 204931199),
+            new(OpKind.Mmap, 1960578130, 1395884051, 1012050784, 1930908171, 1905026361),
+            new(OpKind.Migrate, 1939697040, 1081717677, 1622777113, 1646685994, 301198324),
+            new(OpKind.Fork, 1449884316, 448432898, 1905111747, 207425712, 516299986),
+            new(OpKind.Pin, 4496838, 131646742, 1793663452, 58760590, 1646106099),
+            new(OpKind.Pin, 175446522, 1771256391, 813443920, 1490615571, 323701221),
+            new(OpKind.Pin, 286661721, 1281673946, 1852170411, 1884320987, 783734844),
+        }, Devices: true));
+    }
 }
