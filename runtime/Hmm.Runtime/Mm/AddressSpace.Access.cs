@@ -47,7 +47,11 @@ public sealed partial class AddressSpace
                     throw new ErrnoException(Errno.ENOMEM, $"out of memory faulting 0x{address:x} ({Machine.FreePages} pages free)");
             }
         }
-        throw new KernelBugException("MM-R06", $"fault at 0x{address:x} did not resolve after {MaxFaultRetries} retries");
+        {
+            var stuck = EntryAt(address);
+            string page = stuck.IsNone ? "" : $", page flags {Frames.Flags(Frames.FolioHead(stuck.Pfn))}, refcount {Frames.RefCount(Frames.FolioHead(stuck.Pfn))}";
+            throw new KernelBugException("MM-R06", $"{(write ? "write" : "read")} fault at 0x{address:x} did not resolve after {MaxFaultRetries} retries (entry {stuck}{page})");
+        }
     }
 
     internal void CheckAlive()

@@ -287,7 +287,7 @@ public sealed partial class AddressSpace
                 Machine.GetPage(cached);
                 Frames.MapCount(cached)++;
                 bool writable = write && vma.IsShared;
-                if (writable) Frames.Flags(cached) |= PageFlags.Dirty;
+                if (writable) Frames.SetFlags(cached, PageFlags.Dirty);
                 Volatile.Write(ref slot, Pte.Present(cached, writable, dirty: writable).Raw);
                 Interlocked.Increment(ref _rssFile);
                 return FaultResult.Ok;
@@ -319,7 +319,7 @@ public sealed partial class AddressSpace
             {
                 if (slot == pte.Raw)
                 {
-                    Frames.Flags(Frames.FolioHead(pfn)) |= PageFlags.Dirty;
+                    Frames.SetFlags(Frames.FolioHead(pfn), PageFlags.Dirty);
                     Volatile.Write(ref slot, pte.Raw | Pte.WriteBit | Pte.DirtyBit);
                 }
             }
@@ -334,7 +334,7 @@ public sealed partial class AddressSpace
             {
                 if (slot == pte.Raw)
                 {
-                    Frames.Flags(pfn) |= PageFlags.AnonExclusive;
+                    Frames.SetFlags(pfn, PageFlags.AnonExclusive);
                     Volatile.Write(ref slot, pte.Raw | Pte.WriteBit | Pte.DirtyBit);
                 }
             }
@@ -390,7 +390,7 @@ public sealed partial class AddressSpace
         try
         {
             if (slot != leaf.Raw || Frames.PinCount(head) != 0 || Volatile.Read(ref Frames.RefCount(head)) != 1) return false;
-            Frames.Flags(head) |= PageFlags.AnonExclusive;
+            Frames.SetFlags(head, PageFlags.AnonExclusive);
             Volatile.Write(ref slot, leaf.Raw | Pte.WriteBit | Pte.DirtyBit);
             return true;
         }

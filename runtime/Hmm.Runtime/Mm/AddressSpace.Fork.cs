@@ -100,7 +100,7 @@ public sealed partial class AddressSpace
                 Interlocked.Increment(ref Frames.MapCount(pfn));
                 Machine.GetPage(head);
                 child.AccountRss(head, 1);
-                if (anon) Frames.Flags(pfn) &= ~PageFlags.AnonExclusive;
+                if (anon) Frames.ClearFlags(pfn, PageFlags.AnonExclusive);
                 if (cow && pte.IsWritable)
                 {
                     raw &= ~Pte.WriteBit;
@@ -188,7 +188,7 @@ public sealed partial class AddressSpace
         Interlocked.Increment(ref Frames.EntireMapCount(head));
         Machine.GetPage(head);
         child.AccountRss(head, Page.PmdPages);
-        Frames.Flags(head) &= ~PageFlags.AnonExclusive;
+        Frames.ClearFlags(head, PageFlags.AnonExclusive);
         if (cow && leaf.IsWritable)
         {
             raw &= ~Pte.WriteBit;
