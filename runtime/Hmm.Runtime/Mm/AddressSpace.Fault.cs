@@ -1,3 +1,4 @@
+using Hmm.Runtime.Interleaving;
 using Hmm.Runtime.Memory;
 
 namespace Hmm.Runtime.Mm;
@@ -131,14 +132,34 @@ public sealed partial class AddressSpace
         }
     }
 
+    /// <summary>
+    /// do_swap_page on a device-private entry: under the PTL, if the entry is unchanged and the
+    /// page can be try-locked, take a reference (the PTL guarantees the page cannot be freed
+    /// meanwhile), drop the PTL and call migrate_to_ram; otherwise wait for the page lock
+    /// (migration_entry_wait_on_locked) and retry. No reference is taken before the trylock:
+    /// a transient one would make a concurrent migration's refcount check fail for nothing.
+    /// </summary>
+    /// <remarks>
+    /// migrate_to_ram may return 0 without having migrated the page — another migration held it,
+    /// a racing reference failed the refcount check — and the CPU simply faults again, as in the
+    /// kernel. Only a fault that never makes progress is a bug: <see cref="TranslateForCpu"/>
+    /// reports it (MIG-R08) after its retry limit.
+    /// </remarks>
     private FaultResult DevicePrivateFault(Vma vma, ulong address, bool write, ref ulong slot, Pte pte, ulong head)
     {
         var device = Machine.DeviceMemory ?? throw new KernelBugException("MM-R05", $"device-private entry {pte} without device memory");
-        Machine.GetPage(head);
-        if (!Machine.TryLockPage(head))
+        bool locked;
+        PageTableLock.Lock();
+        try
+        {
+            if (Volatile.Read(ref slot) != pte.Raw) return FaultResult.Ok;
+            locked = Machine.TryLockPage(head);
+            if (locked) Machine.GetPage(head);
+        }
+        finally { PageTableLock.Unlock(); }
+        if (!locked)
         {
             // Someone else (a migration, another fault) holds the page: wait, then retry the fault.
-            Machine.PutPage(head);
             Machine.WaitPageUnlocked(head);
             return FaultResult.Ok;
         }
@@ -146,10 +167,8 @@ public sealed partial class AddressSpace
         {
             if (Volatile.Read(ref slot) != pte.Raw) return FaultResult.Ok;
             if (!pte.IsHuge && Frames.Order(head) == Page.PmdOrder && TakeSubpageOfLargeFolio(ref head, pte.Pfn)) return FaultResult.Ok;
-            var result = device.MigrateToRam(this, vma, address, pte.IsHuge ? head : pte.Pfn, write);
-            if (result == FaultResult.Ok && Volatile.Read(ref slot) == pte.Raw)
-                throw new KernelBugException("MIG-R08", $"migrate_to_ram returned 0 but the faulting page at 0x{address:x} is still on the device (pass vmf.Page as FaultPage and migrate it, or return SIGBUS/OOM): the CPU would refault forever");
-            return result;
+            TestHooks.Fire(TestHookPoint.BeforeMigrateToRam, this, address);
+            return device.MigrateToRam(this, vma, address, pte.IsHuge ? head : pte.Pfn, write);
         }
         finally
         {
@@ -361,6 +380,9 @@ public sealed partial class AddressSpace
             }
         }
         finally { PageTableLock.Unlock(); }
+        // ptep_clear_flush: no CPU keeps using the old page through a stale translation once its
+        // reference may be the last one dropped below.
+        if (installed && !zero) Tlb.Flush();
         InvalidateEnd(hook, NotifyEvent.Clear, address, address + Page.Size);
         if (!installed) { DiscardFresh(copy); return FaultResult.Ok; }
         Interlocked.Increment(ref _rssAnon);
