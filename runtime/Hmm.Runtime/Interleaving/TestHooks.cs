@@ -12,12 +12,14 @@ internal enum TestHookPoint
     CpuAccessTranslated,
     /// <summary>A TLB flush found CPU accesses in flight and is about to wait for them. Subject: the AddressSpace's TLB.</summary>
     TlbFlushWaiting,
+    /// <summary>do_swap_page read a device-private entry (without the PTL) and is about to handle it. Subject: the AddressSpace.</summary>
+    DevicePrivateEntryRead,
     /// <summary>do_swap_page holds the device page locked and referenced, about to call migrate_to_ram. Subject: the AddressSpace.</summary>
     BeforeMigrateToRam,
     /// <summary>migrate_vma_setup collected and unmapped its pages and is about to return. Subject: the MigrateVma.</summary>
     MigrateVmaSetUp,
-    /// <summary>fork is about to copy one PTE of a COW mapping into the child. Subject: the parent AddressSpace.</summary>
-    ForkCopyPte,
+    /// <summary>try_to_migrate found a mapping of the folio and is about to lock its mm and convert it. Subject: that AddressSpace.</summary>
+    TryToMigrateHit,
 }
 
 /// <summary>

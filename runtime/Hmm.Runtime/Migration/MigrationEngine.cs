@@ -34,6 +34,7 @@ internal static class MigrationEngine
         {
             var hit = hits[h];
             var mm = hit.Mm;
+            Interleaving.TestHooks.Fire(Interleaving.TestHookPoint.TryToMigrateHit, mm, hit.Address);
             bool taken = mm.LockForRmap();
             try
             {

@@ -128,6 +128,7 @@ public sealed partial class AddressSpace
                 RestoreExclusive(address & ~(ulong)((pte.IsHuge ? Page.PmdSize : Page.Size) - 1), ref slot, pte);
                 return FaultResult.Ok;
             default:
+                TestHooks.Fire(TestHookPoint.DevicePrivateEntryRead, this, address);
                 return DevicePrivateFault(vma, address, write, ref slot, pte, head);
         }
     }
