@@ -8,9 +8,11 @@ namespace Hmm.Samples.Tests.Stress;
 /// The concurrency stress suite of issue 8: CPU threads, fork, mprotect/madvise churn and device
 /// migrations on one address space at once, for dmirror minor 0 (device-private memory) and
 /// minor 2 (device-coherent memory), lock validator on. In CI each case runs
-/// <see cref="DefaultSeconds"/> seconds; <c>HMM_STRESS_SECONDS=600</c> runs each for ten minutes
-/// (the soak), e.g. <c>HMM_STRESS_SECONDS=600 dotnet test tests/Hmm.Samples.Tests -c Release
-/// --filter "Name~Workload&amp;Name~0"</c>. Every case prints its operations per thread.
+/// <see cref="DefaultSeconds"/> seconds (20 cases, about 35 s in all); <c>HMM_STRESS_SECONDS</c>
+/// sets the seconds per case for a local run of minutes. The soak of one device kind, ten
+/// minutes: <c>HMM_STRESS_SECONDS=600 dotnet test tests/Hmm.Samples.Tests -c Release -- 'NUnit.Where=name == "Workload(0,1)"'</c>
+/// (<c>Workload(2,1)</c> for coherent memory); the whole suite: <c>--filter TestCategory=Stress</c>.
+/// Every case prints its operations per thread.
 /// </summary>
 [Category("Stress")]
 [NonParallelizable]
