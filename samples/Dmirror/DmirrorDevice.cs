@@ -165,6 +165,11 @@ public sealed class DmirrorDevice
             {
                 (chunk, dpfn) = top;
                 _calloc += 1L << order;
+                // Initialised before the spinlock is dropped: RemoveChunks marks a chunk removing
+                // and drops its free pages under this lock, so a page taken here is either in use
+                // (refcount 1) by the time removal looks at it, or never taken at all. Initialising
+                // it after unlocking raced with the unplug (InitPage on a removed pagemap).
+                chunk.Pgmap.InitPage(dpfn, order);
             }
         }
         finally { _lock.Unlock(); }
@@ -174,8 +179,7 @@ public sealed class DmirrorDevice
             if (rpage != 0) SystemPages.PutKernelPage(Machine, rpage);
             return false;
         }
-        chunk!.Pgmap.InitPage(dpfn, order);
-        chunk.SetPageData(dpfn, order, rpage, mirror);
+        chunk!.SetPageData(dpfn, order, rpage, mirror);
         if (large && rpage != 0)
         {
             _lock.Lock();
@@ -240,6 +244,8 @@ public sealed class DmirrorDevice
         _lock.Lock();
         try
         {
+            // A RemoveChunks that ran since the chunk was plugged has already unplugged it.
+            if (chunk.Removing) return Errno.ENOMEM;
             for (ulong pfn = first; pfn < last;)
             {
                 if (large && (pfn & (Page.PmdPages - 1)) == 0 && pfn + Page.PmdPages <= last)
@@ -256,6 +262,7 @@ public sealed class DmirrorDevice
             if (!list.TryPop(out var top)) return Errno.ENOMEM;
             (taken, dpfn) = top;
             _calloc += large ? Page.PmdPages : 1;
+            taken.Pgmap.InitPage(dpfn, large ? Page.PmdOrder : 0);   // under the lock, as in AllocPage
             return Errno.Ok;
         }
         finally { _lock.Unlock(); }

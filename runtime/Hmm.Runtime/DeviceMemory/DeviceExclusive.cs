@@ -77,7 +77,7 @@ public static class DeviceExclusive
                 ref ulong slot = ref mm.SlotFor(addr, huge: false);
                 if (!System.Runtime.CompilerServices.Unsafe.IsNullRef(ref slot) && slot == entry.Raw)
                 {
-                    if (entry.IsDirty) machine.Frames.Flags(head) |= PageFlags.Dirty;
+                    if (entry.IsDirty) machine.Frames.SetFlags(head, PageFlags.Dirty);
                     Volatile.Write(ref slot, Pte.NonPresent(PteKind.DeviceExclusive, pfn, writable: true).Raw);
                     done = true;
                 }

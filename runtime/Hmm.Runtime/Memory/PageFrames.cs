@@ -119,6 +119,19 @@ public sealed class PageFrames
     /// <summary>page->index: the page's linear offset in its owner (for rmap).</summary>
     public ref ulong Index(ulong pfn) => ref SectionOf(pfn).Index[pfn & SectionMask];
 
+    /// <summary>
+    /// set_bit on page->flags: atomically sets <paramref name="flags"/>. Any flag change on a page
+    /// other threads can reach must be atomic: a plain read-modify-write racing with
+    /// folio_trylock/folio_unlock (a CAS on the same word) would lose the lock bit — leaving a
+    /// locked page "unlocked" (PAGE-R03 at the owner's unlock) or an unlocked page locked forever.
+    /// </summary>
+    public void SetFlags(ulong pfn, PageFlags flags)
+        => Interlocked.Or(ref Unsafe.As<PageFlags, uint>(ref Flags(pfn)), (uint)flags);
+
+    /// <summary>clear_bit on page->flags: atomically clears <paramref name="flags"/> (see <see cref="SetFlags"/>).</summary>
+    public void ClearFlags(ulong pfn, PageFlags flags)
+        => Interlocked.And(ref Unsafe.As<PageFlags, uint>(ref Flags(pfn)), ~(uint)flags);
+
     /// <summary>Whether every flag of <paramref name="flags"/> is set on <paramref name="pfn"/>.</summary>
     public bool Has(ulong pfn, PageFlags flags) => (Flags(pfn) & flags) == flags;
 

@@ -114,7 +114,14 @@ public sealed class MigrateVma : IDisposable
         NPages = 0;
 
         var hook = mm.InvalidateStart(NotifyEvent.Migrate, start, end, PgmapOwner);
-        try { Collect(mm, vma, src); }
+        try
+        {
+            Collect(mm, vma, src);
+            // migrate_vma_collect_pmd: "if (unmapped) flush_tlb_range()". Once it returns no CPU
+            // still loads or stores through the old entries, so the pages' contents are stable
+            // for the driver's copy. (Cheap when nothing was collected or no access is in flight.)
+            mm.Tlb.Flush();
+        }
         finally { mm.InvalidateEnd(hook, NotifyEvent.Migrate, start, end, PgmapOwner); }
         NPages = npages;
 
@@ -140,6 +147,7 @@ public sealed class MigrateVma : IDisposable
         CPages = cpages;
         Remember(ref _srcSeen, src);
         _stage = Stage.SetUp;
+        Interleaving.TestHooks.Fire(Interleaving.TestHookPoint.MigrateVmaSetUp, this, start);
         return Errno.Ok;
     }
 

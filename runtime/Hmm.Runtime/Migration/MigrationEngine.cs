@@ -34,6 +34,7 @@ internal static class MigrationEngine
         {
             var hit = hits[h];
             var mm = hit.Mm;
+            Interleaving.TestHooks.Fire(Interleaving.TestHookPoint.TryToMigrateHit, mm, hit.Address);
             bool taken = mm.LockForRmap();
             try
             {
@@ -42,15 +43,25 @@ internal static class MigrationEngine
                 mm.PageTableLock.Lock();
                 try
                 {
+                    // page_vma_mapped_walk re-validates under the PTL that the entry still maps
+                    // this folio: between the rmap probe and here a COW fault, a zap and refault or
+                    // a migration may have put another page in the slot, and converting that one
+                    // would leave a migration entry nobody removes (issue 8, failure 3).
                     ref ulong slot = ref mm.SlotFor(hit.Address, hit.Huge);
-                    if (!Unsafe.IsNullRef(ref slot)) ToMigrationEntry(machine, mm, ref slot, hit.Huge);
+                    if (!Unsafe.IsNullRef(ref slot) && MapsOneOf(new Pte(Volatile.Read(ref slot)), pfn, pages, hit.Huge))
+                        ToMigrationEntry(machine, mm, ref slot, hit.Huge);
                 }
                 finally { mm.PageTableLock.Unlock(); }
+                mm.Tlb.Flush();   // try_to_migrate_one: ptep_clear_flush
                 mm.InvalidateEnd(hook, NotifyEvent.Clear, hit.Address, hit.Address + size);
             }
             finally { mm.UnlockForRmap(taken); }
         }
     }
+
+    /// <summary>Whether <paramref name="e"/> is a mapping (present, device-private, device-exclusive) of a page in [pfn, +pages), at the walk's level.</summary>
+    private static bool MapsOneOf(Pte e, ulong pfn, int pages, bool huge)
+        => e.Kind is Present or PteKind.DevicePrivate or PteKind.DeviceExclusive && e.Pfn - pfn < (ulong)pages && e.IsHuge == huge;
 
     /// <summary>folio_mapped for the pages an rmap query over [pfn, +pages) can find (PMD mappings only for a whole 2 MiB folio).</summary>
     private static bool IsMapped(Machine machine, ulong pfn, int pages)
@@ -98,6 +109,21 @@ internal static class MigrationEngine
     /// hits in that mm rather than once per page; every entry is still re-checked under the PTL.
     /// </summary>
     public static void RemoveMigrationEntries(Machine machine, ReadOnlySpan<RmapQuery> sources, ReadOnlySpan<ulong> newPfns)
+    {
+        // A migration entry left behind is never resolved (CPU faults on it spin or wait forever,
+        // issue 8 failures 3 and 4). A fork or VMA split that ran after the walk took its VMA
+        // snapshot may have copied entries where the walk did not look: walk again until no VMA
+        // was linked or unlinked during a pass (entries already replaced are skipped).
+        long generation;
+        do
+        {
+            generation = machine.RmapGeneration;
+            RemoveMigrationEntriesOnce(machine, sources, newPfns);
+        }
+        while (machine.RmapGeneration != generation);
+    }
+
+    private static void RemoveMigrationEntriesOnce(Machine machine, ReadOnlySpan<RmapQuery> sources, ReadOnlySpan<ulong> newPfns)
     {
         var hits = Rmap.Scratch();
         Rmap.CollectBatch(machine, sources, PteKindSet.Of(PteKind.Migration), hits);

@@ -9,14 +9,29 @@ public sealed partial class AddressSpace
 
     /// <summary>
     /// The CPU's view of one access: walks the page table like the MMU and, on a miss or a
-    /// permission fault, runs the fault handler and retries. Returns the host address of the byte
-    /// at <paramref name="address"/>. The caller holds the mmap lock for read.
+    /// permission fault, runs the fault handler and retries, as hardware re-executes the faulting
+    /// instruction. Returns the host address of the byte at <paramref name="address"/> with a TLB
+    /// section entered (<paramref name="tlb"/>): the caller performs its load or store and then
+    /// calls <see cref="TlbShootdown.Exit"/>, so a concurrent flush (a migration unmapping the page)
+    /// waits for the access instead of copying the page under it. The caller holds the mmap lock
+    /// for read.
     /// </summary>
-    internal unsafe byte* TranslateForCpu(ulong address, bool write)
+    /// <remarks>
+    /// A fault handler returning without progress (it lost a race: the page was locked by a
+    /// migration, migrate_to_ram could not collect it, a COW raced) is simply retried. Only
+    /// <see cref="MaxFaultRetries"/> consecutive retries in which the entry never changed and
+    /// nobody else made progress count as a livelock (MM-R06): a retry after which the entry
+    /// changed, or after which the fault had to wait (<see cref="FaultResult"/> progress), starts
+    /// the count again.
+    /// </remarks>
+    internal unsafe byte* TranslateForCpu(ulong address, bool write, out int tlb)
     {
+        ulong lastSeen = ulong.MaxValue;
         for (int attempt = 0; attempt < MaxFaultRetries; attempt++)
         {
+            tlb = Tlb.Enter();
             ulong[]? pmdTable = Tables.PmdTable(address, allocate: false);
+            ulong entry = 0;
             if (pmdTable != null)
             {
                 ref ulong pmdSlot = ref pmdTable[PageTables.PmdIndex(address)];
@@ -24,18 +39,23 @@ public sealed partial class AddressSpace
                 if (pmd != 0)
                 {
                     ref ulong slot = ref PageTables.IsTable(pmd) ? ref Tables.TableOf(pmd)[PageTables.PteIndex(address)] : ref pmdSlot;
-                    ulong entry = Volatile.Read(ref slot);
+                    entry = Volatile.Read(ref slot);
                     const ulong mask = Pte.PresentBit | Pte.ProtNoneBit;
-                    if ((entry & mask) == Pte.PresentBit && (!write || (entry & Pte.WriteBit) != 0))
+                    if ((entry & mask) == Pte.PresentBit && (!write || (entry & Pte.WriteBit) != 0)
+                        // The MMU sets the dirty bit on the first write through a clean entry,
+                        // atomically and only while the entry is still the one it walked.
+                        && (!write || (entry & Pte.DirtyBit) != 0 || Interlocked.CompareExchange(ref slot, entry | Pte.DirtyBit, entry) == entry))
                     {
-                        // The MMU sets the dirty bit on the first write through a clean entry.
-                        if (write && (entry & Pte.DirtyBit) == 0) Interlocked.Or(ref slot, Pte.DirtyBit);
                         ulong pfn = (entry & Pte.PfnMask) >> Pte.PfnShift;
                         ulong offset = (entry & Pte.HugeBit) != 0 ? address & (Page.PmdSize - 1) : address & Page.OffsetMask;
                         return Machine.PageAddress(pfn) + offset;
                     }
                 }
             }
+            Tlb.Exit(tlb);
+            // A fault that found the entry changed since the last attempt made progress (someone's).
+            if (entry != lastSeen) attempt = 0;
+            lastSeen = entry;
             switch (HandleFault(address, write))
             {
                 case FaultResult.SigSegv:
@@ -47,7 +67,13 @@ public sealed partial class AddressSpace
                     throw new ErrnoException(Errno.ENOMEM, $"out of memory faulting 0x{address:x} ({Machine.FreePages} pages free)");
             }
         }
-        throw new KernelBugException("MM-R06", $"fault at 0x{address:x} did not resolve after {MaxFaultRetries} retries");
+        {
+            var stuck = EntryAt(address);
+            if (stuck.Kind == PteKind.DevicePrivate)
+                throw new KernelBugException("MIG-R08", $"migrate_to_ram returned 0 {MaxFaultRetries} times in a row but the faulting page at 0x{address:x} is still on the device (pass vmf.Page as FaultPage and migrate it, or return SIGBUS/OOM): the CPU refaults forever");
+            string page = stuck.IsNone ? "" : $", page flags {Frames.Flags(Frames.FolioHead(stuck.Pfn))}, refcount {Frames.RefCount(Frames.FolioHead(stuck.Pfn))}";
+            throw new KernelBugException("MM-R06", $"{(write ? "write" : "read")} fault at 0x{address:x} did not resolve after {MaxFaultRetries} retries (entry {stuck}{page})");
+        }
     }
 
     internal void CheckAlive()
@@ -68,7 +94,11 @@ public sealed partial class AddressSpace
         try
         {
             CheckAlive();
-            return Unsafe.ReadUnaligned<T>(TranslateForCpu(address, write: false));
+            byte* at = TranslateForCpu(address, write: false, out int tlb);
+            Interleaving.TestHooks.Fire(Interleaving.TestHookPoint.CpuAccessTranslated, this, address);
+            T value = Unsafe.ReadUnaligned<T>(at);
+            Tlb.Exit(tlb);
+            return value;
         }
         finally { MmapLock.ReadUnlock(); }
     }
@@ -85,7 +115,10 @@ public sealed partial class AddressSpace
         try
         {
             CheckAlive();
-            Unsafe.WriteUnaligned(TranslateForCpu(address, write: true), value);
+            byte* at = TranslateForCpu(address, write: true, out int tlb);
+            Interleaving.TestHooks.Fire(Interleaving.TestHookPoint.CpuAccessTranslated, this, address);
+            Unsafe.WriteUnaligned(at, value);
+            Tlb.Exit(tlb);
         }
         finally { MmapLock.ReadUnlock(); }
     }
@@ -103,7 +136,8 @@ public sealed partial class AddressSpace
             {
                 ulong at = address + (ulong)done;
                 int chunk = Math.Min(buffer.Length - done, Page.Size - (int)(at & Page.OffsetMask));
-                new ReadOnlySpan<byte>(TranslateForCpu(at, write: false), chunk).CopyTo(buffer.Slice(done, chunk));
+                new ReadOnlySpan<byte>(TranslateForCpu(at, write: false, out int tlb), chunk).CopyTo(buffer.Slice(done, chunk));
+                Tlb.Exit(tlb);
                 done += chunk;
             }
         }
@@ -123,7 +157,8 @@ public sealed partial class AddressSpace
             {
                 ulong at = address + (ulong)done;
                 int chunk = Math.Min(data.Length - done, Page.Size - (int)(at & Page.OffsetMask));
-                data.Slice(done, chunk).CopyTo(new Span<byte>(TranslateForCpu(at, write: true), chunk));
+                data.Slice(done, chunk).CopyTo(new Span<byte>(TranslateForCpu(at, write: true, out int tlb), chunk));
+                Tlb.Exit(tlb);
                 done += chunk;
             }
         }

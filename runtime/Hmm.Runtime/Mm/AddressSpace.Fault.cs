@@ -1,3 +1,4 @@
+using Hmm.Runtime.Interleaving;
 using Hmm.Runtime.Memory;
 
 namespace Hmm.Runtime.Mm;
@@ -127,18 +128,39 @@ public sealed partial class AddressSpace
                 RestoreExclusive(address & ~(ulong)((pte.IsHuge ? Page.PmdSize : Page.Size) - 1), ref slot, pte);
                 return FaultResult.Ok;
             default:
+                TestHooks.Fire(TestHookPoint.DevicePrivateEntryRead, this, address);
                 return DevicePrivateFault(vma, address, write, ref slot, pte, head);
         }
     }
 
+    /// <summary>
+    /// do_swap_page on a device-private entry: under the PTL, if the entry is unchanged and the
+    /// page can be try-locked, take a reference (the PTL guarantees the page cannot be freed
+    /// meanwhile), drop the PTL and call migrate_to_ram; otherwise wait for the page lock
+    /// (migration_entry_wait_on_locked) and retry. No reference is taken before the trylock:
+    /// a transient one would make a concurrent migration's refcount check fail for nothing.
+    /// </summary>
+    /// <remarks>
+    /// migrate_to_ram may return 0 without having migrated the page — another migration held it,
+    /// a racing reference failed the refcount check — and the CPU simply faults again, as in the
+    /// kernel. Only a fault that never makes progress is a bug: <see cref="TranslateForCpu"/>
+    /// reports it (MIG-R08) after its retry limit.
+    /// </remarks>
     private FaultResult DevicePrivateFault(Vma vma, ulong address, bool write, ref ulong slot, Pte pte, ulong head)
     {
         var device = Machine.DeviceMemory ?? throw new KernelBugException("MM-R05", $"device-private entry {pte} without device memory");
-        Machine.GetPage(head);
-        if (!Machine.TryLockPage(head))
+        bool locked;
+        PageTableLock.Lock();
+        try
+        {
+            if (Volatile.Read(ref slot) != pte.Raw) return FaultResult.Ok;
+            locked = Machine.TryLockPage(head);
+            if (locked) Machine.GetPage(head);
+        }
+        finally { PageTableLock.Unlock(); }
+        if (!locked)
         {
             // Someone else (a migration, another fault) holds the page: wait, then retry the fault.
-            Machine.PutPage(head);
             Machine.WaitPageUnlocked(head);
             return FaultResult.Ok;
         }
@@ -146,10 +168,8 @@ public sealed partial class AddressSpace
         {
             if (Volatile.Read(ref slot) != pte.Raw) return FaultResult.Ok;
             if (!pte.IsHuge && Frames.Order(head) == Page.PmdOrder && TakeSubpageOfLargeFolio(ref head, pte.Pfn)) return FaultResult.Ok;
-            var result = device.MigrateToRam(this, vma, address, pte.IsHuge ? head : pte.Pfn, write);
-            if (result == FaultResult.Ok && Volatile.Read(ref slot) == pte.Raw)
-                throw new KernelBugException("MIG-R08", $"migrate_to_ram returned 0 but the faulting page at 0x{address:x} is still on the device (pass vmf.Page as FaultPage and migrate it, or return SIGBUS/OOM): the CPU would refault forever");
-            return result;
+            TestHooks.Fire(TestHookPoint.BeforeMigrateToRam, this, address);
+            return device.MigrateToRam(this, vma, address, pte.IsHuge ? head : pte.Pfn, write);
         }
         finally
         {
@@ -293,7 +313,7 @@ public sealed partial class AddressSpace
                 Machine.GetPage(cached);
                 Frames.MapCount(cached)++;
                 bool writable = vma.IsShared && (write || vma.PageProtWritable);
-                if (write) Frames.Flags(cached) |= PageFlags.Dirty;
+                if (write) Frames.SetFlags(cached, PageFlags.Dirty);
                 Volatile.Write(ref slot, Pte.Present(cached, writable, dirty: write).Raw);
                 Interlocked.Increment(ref _rssFile);
                 return FaultResult.Ok;
@@ -325,7 +345,7 @@ public sealed partial class AddressSpace
             {
                 if (slot == pte.Raw)
                 {
-                    Frames.Flags(Frames.FolioHead(pfn)) |= PageFlags.Dirty;
+                    Frames.SetFlags(Frames.FolioHead(pfn), PageFlags.Dirty);
                     Volatile.Write(ref slot, pte.Raw | Pte.WriteBit | Pte.DirtyBit);
                 }
             }
@@ -340,7 +360,7 @@ public sealed partial class AddressSpace
             {
                 if (slot == pte.Raw)
                 {
-                    Frames.Flags(pfn) |= PageFlags.AnonExclusive;
+                    Frames.SetFlags(pfn, PageFlags.AnonExclusive);
                     Volatile.Write(ref slot, pte.Raw | Pte.WriteBit | Pte.DirtyBit);
                 }
             }
@@ -367,6 +387,9 @@ public sealed partial class AddressSpace
             }
         }
         finally { PageTableLock.Unlock(); }
+        // ptep_clear_flush: no CPU keeps using the old page through a stale translation once its
+        // reference may be the last one dropped below.
+        if (installed && !zero) Tlb.Flush();
         InvalidateEnd(hook, NotifyEvent.Clear, address, address + Page.Size);
         if (!installed) { DiscardFresh(copy); return FaultResult.Ok; }
         Interlocked.Increment(ref _rssAnon);
@@ -407,7 +430,7 @@ public sealed partial class AddressSpace
             if (slot != leaf.Raw) return false;
             if ((Frames.Flags(head) & PageFlags.AnonExclusive) == 0
                 && (Frames.PinCount(head) != 0 || Volatile.Read(ref Frames.RefCount(head)) != 1)) return false;
-            Frames.Flags(head) |= PageFlags.AnonExclusive;
+            Frames.SetFlags(head, PageFlags.AnonExclusive);
             Volatile.Write(ref slot, leaf.Raw | Pte.WriteBit | Pte.DirtyBit);
             return true;
         }
@@ -518,7 +541,7 @@ public sealed partial class AddressSpace
         ulong old = leaf.Pfn;
         if (vma.IsShared || ((Frames.Flags(old) & PageFlags.Anon) != 0 && Volatile.Read(ref Frames.EntireMapCount(old)) == 1))
         {
-            if (!vma.IsShared) Frames.Flags(old) |= PageFlags.AnonExclusive;
+            if (!vma.IsShared) Frames.SetFlags(old, PageFlags.AnonExclusive);
             PageTableLock.Lock();
             try { if (slot == raw) Volatile.Write(ref slot, raw | Pte.WriteBit | Pte.DirtyBit); }
             finally { PageTableLock.Unlock(); }

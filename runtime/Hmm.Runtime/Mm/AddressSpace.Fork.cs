@@ -100,7 +100,7 @@ public sealed partial class AddressSpace
                 Interlocked.Increment(ref Frames.MapCount(pfn));
                 Machine.GetPage(head);
                 child.AccountRss(head, 1);
-                if (anon) Frames.Flags(pfn) &= ~PageFlags.AnonExclusive;
+                if (anon) Frames.ClearFlags(pfn, PageFlags.AnonExclusive);
                 if (cow && pte.IsWritable)
                 {
                     raw &= ~Pte.WriteBit;
@@ -116,7 +116,7 @@ public sealed partial class AddressSpace
                 Interlocked.Increment(ref child._rssAnon);
                 // folio_try_dup_anon_rmap_pte: the device page is now shared with the child, so it
                 // is no longer exclusive — nor is the system page it migrates back to.
-                Frames.Flags(pfn) &= ~PageFlags.AnonExclusive;
+                Frames.ClearFlags(pfn, PageFlags.AnonExclusive);
                 if (cow && pte.IsWritable)
                 {
                     raw &= ~Pte.WriteBit;
@@ -135,7 +135,7 @@ public sealed partial class AddressSpace
             case PteKind.Migration:
                 // A shared migration entry is only readable (never exclusive) in both mms: the page
                 // it migrates to must not come out exclusive.
-                if ((Frames.Flags(Frames.FolioHead(pte.Pfn)) & PageFlags.Anon) != 0) Frames.Flags(pte.Pfn) &= ~PageFlags.AnonExclusive;
+                if ((Frames.Flags(Frames.FolioHead(pte.Pfn)) & PageFlags.Anon) != 0) Frames.ClearFlags(pte.Pfn, PageFlags.AnonExclusive);
                 if (cow && pte.IsWritable)
                 {
                     raw &= ~Pte.WriteBit;
@@ -169,7 +169,7 @@ public sealed partial class AddressSpace
         {
             if (leaf.Kind == PteKind.DeviceExclusive) throw new KernelBugException("MM-R05", "device-exclusive PMD entries do not exist (make_device_exclusive splits the PMD)");
             if (leaf.Kind == PteKind.Migration && cow && leaf.IsWritable) { raw &= ~Pte.WriteBit; Volatile.Write(ref pmd, raw); }
-            if (leaf.Kind == PteKind.Migration && (Frames.Flags(leaf.Pfn) & PageFlags.Anon) != 0) Frames.Flags(leaf.Pfn) &= ~PageFlags.AnonExclusive;
+            if (leaf.Kind == PteKind.Migration && (Frames.Flags(leaf.Pfn) & PageFlags.Anon) != 0) Frames.ClearFlags(leaf.Pfn, PageFlags.AnonExclusive);
             childSlot = raw;
             return true;
         }
@@ -195,7 +195,7 @@ public sealed partial class AddressSpace
         Interlocked.Increment(ref Frames.EntireMapCount(head));
         Machine.GetPage(head);
         child.AccountRss(head, Page.PmdPages);
-        Frames.Flags(head) &= ~PageFlags.AnonExclusive;
+        Frames.ClearFlags(head, PageFlags.AnonExclusive);
         if (cow && leaf.IsWritable)
         {
             raw &= ~Pte.WriteBit;

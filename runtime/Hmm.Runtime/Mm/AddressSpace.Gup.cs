@@ -114,8 +114,8 @@ public sealed partial class AddressSpace
                 // longer a clean lazy-free candidate).
                 if (write)
                 {
-                    Frames.Flags(head) |= PageFlags.Dirty;
-                    Frames.Flags(pfn) &= ~PageFlags.LazyFree;
+                    Frames.SetFlags(head, PageFlags.Dirty);
+                    Frames.ClearFlags(pfn, PageFlags.LazyFree);
                 }
             }
             pinnedPfn = pfn;

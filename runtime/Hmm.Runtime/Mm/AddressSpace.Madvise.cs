@@ -111,7 +111,8 @@ public sealed partial class AddressSpace
                         // Device (coherent) memory is not on the LRU: madvise_free_pte_range skips zone-device folios.
                         if ((Frames.Flags(head) & PageFlags.Anon) == 0 || Machine.IsDevicePage(head) || Frames.MapCount(pfn) != 1 || Frames.EntireMapCount(head) != 0 || Frames.PinCount(head) != 0) continue;
                         e &= ~(Pte.DirtyBit | Pte.YoungBit);
-                        Frames.Flags(pfn) = (Frames.Flags(pfn) & ~PageFlags.Dirty) | PageFlags.LazyFree;
+                        Frames.ClearFlags(pfn, PageFlags.Dirty);
+                        Frames.SetFlags(pfn, PageFlags.LazyFree);
                     }
                 }
             }

@@ -51,7 +51,7 @@ public sealed partial class AddressSpace
                 ulong pfn = pte.Pfn;
                 if (IsZeroPfn(pfn) || (pte.IsSpecial && !Frames.IsOnline(pfn))) return;
                 ulong head = Frames.FolioHead(pfn);
-                if (pte.IsDirty) Frames.Flags(head) |= PageFlags.Dirty;
+                if (pte.IsDirty) Frames.SetFlags(head, PageFlags.Dirty);
                 Interlocked.Decrement(ref Frames.MapCount(pfn));
                 AccountRss(head, -1);
                 Machine.PutPage(head);

@@ -35,11 +35,11 @@ public sealed partial class AddressSpace
                     if (pte.IsDirty || Frames.MapCount(pfn) != 1 || Frames.EntireMapCount(head) != 0
                         || Frames.PinCount(head) != 0 || (Frames.Order(head) == 0 && Frames.RefCount(pfn) != 1))
                     {
-                        Frames.Flags(pfn) &= ~PageFlags.LazyFree;
+                        Frames.ClearFlags(pfn, PageFlags.LazyFree);
                         continue;
                     }
                     var hook = InvalidateStart(NotifyEvent.Clear, va, va + Page.Size);
-                    Frames.Flags(pfn) &= ~PageFlags.LazyFree;
+                    Frames.ClearFlags(pfn, PageFlags.LazyFree);
                     ZapPte(ref slot);
                     InvalidateEnd(hook, NotifyEvent.Clear, va, va + Page.Size);
                     freed++;

@@ -33,6 +33,9 @@ public sealed partial class AddressSpace
     /// <summary>mm->page_table_lock: serialises PTE updates made under the mmap read lock.</summary>
     internal readonly SpinLock PageTableLock = new("mm.page_table_lock");
 
+    /// <summary>The CPUs' TLBs for this mm: accesses in flight and their shootdown (flush_tlb_range).</summary>
+    internal readonly TlbShootdown Tlb = new();
+
     internal AddressSpace(Machine machine, int id)
     {
         Machine = machine;
@@ -123,7 +126,11 @@ public sealed partial class AddressSpace
     internal bool LockForRmap()
     {
         if (MmapLock.IsHeldByCurrentThread) return false;
-        MmapLock.ReadLockNested(1);
+        // Stands in for the anon_vma lock a kernel rmap walk takes: it excludes VMA and
+        // page-table changes in progress (a writer holding the mmap lock), but it does not queue
+        // behind a writer that is only waiting — the walker holds folio locks (and driver locks
+        // such as dmirror's devmem_lock) that the read holders the writer waits for may need.
+        MmapLock.ReadLockIgnoringWaitingWriters(1);
         return true;
     }
 
@@ -170,6 +177,7 @@ public sealed partial class AddressSpace
             anon.Lock.Lock();
             try { anon.Vmas.Add(vma); }
             finally { anon.Lock.Unlock(); }
+            Machine.BumpRmapGeneration();
         }
     }
 
@@ -192,6 +200,7 @@ public sealed partial class AddressSpace
             last = anon.Vmas.Count == 0;
         }
         finally { anon.Lock.Unlock(); }
+        Machine.BumpRmapGeneration();
         if (last) Machine.FreeOwnerId(anon.Id);
     }
 
@@ -262,6 +271,7 @@ public sealed partial class AddressSpace
             anon.Lock.Lock();
             try { anon.Vmas.Add(lower); }
             finally { anon.Lock.Unlock(); }
+            Machine.BumpRmapGeneration();
         }
         UnlinkVma(upper);
         VmaTree.Remove(lower);

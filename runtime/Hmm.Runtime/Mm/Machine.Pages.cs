@@ -36,6 +36,20 @@ public sealed unsafe partial class Machine
     /// <summary>Whether <paramref name="pfn"/> is ZONE_DEVICE memory.</summary>
     internal bool IsDevicePage(ulong pfn) => (Frames.Flags(pfn) & PageFlags.Device) != 0;
 
+    private long _rmapGeneration;
+
+    /// <summary>
+    /// Changes whenever a VMA is linked to or unlinked from an anon_vma lineage (fork, a VMA
+    /// split or merge, mremap). A reverse-map walk that must not miss an entry — remove_migration_ptes
+    /// — compares it before and after and walks again when it moved: a VMA that appeared after
+    /// its snapshot (a fork copying a migration entry into its child, a split moving entries to a
+    /// new VMA) is then visited too. The kernel gets this from the anon_vma lock held across the
+    /// walk and from linking a child VMA after its parent in the walk order.
+    /// </summary>
+    internal long RmapGeneration => Volatile.Read(ref _rmapGeneration);
+
+    internal void BumpRmapGeneration() => Interlocked.Increment(ref _rmapGeneration);
+
     /// <summary>folio_trylock.</summary>
     internal bool TryLockPage(ulong head)
     {
@@ -70,10 +84,18 @@ public sealed unsafe partial class Machine
         if (_pageLockWaiters.HasWaiters) _pageLockWaiters.WakeUpAll();
     }
 
-    /// <summary>folio_wait_locked: sleeps until the page is unlocked (a CPU fault on a migration entry).</summary>
+    /// <summary>
+    /// folio_wait_locked / migration_entry_wait_on_locked: sleeps until the page is unlocked (a
+    /// CPU fault on a migration entry, or on a device page someone else holds). The waiter holds
+    /// no reference, as in the kernel: if the page's device memory is unplugged meanwhile (its
+    /// section goes offline), the wait ends and the fault retries on whatever the entry is now.
+    /// </summary>
     internal void WaitPageUnlocked(ulong head)
     {
-        if ((Frames.Flags(head) & PageFlags.Locked) == 0) return;
-        _pageLockWaiters.WaitEvent((this, head), static s => (s.Item1.Frames.Flags(s.head) & PageFlags.Locked) == 0);
+        if (IsUnlockedOrGone(this, head)) return;
+        _pageLockWaiters.WaitEvent((this, head), static s => IsUnlockedOrGone(s.Item1, s.head));
     }
+
+    private static bool IsUnlockedOrGone(Machine machine, ulong head)
+        => !machine.Frames.IsOnline(head) || (machine.Frames.Flags(head) & PageFlags.Locked) == 0;
 }

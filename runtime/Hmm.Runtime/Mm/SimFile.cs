@@ -94,7 +94,7 @@ public sealed class SimFile : IDisposable
             if (write)
             {
                 written.Slice(done, chunk).CopyTo(bytes);
-                Machine.Frames.Flags(pfn) |= PageFlags.Dirty;
+                Machine.Frames.SetFlags(pfn, PageFlags.Dirty);
             }
             else bytes.CopyTo(read.Slice(done, chunk));
             done += chunk;

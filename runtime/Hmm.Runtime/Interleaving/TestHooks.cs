@@ -1,0 +1,48 @@
+using System.Runtime.CompilerServices;
+
+namespace Hmm.Runtime.Interleaving;
+
+/// <summary>
+/// Named points in the runtime where a test can stop a thread to force an interleaving
+/// deterministically (no sleeps): the race windows of issue 8.
+/// </summary>
+internal enum TestHookPoint
+{
+    /// <summary>A CPU access translated its address and is about to load or store (inside its TLB section). Subject: the AddressSpace.</summary>
+    CpuAccessTranslated,
+    /// <summary>A TLB flush found CPU accesses in flight and is about to wait for them. Subject: the AddressSpace's TLB.</summary>
+    TlbFlushWaiting,
+    /// <summary>do_swap_page read a device-private entry (without the PTL) and is about to handle it. Subject: the AddressSpace.</summary>
+    DevicePrivateEntryRead,
+    /// <summary>do_swap_page holds the device page locked and referenced, about to call migrate_to_ram. Subject: the AddressSpace.</summary>
+    BeforeMigrateToRam,
+    /// <summary>migrate_vma_setup collected and unmapped its pages and is about to return. Subject: the MigrateVma.</summary>
+    MigrateVmaSetUp,
+    /// <summary>try_to_migrate found a mapping of the folio and is about to lock its mm and convert it. Subject: that AddressSpace.</summary>
+    TryToMigrateHit,
+}
+
+/// <summary>
+/// The runtime's test-hook mechanism: one static nullable callback checked at each
+/// <see cref="TestHookPoint"/>. When no test installed one, a hook costs a static read and a null
+/// check; nothing allocates.
+/// </summary>
+internal static class TestHooks
+{
+    private static Action<TestHookPoint, object?, ulong>? s_callback;
+
+    /// <summary>The callback (tests install it and remove it in a finally; null when unused).</summary>
+    internal static Action<TestHookPoint, object?, ulong>? Callback
+    {
+        get => Volatile.Read(ref s_callback);
+        set => Volatile.Write(ref s_callback, value);
+    }
+
+    /// <summary>Calls the installed callback, if any, for <paramref name="point"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void Fire(TestHookPoint point, object? subject, ulong address)
+    {
+        var callback = Volatile.Read(ref s_callback);
+        if (callback != null) callback(point, subject, address);
+    }
+}
