@@ -1,3 +1,5 @@
+using Hmm.Runtime.Scheduling;
+
 namespace Hmm.Runtime.Locking;
 
 /// <summary>
@@ -71,6 +73,7 @@ public sealed class RwSemaphore
     /// <summary>down_read_trylock: fails if a writer holds it or is waiting; records no dependency.</summary>
     public bool TryReadLock()
     {
+        SchedulePoints.Reach(SchedulePointKind.Acquire, this);
         if (!TryAcquireRead())
         {
             return false;
@@ -112,6 +115,7 @@ public sealed class RwSemaphore
     /// <summary>down_write_trylock: records no dependency.</summary>
     public bool TryWriteLock()
     {
+        SchedulePoints.Reach(SchedulePointKind.Acquire, this);
         if (Interlocked.CompareExchange(ref _state, WriterBit, 0) != 0)
         {
             return false;
@@ -153,6 +157,7 @@ public sealed class RwSemaphore
 
     private void ReadLockCore(int subclass)
     {
+        SchedulePoints.Reach(SchedulePointKind.Acquire, this);
         HeldLocks held = HeldLocks.Current;
         if (LockValidator.Enabled)
         {
@@ -170,6 +175,7 @@ public sealed class RwSemaphore
 
     private void WriteLockCore(int subclass)
     {
+        SchedulePoints.Reach(SchedulePointKind.Acquire, this);
         HeldLocks held = HeldLocks.Current;
         if (LockValidator.Enabled)
         {
@@ -212,6 +218,12 @@ public sealed class RwSemaphore
             throw LockValidator.SelfDeadlock(LockKind.RwRead, ClassName);
         }
 
+        if (SchedulePoints.Hook is { } hook)
+        {
+            while (!TryAcquireRead()) hook.Block(this);
+            return;
+        }
+
         var spin = new SpinWait();
         for (int i = 0; i < SpinIterations; i++)
         {
@@ -250,6 +262,12 @@ public sealed class RwSemaphore
         Interlocked.Increment(ref _waitingWriters);
         try
         {
+            if (SchedulePoints.Hook is { } hook)
+            {
+                while (Interlocked.CompareExchange(ref _state, WriterBit, 0) != 0) hook.Block(this);
+                return;
+            }
+
             var spin = new SpinWait();
             for (int i = 0; i < SpinIterations; i++)
             {
@@ -309,5 +327,7 @@ public sealed class RwSemaphore
                 Monitor.PulseAll(_gate);
             }
         }
+
+        SchedulePoints.Released(this);
     }
 }

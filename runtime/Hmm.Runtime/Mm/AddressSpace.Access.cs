@@ -1,3 +1,4 @@
+using Hmm.Runtime.Scheduling;
 using System.Runtime.CompilerServices;
 using Hmm.Runtime.Memory;
 
@@ -58,6 +59,7 @@ public sealed partial class AddressSpace
     /// <summary>A CPU load of <typeparamref name="T"/> at <paramref name="address"/>.</summary>
     internal unsafe T Load<T>(ulong address) where T : unmanaged
     {
+        SchedulePoints.Reach(SchedulePointKind.CpuAccess, null, address);
         if ((address & Page.OffsetMask) + (ulong)sizeof(T) > Page.Size)
         {
             T value = default;
@@ -76,6 +78,7 @@ public sealed partial class AddressSpace
     /// <summary>A CPU store of <paramref name="value"/> at <paramref name="address"/>.</summary>
     internal unsafe void Store<T>(ulong address, T value) where T : unmanaged
     {
+        SchedulePoints.Reach(SchedulePointKind.CpuAccess, null, address);
         if ((address & Page.OffsetMask) + (ulong)sizeof(T) > Page.Size)
         {
             Write(address, new ReadOnlySpan<byte>(&value, sizeof(T)));
@@ -93,6 +96,7 @@ public sealed partial class AddressSpace
     /// <summary>CPU reads of <paramref name="buffer"/>.Length bytes from <paramref name="address"/>, page by page.</summary>
     internal unsafe void Read(ulong address, Span<byte> buffer)
     {
+        SchedulePoints.Reach(SchedulePointKind.CpuAccess, null, address);
         CheckRange(address, buffer.Length);
         MmapLock.ReadLock();
         try
@@ -113,6 +117,7 @@ public sealed partial class AddressSpace
     /// <summary>CPU writes of <paramref name="data"/> at <paramref name="address"/>, page by page.</summary>
     internal unsafe void Write(ulong address, ReadOnlySpan<byte> data)
     {
+        SchedulePoints.Reach(SchedulePointKind.CpuAccess, null, address);
         CheckRange(address, data.Length);
         MmapLock.ReadLock();
         try
