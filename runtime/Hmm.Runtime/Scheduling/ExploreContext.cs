@@ -43,6 +43,13 @@ public sealed class ExploreContext
         _run.AtEnd(oracle);
     }
 
+    /// <summary>Runs <paramref name="cleanup"/> when the schedule ends, failed or not (dispose the machine here).</summary>
+    public void Cleanup(Action cleanup)
+    {
+        ArgumentNullException.ThrowIfNull(cleanup);
+        _run.Cleanup(cleanup);
+    }
+
     /// <summary>Fails the schedule with <paramref name="message"/> unless <paramref name="condition"/> holds.</summary>
     public static void Check(bool condition, string message)
     {

@@ -35,7 +35,9 @@ internal sealed class LogicalThread
 
     public SemaphoreSlim Baton { get; } = new(0, 1);
 
-    public Thread? RealThread { get; set; }
+    public bool Started { get; set; }
+
+    public ManualResetEventSlim Exited { get; } = new(false);
 
     public LogicalThreadState State { get; set; }
 

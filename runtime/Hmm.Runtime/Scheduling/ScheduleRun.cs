@@ -25,6 +25,7 @@ internal sealed class ScheduleRun : IScheduleHook, IFaultInjectionHook
     private readonly List<LogicalThread> _threads = new();
     private readonly List<LogicalThread> _runnable = new();
     private readonly List<Action> _atEnd = new();
+    private readonly List<Action> _cleanup = new();
     private readonly SemaphoreSlim _done = new(0, 1);
     private readonly bool[] _enabled = new bool[Enum.GetValues<FaultSite>().Length];
     private readonly DeterministicRandom _data;
@@ -69,6 +70,7 @@ internal sealed class ScheduleRun : IScheduleHook, IFaultInjectionHook
         catch (Exception e)
         {
             Fail(ExploreFailureKind.Exception, "setup: " + Describe(e));
+            _cleanup.ForEach(static c => c());
             return;
         }
 
@@ -91,7 +93,7 @@ internal sealed class ScheduleRun : IScheduleHook, IFaultInjectionHook
 
             foreach (LogicalThread t in _threads.ToArray())
             {
-                if (t.RealThread is { } real && !real.Join(TimeSpan.FromSeconds(30)))
+                if (t.Started && !t.Exited.Wait(TimeSpan.FromSeconds(30)))
                 {
                     Fail(ExploreFailureKind.Deadlock, $"logical thread '{t.Name}' did not unwind after the schedule stopped");
                 }
@@ -104,6 +106,21 @@ internal sealed class ScheduleRun : IScheduleHook, IFaultInjectionHook
             _strategy.End();
         }
 
+        try
+        {
+            RunOracles();
+        }
+        finally
+        {
+            foreach (Action cleanup in _cleanup)
+            {
+                cleanup();
+            }
+        }
+    }
+
+    private void RunOracles()
+    {
         if (FailureKind is null)
         {
             foreach (Action oracle in _atEnd)
@@ -154,6 +171,8 @@ internal sealed class ScheduleRun : IScheduleHook, IFaultInjectionHook
     public void Log(string text) => _trace.AddText(_step, t_current?.Id ?? 0, text);
 
     public void AtEnd(Action oracle) => _atEnd.Add(oracle);
+
+    public void Cleanup(Action cleanup) => _cleanup.Add(cleanup);
 
     /// <inheritdoc/>
     public void Reach(SchedulePointKind kind, object? subject, ulong detail)
@@ -277,13 +296,8 @@ internal sealed class ScheduleRun : IScheduleHook, IFaultInjectionHook
 
     private void StartReal(LogicalThread t)
     {
-        var thread = new Thread(() => ThreadMain(t), maxStackSize: 1 << 20)
-        {
-            IsBackground = true,
-            Name = "explore:" + t.Name,
-        };
-        t.RealThread = thread;
-        thread.Start();
+        t.Started = true;
+        ExplorationWorkers.Run(() => ThreadMain(t));
     }
 
     private void ThreadMain(LogicalThread t)
@@ -315,6 +329,7 @@ internal sealed class ScheduleRun : IScheduleHook, IFaultInjectionHook
         finally
         {
             t_current = null;
+            t.Exited.Set();
         }
     }
 
