@@ -172,6 +172,10 @@ public static class DmirrorRaces
         {
             body();
         }
+        catch (ErrnoException e) when (e.Errno == Errno.ENOMEM)
+        {
+            // An injected allocation failure: the fault returned VM_FAULT_OOM (the task would be killed).
+        }
         catch (Exception e) when (allowed && (ScenarioWorld.IsExpectedCpuFailure(e) || e is InvalidOperationException { Message: var m } && m.Contains("OOM", StringComparison.Ordinal)))
         {
             // The OOM reaper took the memory (or munmap the area): the kernel would SIGSEGV/SIGBUS.

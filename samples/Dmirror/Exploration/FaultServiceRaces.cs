@@ -72,6 +72,7 @@ public static class FaultServiceRaces
                 process.Store(buf + (3 * 4096), 403);
                 model[3] = 403;
             }
+            catch (ErrnoException e) when (e.Errno == Errno.ENOMEM) { }
             catch (Exception e) when (oom && (ScenarioWorld.IsExpectedCpuFailure(e) || e is InvalidOperationException)) { }
         });
         ctx.AtEnd(() =>

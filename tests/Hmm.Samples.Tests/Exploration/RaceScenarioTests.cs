@@ -33,9 +33,10 @@ public sealed class RaceScenarioTests
     [TestCaseSource(nameof(Names))]
     public void Explores_under_pct_too(string name)
     {
-        ExploreReport report = Explorer.Run(new ExploreOptions { Schedules = 300, Seed = 7, Strategy = ExploreStrategy.Pct, Inject = ExploreOptions.AllFaults },
+        ExploreReport report = Explorer.Run(new ExploreOptions { Schedules = 200, Seed = 7, Strategy = ExploreStrategy.Pct, Inject = ExploreOptions.AllFaults },
             DmirrorRaces.Find(name)!.Body);
 
+        TestContext.Out.WriteLine($"{name} (pct): {report}");
         Assert.That(report.Failures, Is.Zero, report.ToString());
     }
 
