@@ -97,7 +97,7 @@ public static class Explorer
             if (run.FailureKind is { } kind)
             {
                 failures++;
-                string text = trace.Render(options.Strategy, seed, i, run.Threads, kind, run.FailureMessage);
+                string text = trace.Render(options.Strategy, seed, run.Threads, kind, run.FailureMessage);
                 if (first is null)
                 {
                     string? path = WriteTrace(options, seed, text);
@@ -112,7 +112,7 @@ public static class Explorer
 
             if (last && options.KeepLastTrace)
             {
-                lastTrace = trace.Render(options.Strategy, seed, i, run.Threads, run.FailureKind, run.FailureMessage);
+                lastTrace = trace.Render(options.Strategy, seed, run.Threads, run.FailureKind, run.FailureMessage);
             }
 
             if (run.FailureKind is not null && options.StopOnFirstFailure)

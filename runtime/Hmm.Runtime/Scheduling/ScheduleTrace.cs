@@ -27,12 +27,11 @@ internal sealed partial class ScheduleTrace
     public void AddText(long step, int thread, string text) => _entries.Add(new Entry(step, thread, Text, null, 0, text));
 
     /// <summary>Renders the trace; thread ids in messages are masked so replays compare byte for byte.</summary>
-    public string Render(ExploreStrategy strategy, ulong seed, int schedule, IReadOnlyList<LogicalThread> threads, ExploreFailureKind? kind, string? failure)
+    public string Render(ExploreStrategy strategy, ulong seed, IReadOnlyList<LogicalThread> threads, ExploreFailureKind? kind, string? failure)
     {
         var sb = new StringBuilder();
         sb.Append("# hmm explore trace: strategy ").Append(strategy.ToString().ToLowerInvariant())
-          .Append(", seed ").Append(seed.ToString(CultureInfo.InvariantCulture))
-          .Append(", schedule ").Append(schedule.ToString(CultureInfo.InvariantCulture)).AppendLine();
+          .Append(", seed ").Append(seed.ToString(CultureInfo.InvariantCulture)).AppendLine();
         sb.Append("# threads:");
         foreach (LogicalThread t in threads)
         {

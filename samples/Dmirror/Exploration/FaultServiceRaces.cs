@@ -79,6 +79,8 @@ public static class FaultServiceRaces
         {
             if (!oom)
             {
+                CheckNoStaleMapping(process, mirror, buf);
+
                 // New values everywhere (a DONTNEEDed page faults in a fresh frame), then the device must see them.
                 for (int i = 0; i < Pages; i++) process.Store(buf + ((ulong)i * 4096), 500 + i);
                 device.Executor.LaunchOnePerThread(mirror.Instance, 0, Reads(buf));
@@ -96,6 +98,24 @@ public static class FaultServiceRaces
             machine.CheckInvariants();
             ExploreContext.Check(machine.UsedPages == baseline, $"{machine.UsedPages - baseline} pages leaked");
         });
+    }
+
+    /// <summary>Every system page the device maps must be the page the CPU maps there now (a stale entry points at a freed or replaced frame).</summary>
+    private static void CheckNoStaleMapping(Process process, GpuMirror mirror, ulong buf)
+    {
+        process.Mm.MmapLock.ReadLock();
+        try
+        {
+            for (int i = 0; i < Pages; i++)
+            {
+                ulong va = buf + ((ulong)i * 4096);
+                if (!mirror.Table.Lookup(va, out DeviceTranslation t) || t.Aperture != DeviceAperture.System) continue;
+                Pte pte = process.Mm.EntryAt(va);
+                ExploreContext.Check(pte.IsPresent && pte.Pfn == t.Frame,
+                    $"stale device mapping: the device maps page {i} to frame 0x{t.Frame:x}, the CPU page table has {(pte.IsPresent ? "0x" + pte.Pfn.ToString("x", System.Globalization.CultureInfo.InvariantCulture) : "nothing")}");
+            }
+        }
+        finally { process.Mm.MmapLock.ReadUnlock(); }
     }
 
     private static DeviceOp[] Reads(ulong buf)

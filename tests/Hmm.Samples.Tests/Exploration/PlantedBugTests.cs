@@ -27,11 +27,11 @@ public sealed class PlantedBugTests
 
     [Test]
     public void Device_table_programmed_without_the_retry_check_is_found()
-        => FindAndReplay(Options(), ctx => FaultServiceRaces.Run(ctx, (d, p) => new NoRetryMirror(d, p)), "stale device mapping");
+        => FindAndReplay(Options(ExploreStrategy.Pct) with { PctHorizon = 80 }, ctx => FaultServiceRaces.Run(ctx, (d, p) => new NoRetryMirror(d, p)), "stale device mapping");
 
     [Test]
     public void Update_lock_released_too_early_is_found()
-        => FindAndReplay(Options(), ctx => FaultServiceRaces.Run(ctx, (d, p) => new EarlyUnlockMirror(d, p)), "stale device mapping");
+        => FindAndReplay(Options(ExploreStrategy.Pct) with { PctHorizon = 80 }, ctx => FaultServiceRaces.Run(ctx, (d, p) => new EarlyUnlockMirror(d, p)), "stale device mapping");
 
     [Test]
     public void Callback_reading_a_half_initialised_field_is_found()
@@ -65,6 +65,43 @@ public sealed class PlantedBugTests
         }, "MIG-R02");
 
     [Test]
+    public void Migrate_to_ram_without_the_faulting_page_reference_is_found()
+        => FindAndReplay(Options(), ctx => DevmemRace(ctx, passFaultPage: false), "MIG-R08");
+
+    [Test]
+    public void Migrate_to_ram_with_the_faulting_page_is_not_reported()
+    {
+        ExploreReport report = Explorer.Run(Options() with { Schedules = 300 }, ctx => DevmemRace(ctx, passFaultPage: true));
+
+        Assert.That(report.Failures, Is.Zero, report.ToString());
+    }
+
+    [Test]
+    public void Ab_ba_deadlock_is_reported_with_held_locks_and_wait_sites_when_lockdep_is_off()
+    {
+        bool validating = LockValidator.Enabled;
+        LockValidator.Enabled = false;
+        try
+        {
+            ExploreReport report = Explorer.Run(Options(), ctx =>
+            {
+                var a = new KernelMutex("planted2.a");
+                var b = new KernelMutex("planted2.b");
+                ctx.Spawn("ab", () => { a.Lock(); b.Lock(); b.Unlock(); a.Unlock(); });
+                ctx.Spawn("ba", () => { b.Lock(); a.Lock(); a.Unlock(); b.Unlock(); });
+            });
+
+            Assert.That(report.FirstFailure?.Kind, Is.EqualTo(ExploreFailureKind.Deadlock), report.ToString());
+            Assert.That(report.FirstFailure!.Message, Does.Contain("ab: waits for mutex 'planted2.b'").And.Contain("holds mutex 'planted2.a'"));
+            Assert.That(report.FirstFailure.Message, Does.Contain("ba: waits for mutex 'planted2.a'").And.Contain("PlantedBugTests"));
+        }
+        finally
+        {
+            LockValidator.Enabled = validating;
+        }
+    }
+
+    [Test]
     public void Ab_ba_lock_order_is_found()
         => FindAndReplay(Options(ExploreStrategy.Pct), ctx =>
         {
@@ -94,6 +131,21 @@ public sealed class PlantedBugTests
         Assert.That(second, Is.EqualTo(first));
         Assert.That(other, Is.Not.EqualTo(first), "a different seed should give a different interleaving");
         Assert.That(first, Does.Contain("acquire").And.Contain("migrate"));
+    }
+
+    /// <summary>Two CPU threads touch a page that lives in device-private memory: both fault into migrate_to_ram.</summary>
+    private static void DevmemRace(ExploreContext ctx, bool passFaultPage)
+    {
+        var machine = new Machine(new MachineOptions { SystemMemory = 8L << 20, TransparentHugePages = false });
+        ctx.Cleanup(machine.Dispose);
+        Process p = machine.CreateProcess("app");
+        ulong buf = p.Mmap(4096, Prot.Read | Prot.Write, MapFlags.Private | MapFlags.Anonymous);
+        p.Store(buf, 41);
+        var driver = new TinyDevmemDriver(machine, passFaultPage);
+        ExploreContext.Check(driver.MigrateToDevice(p, buf) == Errno.Ok, "setup: migration to the device failed");
+        ctx.Spawn("cpu0", () => ExploreContext.Check(p.Load<int>(buf) == 41, "cpu0 lost the page's contents"));
+        ctx.Spawn("cpu1", () => ExploreContext.Check(p.Load<int>(buf) == 41, "cpu1 lost the page's contents"));
+        ctx.AtEnd(() => { machine.CheckInvariants(); p.Exit(); machine.CheckInvariants(); });
     }
 
     private static void FindAndReplay(ExploreOptions options, Action<ExploreContext> body, string expected)
