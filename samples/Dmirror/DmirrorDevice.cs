@@ -1,3 +1,4 @@
+using Hmm.Runtime.Scheduling;
 using Hmm.Dsl;
 using Hmm.Runtime;
 using Hmm.Runtime.DeviceMemory;
@@ -154,6 +155,7 @@ public sealed class DmirrorDevice
         int order = large ? Page.PmdOrder : 0;
         dpfn = 0;
         ulong rpage = 0;
+        if (FaultInjection.Fails(large ? FaultSite.DeviceLargePage : FaultSite.DevicePage)) return false;
         if (IsPrivate && !SystemPages.TryAllocateKernelPage(Machine, order, zero: false, out rpage)) return false;
 
         DmirrorChunk? chunk = null;

@@ -1,3 +1,4 @@
+using Hmm.Runtime.Scheduling;
 using Hmm.Runtime.Memory;
 using Hmm.Runtime.Mm;
 using Hmm.Runtime.Telemetry;
@@ -64,6 +65,19 @@ public sealed class CopyEngine
             i = j;
         }
         Charge(total);
+    }
+
+    /// <summary>
+    /// Like <see cref="Copy"/>, but the transfer may fail (a DMA error, or an injected
+    /// <see cref="FaultSite.CopyError"/>): false and nothing copied. Drivers that handle copy
+    /// errors (migrate pages left unmigrated, then finalize) call this one.
+    /// </summary>
+    public bool TryCopy(ReadOnlySpan<PageCopy> copies)
+    {
+        SchedulePoints.Reach(SchedulePointKind.DeviceStep, this);
+        if (FaultInjection.Fails(FaultSite.CopyError)) return false;
+        Copy(copies);
+        return true;
     }
 
     /// <summary>Whether two pfns lie in the same contiguous memory (one 2 MiB block: RAM and device arenas are contiguous per block).</summary>

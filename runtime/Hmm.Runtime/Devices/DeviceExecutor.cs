@@ -1,3 +1,4 @@
+using Hmm.Runtime.Scheduling;
 using System.Buffers.Binary;
 using Hmm.Runtime.Memory;
 using Hmm.Runtime.Mm;
@@ -130,6 +131,7 @@ public sealed class DeviceExecutor
             while (_pc[t] < _end[t])
             {
                 var op = _ops[_pc[t]];
+                SchedulePoints.Reach(SchedulePointKind.DeviceStep, null, op.Address);
                 var hit = _mmu.Translate(_instance, op.Address, op.Access, out ulong pfn);
                 if (hit == DeviceMmuResult.IommuFault)
                 {

@@ -1,3 +1,4 @@
+using Hmm.Runtime.Scheduling;
 using Hmm.Runtime.Memory;
 
 namespace Hmm.Runtime.Devices;
@@ -59,7 +60,7 @@ public sealed class FaultBuffer
         _lock.Lock();
         try
         {
-            if (_put - _get == _ring.Length)
+            if (_put - _get == _ring.Length || FaultInjection.Fails(FaultSite.FaultBufferOverflow))
             {
                 _overflows++;
                 OverflowPending = true;

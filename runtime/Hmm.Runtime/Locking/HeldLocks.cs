@@ -73,6 +73,9 @@ internal sealed class HeldLocks
     /// <summary>The calling thread's stack, or null when it never took a lock.</summary>
     public static HeldLocks? CurrentOrNull => t_current;
 
+    /// <summary>Forgets the calling thread's stack (a pooled exploration worker starting a new logical thread).</summary>
+    public static void DiscardCurrent() => t_current = null;
+
     /// <summary>How many locks the thread holds.</summary>
     public int Count { get; private set; }
 

@@ -1,3 +1,5 @@
+using Hmm.Runtime.Scheduling;
+
 namespace Hmm.Runtime.Locking;
 
 /// <summary>
@@ -56,6 +58,7 @@ public sealed class KernelMutex
     /// <summary>mutex_trylock: never sleeps and records no ordering dependency.</summary>
     public bool TryLock()
     {
+        SchedulePoints.Reach(SchedulePointKind.Acquire, this);
         int me = Environment.CurrentManagedThreadId;
         if (Interlocked.CompareExchange(ref _owner, me, 0) != 0)
         {
@@ -88,6 +91,8 @@ public sealed class KernelMutex
                 Monitor.Pulse(_gate);
             }
         }
+
+        SchedulePoints.Released(this);
     }
 
     /// <inheritdoc/>
@@ -95,6 +100,7 @@ public sealed class KernelMutex
 
     private void LockCore(int subclass)
     {
+        SchedulePoints.Reach(SchedulePointKind.Acquire, this);
         HeldLocks held = HeldLocks.Current;
         if (LockValidator.Enabled)
         {
@@ -116,6 +122,13 @@ public sealed class KernelMutex
         if (Volatile.Read(ref _owner) == me)
         {
             throw LockValidator.SelfDeadlock(LockKind.Mutex, ClassName);
+        }
+
+        // Under exploration the logical thread parks in the scheduler, never in the monitor.
+        if (SchedulePoints.Hook is { } hook)
+        {
+            while (Interlocked.CompareExchange(ref _owner, me, 0) != 0) hook.Block(this);
+            return;
         }
 
         // Optimistic spin: the owner is often about to release.

@@ -1,3 +1,5 @@
+using Hmm.Runtime.Scheduling;
+
 namespace Hmm.Runtime.Locking;
 
 /// <summary>
@@ -117,6 +119,7 @@ public sealed class RwSemaphore
     /// <summary>down_read_trylock: fails if a writer holds it or is waiting; records no dependency.</summary>
     public bool TryReadLock()
     {
+        SchedulePoints.Reach(SchedulePointKind.Acquire, this);
         if (!TryAcquireRead())
         {
             return false;
@@ -158,6 +161,7 @@ public sealed class RwSemaphore
     /// <summary>down_write_trylock: records no dependency.</summary>
     public bool TryWriteLock()
     {
+        SchedulePoints.Reach(SchedulePointKind.Acquire, this);
         if (Interlocked.CompareExchange(ref _state, WriterBit, 0) != 0)
         {
             return false;
@@ -199,6 +203,7 @@ public sealed class RwSemaphore
 
     private void ReadLockCore(int subclass)
     {
+        SchedulePoints.Reach(SchedulePointKind.Acquire, this);
         HeldLocks held = HeldLocks.Current;
         if (LockValidator.Enabled)
         {
@@ -216,6 +221,7 @@ public sealed class RwSemaphore
 
     private void WriteLockCore(int subclass)
     {
+        SchedulePoints.Reach(SchedulePointKind.Acquire, this);
         HeldLocks held = HeldLocks.Current;
         if (LockValidator.Enabled)
         {
@@ -258,6 +264,12 @@ public sealed class RwSemaphore
             throw LockValidator.SelfDeadlock(LockKind.RwRead, ClassName);
         }
 
+        if (SchedulePoints.Hook is { } hook)
+        {
+            while (!TryAcquireRead()) hook.Block(this);
+            return;
+        }
+
         var spin = new SpinWait();
         for (int i = 0; i < SpinIterations; i++)
         {
@@ -296,6 +308,12 @@ public sealed class RwSemaphore
         Interlocked.Increment(ref _waitingWriters);
         try
         {
+            if (SchedulePoints.Hook is { } hook)
+            {
+                while (Interlocked.CompareExchange(ref _state, WriterBit, 0) != 0) hook.Block(this);
+                return;
+            }
+
             var spin = new SpinWait();
             for (int i = 0; i < SpinIterations; i++)
             {
@@ -355,5 +373,7 @@ public sealed class RwSemaphore
                 Monitor.PulseAll(_gate);
             }
         }
+
+        SchedulePoints.Released(this);
     }
 }

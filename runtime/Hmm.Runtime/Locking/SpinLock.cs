@@ -1,3 +1,5 @@
+using Hmm.Runtime.Scheduling;
+
 namespace Hmm.Runtime.Locking;
 
 /// <summary>
@@ -47,6 +49,7 @@ public sealed class SpinLock
     /// <summary>spin_trylock: records no ordering dependency.</summary>
     public bool TryLock()
     {
+        SchedulePoints.Reach(SchedulePointKind.Acquire, this);
         if (Interlocked.CompareExchange(ref _owner, Environment.CurrentManagedThreadId, 0) != 0)
         {
             return false;
@@ -67,6 +70,7 @@ public sealed class SpinLock
 
         HeldLocks.Current.Remove(this, LockKind.Spin);
         Volatile.Write(ref _owner, 0);
+        SchedulePoints.Released(this);
     }
 
     /// <inheritdoc/>
@@ -74,6 +78,7 @@ public sealed class SpinLock
 
     private void LockCore(int subclass)
     {
+        SchedulePoints.Reach(SchedulePointKind.Acquire, this);
         HeldLocks held = HeldLocks.Current;
         if (LockValidator.Enabled)
         {
@@ -94,6 +99,13 @@ public sealed class SpinLock
         if (Volatile.Read(ref _owner) == me)
         {
             throw LockValidator.SelfDeadlock(LockKind.Spin, ClassName);
+        }
+
+        // Under exploration spinning would stall the one running thread: park until released.
+        if (SchedulePoints.Hook is { } hook)
+        {
+            while (Interlocked.CompareExchange(ref _owner, me, 0) != 0) hook.Block(this);
+            return;
         }
 
         var spin = new SpinWait();

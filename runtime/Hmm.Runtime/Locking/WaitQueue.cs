@@ -1,3 +1,5 @@
+using Hmm.Runtime.Scheduling;
+
 namespace Hmm.Runtime.Locking;
 
 /// <summary>
@@ -47,8 +49,17 @@ public sealed class WaitQueue
             LockValidator.MightSleep("wait_event on " + Name);
         }
 
+        SchedulePoints.Reach(SchedulePointKind.MaySleep, this);
         if (condition(state))
         {
+            return;
+        }
+
+        if (SchedulePoints.Hook is { } hook)
+        {
+            Interlocked.Increment(ref _waiters);
+            try { while (!condition(state)) hook.Block(this); }
+            finally { Interlocked.Decrement(ref _waiters); }
             return;
         }
 
@@ -84,6 +95,8 @@ public sealed class WaitQueue
                 Monitor.PulseAll(_gate);
             }
         }
+
+        SchedulePoints.Released(this);
     }
 
     /// <inheritdoc/>

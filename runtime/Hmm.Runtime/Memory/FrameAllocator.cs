@@ -1,3 +1,4 @@
+using Hmm.Runtime.Scheduling;
 using System.Numerics;
 
 namespace Hmm.Runtime.Memory;
@@ -73,6 +74,7 @@ public sealed class FrameAllocator
     public bool TryAllocate(int order, out ulong pfn)
     {
         if (order != 0 && order != Page.PmdOrder) throw new ArgumentOutOfRangeException(nameof(order), "orders 0 and 9 are supported");
+        if (FaultInjection.Fails(order == 0 ? FaultSite.SystemPage : FaultSite.SystemLargePage)) { pfn = 0; return false; }
         _lock.Lock();
         try
         {

@@ -1,3 +1,4 @@
+using Hmm.Runtime.Scheduling;
 using System.Runtime.CompilerServices;
 using Hmm.Runtime.Memory;
 
@@ -84,6 +85,7 @@ public sealed partial class AddressSpace
     /// <summary>A CPU load of <typeparamref name="T"/> at <paramref name="address"/>.</summary>
     internal unsafe T Load<T>(ulong address) where T : unmanaged
     {
+        SchedulePoints.Reach(SchedulePointKind.CpuAccess, null, address);
         if ((address & Page.OffsetMask) + (ulong)sizeof(T) > Page.Size)
         {
             T value = default;
@@ -106,6 +108,7 @@ public sealed partial class AddressSpace
     /// <summary>A CPU store of <paramref name="value"/> at <paramref name="address"/>.</summary>
     internal unsafe void Store<T>(ulong address, T value) where T : unmanaged
     {
+        SchedulePoints.Reach(SchedulePointKind.CpuAccess, null, address);
         if ((address & Page.OffsetMask) + (ulong)sizeof(T) > Page.Size)
         {
             Write(address, new ReadOnlySpan<byte>(&value, sizeof(T)));
@@ -126,6 +129,7 @@ public sealed partial class AddressSpace
     /// <summary>CPU reads of <paramref name="buffer"/>.Length bytes from <paramref name="address"/>, page by page.</summary>
     internal unsafe void Read(ulong address, Span<byte> buffer)
     {
+        SchedulePoints.Reach(SchedulePointKind.CpuAccess, null, address);
         CheckRange(address, buffer.Length);
         MmapLock.ReadLock();
         try
@@ -147,6 +151,7 @@ public sealed partial class AddressSpace
     /// <summary>CPU writes of <paramref name="data"/> at <paramref name="address"/>, page by page.</summary>
     internal unsafe void Write(ulong address, ReadOnlySpan<byte> data)
     {
+        SchedulePoints.Reach(SchedulePointKind.CpuAccess, null, address);
         CheckRange(address, data.Length);
         MmapLock.ReadLock();
         try

@@ -1,3 +1,4 @@
+using Hmm.Runtime.Scheduling;
 using Hmm.Runtime.Locking;
 using Hmm.Runtime.Mm;
 
@@ -156,7 +157,7 @@ public sealed class IntervalNotifier
     /// by <see cref="ReadBegin"/> returning <paramref name="seq"/>. Call under the driver lock
     /// that the callback holds around <see cref="SetSeq"/> (HMM-R06).
     /// </summary>
-    public bool ReadRetry(ulong seq) => Volatile.Read(ref InvalidateSeq) != seq;
+    public bool ReadRetry(ulong seq) => FaultInjection.Fails(FaultSite.SeqBusy) || Volatile.Read(ref InvalidateSeq) != seq;
 
     /// <summary>
     /// mmu_interval_check_retry: lock-free early hint. True is reliable (a later

@@ -1,3 +1,4 @@
+using Hmm.Runtime.Scheduling;
 using Hmm.Runtime.Locking;
 using Hmm.Runtime.Mm;
 using KernelSpinLock = Hmm.Runtime.Locking.SpinLock;
@@ -328,6 +329,7 @@ internal sealed class MmuNotifierSubscriptions : IMmuNotifierHook
     /// <summary>One ops->invalidate call, checked for locks leaked by the callback.</summary>
     private static bool Invoke(IntervalNotifier notifier, in NotifierRange range, ulong curSeq)
     {
+        SchedulePoints.Reach(SchedulePointKind.Notifier, notifier);
         HeldLockMark mark = LockValidator.Mark();
         bool result;
         t_callbackDepth++;
