@@ -1,3 +1,4 @@
+using Hmm.Dsl;
 namespace Hmm.Runtime.Locking;
 
 /// <summary>
@@ -35,9 +36,11 @@ public sealed class SpinLock
     public bool IsHeldByCurrentThread => Volatile.Read(ref _owner) == Environment.CurrentManagedThreadId;
 
     /// <summary>spin_lock: busy-waits, never sleeps.</summary>
+    [Acquires("this")]
     public void Lock() => LockCore(0);
 
     /// <summary>spin_lock_nested: deliberate nesting of two spinlocks of one class (subclass 1..7).</summary>
+    [Acquires("this")]
     public void Lock(int subclass)
     {
         LockValidator.ValidateSubclass(subclass);
@@ -45,6 +48,7 @@ public sealed class SpinLock
     }
 
     /// <summary>spin_trylock: records no ordering dependency.</summary>
+    [TryAcquires("this")]
     public bool TryLock()
     {
         if (Interlocked.CompareExchange(ref _owner, Environment.CurrentManagedThreadId, 0) != 0)
@@ -57,6 +61,7 @@ public sealed class SpinLock
     }
 
     /// <summary>spin_unlock: only the owner may call it.</summary>
+    [Releases("this")]
     public void Unlock()
     {
         int owner = Volatile.Read(ref _owner);
