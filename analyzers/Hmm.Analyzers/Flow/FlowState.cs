@@ -50,12 +50,14 @@ internal enum FlowFlags
     SeqSet = 16,
     /// <summary>Must: NotifierRange.Event was read on every path.</summary>
     EventChecked = 32,
+    /// <summary>Must: Owner was read after Event (a path filtering the driver's own MIGRATE/EXCLUSIVE events, HMM-R19).</summary>
+    OwnerFiltered = 64,
 }
 
 /// <summary>The abstract state of the lock/reference/protocol analysis at one program point (immutable).</summary>
 internal sealed class FlowState : IEquatable<FlowState>
 {
-    public const FlowFlags MustFlags = FlowFlags.KnownBlockable | FlowFlags.KnownNonBlockable | FlowFlags.SeqSet | FlowFlags.EventChecked;
+    public const FlowFlags MustFlags = FlowFlags.KnownBlockable | FlowFlags.KnownNonBlockable | FlowFlags.SeqSet | FlowFlags.EventChecked | FlowFlags.OwnerFiltered;
 
     public static readonly FlowState Empty = new(ImmutableArray<HeldLock>.Empty, ImmutableArray<OwnedRef>.Empty, ImmutableArray<PendingTry>.Empty, FlowFlags.None, null);
 

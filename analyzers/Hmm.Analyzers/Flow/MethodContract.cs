@@ -138,6 +138,22 @@ internal sealed class ContractSet
             else if (IsAttr(a, KnownNames.OnMigrateToRam)) (c ??= new()).Context |= CallbackContext.MigrateToRam;
             else if (IsAttr(a, KnownNames.OnMirrorFault)) (c ??= new()).Context |= CallbackContext.MirrorFault;
         }
+        // Drivers forward the ops to their own methods (dmirror's MirrorOps → Dmirror.Invalidate,
+        // DmirrorChunk.MigrateToRam → DmirrorDevice.MigrateToRam): a method with the callback's
+        // shape runs in the callback's context.
+        if ((c?.Context ?? 0) == 0 && method.MethodKind == MethodKind.Ordinary)
+        {
+            bool notifier = false, range = false, vmf = false;
+            foreach (var p in method.Parameters)
+            {
+                notifier |= p.Type.ToDisplayString() == "Hmm.Runtime.Notifiers.IntervalNotifier";
+                range |= Is(p.Type, KnownNames.NotifierRange);
+                vmf |= Is(p.Type, KnownNames.VmFault);
+            }
+            if (notifier && range && method.ReturnType.SpecialType == SpecialType.System_Boolean)
+                (c ??= new()).Context |= CallbackContext.Notifier | CallbackContext.Invalidate | CallbackContext.HandWrittenInvalidate;
+            if (vmf) (c ??= new()).Context |= CallbackContext.MigrateToRam;
+        }
         return c ?? MethodContract.Empty;
     }
 
@@ -206,7 +222,6 @@ internal sealed class ContractSet
                 case "AtomicContextAttribute" when !own: (c ??= new()).Context |= CallbackContext.Atomic; break;
             }
         }
-        if (!own && method.Name == "MigrateToRam" && c != null && !c.Requires.IsEmpty) c.Context |= CallbackContext.MigrateToRam;
     }
 
     /// <summary>Whether a BCL method is known to sleep.</summary>

@@ -44,6 +44,10 @@ internal sealed class MethodFlow
             if (Resolve(contracts, r.Path, method, null) is { } k) locks.Add(new HeldLock(k, r.Shared, true, loc, true, false));
         foreach (var e in self.LockEffects)
             if (e.Kind == LockEffectKind.Release && Resolve(contracts, e.Target, method, null) is { } k) locks.Add(new HeldLock(k, false, true, loc, true, false));
+        if ((self.Context & CallbackContext.MigrateToRam) != 0)
+            foreach (var p in method.Parameters)
+                if (contracts.Is(p.Type, KnownNames.VmFault) && Resolve(contracts, p.Name + ".Mm.MmapLock", method, null) is { } k && !locks.Any(l => l.Key == k))
+                    locks.Add(new HeldLock(k, true, true, loc, true, false));
         var flags = FlowFlags.None;
         string? validation = null;
         if ((self.Context & (CallbackContext.Invalidate | CallbackContext.MirrorFault)) != 0 && (self.Context & CallbackContext.HandWrittenInvalidate) == 0
@@ -275,8 +279,9 @@ internal sealed class MethodFlow
         if (_contracts.Is(member.ContainingType, KnownNames.NotifierRange))
         {
             if (member.Name == "Event") return state.WithFlags(state.Flags | FlowFlags.EventChecked);
-            if (member.Name == "Owner" && (_facts.Context & CallbackContext.Notifier) != 0 && !state.Has(FlowFlags.EventChecked))
-                Report(HmmRules.OwnerWithoutEvent, reference.Syntax.GetLocation());
+            if (member.Name != "Owner") return state;
+            if (state.Has(FlowFlags.EventChecked)) return state.WithFlags(state.Flags | FlowFlags.OwnerFiltered);
+            if ((_facts.Context & CallbackContext.Notifier) != 0) Report(HmmRules.OwnerWithoutEvent, reference.Syntax.GetLocation());
             return state;
         }
         if (_contracts.GuardOf(member) is not { } guard) return state;
@@ -311,6 +316,9 @@ internal sealed class MethodFlow
     private FlowState ApplyCall(IInvocationOperation inv, FlowState state)
     {
         var m = inv.TargetMethod;
+        // using/foreach lower Dispose to the interface method: the receiver's implementation carries the contract.
+        if (m.ContainingType.TypeKind == TypeKind.Interface && Unwrap(inv.Instance)?.Type is { TypeKind: not TypeKind.Interface } rt0
+            && rt0.FindImplementationForInterfaceMember(m) is IMethodSymbol impl) m = impl;
         var c = _contracts.For(m);
         var loc = inv.Syntax.GetLocation();
         foreach (var r in c.Requires)
@@ -442,6 +450,8 @@ internal sealed class MethodFlow
                 bool equal = (bin.OperatorKind == BinaryOperatorKind.Equals) == outcome;
                 return RefineCompare(state, other, c, equal);
             }
+            case IIsNullOperation isNull:
+                return outcome ? DropRef(state, isNull.Operand) : state;
             case IIsPatternOperation { Pattern: IConstantPatternOperation cp } isp when cp.Value.ConstantValue.HasValue:
                 return RefineCompare(state, isp.Value, cp.Value.ConstantValue.Value, outcome);
             case IIsPatternOperation { Pattern: INegatedPatternOperation { Pattern: IConstantPatternOperation cp } } isn when cp.Value.ConstantValue.HasValue:
@@ -454,6 +464,7 @@ internal sealed class MethodFlow
     /// <summary>value == c (equal) or value != c: truthy = "returned true" or "returned Errno.Ok".</summary>
     private FlowState RefineCompare(FlowState state, IOperation value, object? c, bool equal)
     {
+        if (c == null) return equal ? DropRef(state, value) : state;   // a null owner holds nothing
         bool? truthy = c switch
         {
             bool b => equal ? b : !b,
@@ -477,6 +488,13 @@ internal sealed class MethodFlow
         byte b => b == 0,
         _ => false,
     };
+
+    private FlowState DropRef(FlowState state, IOperation value)
+    {
+        if (RefKey(value) is not { } k) return state;
+        int i = state.FindRef(k);
+        return i < 0 ? state : state.WithRefs(state.Refs.RemoveAt(i));
+    }
 
     private FlowState DropTry(FlowState state, IOperation value)
     {
@@ -522,9 +540,12 @@ internal sealed class MethodFlow
     private void CheckReturn(FlowState state, IOperation value)
     {
         if (!_report || (_facts.Context & CallbackContext.Invalidate) == 0) return;
+        // A forwarder (ops class → the driver's method of the same shape): the target is checked itself.
+        if (Unwrap(value) is IInvocationOperation fwd && _contracts.For(fwd.TargetMethod).Context != CallbackContext.None) return;
         bool isFalse = value.ConstantValue is { HasValue: true, Value: false };
         if (isFalse && !state.Has(FlowFlags.KnownNonBlockable)) Report(HmmRules.FalseOnBlockable, value.Syntax.GetLocation());
-        if (!isFalse && (_facts.Context & CallbackContext.HandWrittenInvalidate) != 0 && !state.Has(FlowFlags.SeqSet))
+        // Skipping the driver's own migration events is allowed (HMM-R19): such a path filtered on Event and Owner.
+        if (!isFalse && (_facts.Context & CallbackContext.HandWrittenInvalidate) != 0 && !state.Has(FlowFlags.SeqSet) && !state.Has(FlowFlags.OwnerFiltered))
             Report(HmmRules.SetSeqMissing, value.Syntax.GetLocation());
     }
 

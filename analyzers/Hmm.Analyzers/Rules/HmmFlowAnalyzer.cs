@@ -42,7 +42,7 @@ public sealed class HmmFlowAnalyzer : DiagnosticAnalyzer
         if (context.OwningSymbol is not IMethodSymbol method) return;
         IOperation? body = null;
         foreach (var block in context.OperationBlocks)
-            if (block is IMethodBodyBaseOperation || (block is IBlockOperation && block.Parent == null)) { body = block; break; }
+            if (block is IMethodBodyBaseOperation or IBlockOperation) { body = block; break; }
         if (body == null) return;
         var self = contracts.For(method);
         bool stateful = self.Context != CallbackContext.None || !self.Requires.IsEmpty || !self.LockEffects.IsEmpty;
@@ -66,7 +66,7 @@ public sealed class HmmFlowAnalyzer : DiagnosticAnalyzer
             if (stateful) break;
         }
         if (!stateful && !calls) return;
-        bool deferrable = method.DeclaredAccessibility == Accessibility.Private && method.MethodKind is MethodKind.Ordinary;
+        bool deferrable = method.MethodKind is MethodKind.Ordinary && !IsExternallyVisible(method);
         var facts = new MethodFacts(method, self.Context, deferrable);
         if (stateful)
         {
@@ -87,6 +87,14 @@ public sealed class HmmFlowAnalyzer : DiagnosticAnalyzer
             }
         }
         sink.Add(facts);
+    }
+
+    /// <summary>Whether code outside the compilation can call the method (its needs are then its own contract).</summary>
+    private static bool IsExternallyVisible(ISymbol symbol)
+    {
+        for (var s = symbol; s != null && s is not INamespaceSymbol; s = s.ContainingSymbol)
+            if (s.DeclaredAccessibility is not (Accessibility.Public or Accessibility.Protected or Accessibility.ProtectedOrInternal)) return false;
+        return true;
     }
 
     private static void DeclaredOrder(SymbolAnalysisContext context, ContractSet contracts, ConcurrentBag<LockEdge> sink)
