@@ -247,6 +247,7 @@ internal sealed class ProgramAnalysis
     private void CheckLockOrder(Dictionary<string, string> invalidateLocks, CancellationToken cancel)
     {
         var edges = new List<LockEdge>();
+        var declared = new HashSet<LockEdge>(_declaredEdges);
         foreach (var f in _facts.Values)
         {
             edges.AddRange(f.Edges);
@@ -265,7 +266,7 @@ internal sealed class ProgramAnalysis
             if (!graph.TryGetValue(e.From, out var list)) graph[e.From] = list = [];
             list.Add(e);
         }
-        var observed = edges.FindAll(e => e.Site != null && e.Site.IsInSource);
+        var observed = edges.FindAll(e => e.Site != null && e.Site.IsInSource && !declared.Contains(e));
         observed.Sort((a, b) =>
         {
             int c = string.CompareOrdinal(a.Site!.SourceTree?.FilePath, b.Site!.SourceTree?.FilePath);
