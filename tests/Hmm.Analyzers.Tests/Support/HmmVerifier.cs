@@ -11,6 +11,7 @@ internal static class HmmVerifier
     public const string Usings = """
         using System;
         using Hmm.Dsl;
+        using Hmm.Runtime;
         using Hmm.Runtime.DeviceMemory;
         using Hmm.Runtime.Devices;
         using Hmm.Runtime.Locking;
