@@ -68,6 +68,8 @@ internal sealed class MethodFacts(IMethodSymbol method, CallbackContext context,
     /// <summary>References still owned at exit that were handed to source methods: leaks unless one of those releases them.</summary>
     public List<OwnedRef> PendingLeaks { get; } = [];
     public HashSet<string> ReleasedParams { get; } = new(StringComparer.Ordinal);
+    /// <summary>Field-held references the body releases (a helper dropping the driver's mm reference).</summary>
+    public HashSet<string> ReleasedFields { get; } = new(StringComparer.Ordinal);
     public List<ParamPass> ParamPasses { get; } = [];
     /// <summary>Where the body consumes a snapshot it did not take itself (its callers must have validated one).</summary>
     public Location? ConsumesAtEntry { get; set; }

@@ -350,12 +350,20 @@ internal sealed class MethodFlow
         {
             if (RefKey(rt) is { } rk && state.FindRef(rk) is var i && i >= 0) state = state.WithRefs(state.Refs.RemoveAt(i));
             if (_report && Unwrap(rt) is IParameterReferenceOperation pr) _facts.ReleasedParams.Add(pr.Parameter.Name);
+            if (_report && RefKey(rt) is { } fk && fk.StartsWith("field:", StringComparison.Ordinal)) _facts.ReleasedFields.Add(fk);
         }
         if (c.RefAcquireKind != null && c.RefAcquireWhen == 0 && c.RefAcquireTarget != "return"
             && Target(inv, c.RefAcquireTarget!) is { } at && RefKey(at) is { } ak)
             state = AddRef(state, ak, c.RefAcquireKind, loc);
         if (inSource && c.RefReleaseKind == null && !state.Refs.IsEmpty)
         {
+            // A helper of the same object may release a field-held reference.
+            for (int fi = 0; fi < state.Refs.Length; fi++)
+            {
+                var fr = state.Refs[fi];
+                if (fr.Key.StartsWith("field:", StringComparison.Ordinal) && !fr.Escapes.Contains(m.OriginalDefinition, SymbolEqualityComparer.Default))
+                    state = state.WithRefs(state.Refs.SetItem(fi, new OwnedRef(fr.Key, fr.Kind, fr.Must, fr.Site, fr.Escapes.Add(m.OriginalDefinition))));
+            }
             foreach (var a in inv.Arguments)
             {
                 if (a.Parameter == null || RefKey(a.Value) is not { } k) continue;
@@ -368,6 +376,10 @@ internal sealed class MethodFlow
                     _facts.ParamPasses.Add(new ParamPass(m.OriginalDefinition, a.Parameter.Name, Unwrap(a.Value) is IParameterReferenceOperation p ? p.Parameter.Name : null));
             }
         }
+        if (inSource && _report && c.RefReleaseKind == null)
+            foreach (var a in inv.Arguments)
+                if (a.Parameter != null && Unwrap(a.Value) is IParameterReferenceOperation fp)
+                    _facts.ParamPasses.Add(new ParamPass(m.OriginalDefinition, a.Parameter.Name, fp.Parameter.Name));
         if (c.ReadBegin) state = state.WithValidation(state.Flags & ~(FlowFlags.HasSnapshot | FlowFlags.SnapshotPending), null);
         if (c.Snapshot) state = state.WithValidation(state.Flags | FlowFlags.HasSnapshot | FlowFlags.SnapshotPending, null);
         if (c.SetsSeq) state = state.WithFlags(state.Flags | FlowFlags.SeqSet);

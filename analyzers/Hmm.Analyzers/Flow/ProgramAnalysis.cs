@@ -160,8 +160,19 @@ internal sealed class ProgramAnalysis
                 bool released = false;
                 foreach (var p in f.ParamPasses)
                     if (r.Escapes.Contains(p.Callee, SymbolEqualityComparer.Default) && ReleasesParam(p.Callee, p.CalleeParam, 0)) released = true;
+                foreach (var e in r.Escapes)
+                    if (ReleasesField(e, r.Key, 0)) released = true;
                 if (!released) Emit(Diagnostic.Create(HmmRules.ForReference(r.Kind), r.Site, r.Kind));
             }
+    }
+
+    private bool ReleasesField(IMethodSymbol m, string key, int depth)
+    {
+        if (depth > 8 || !_facts.TryGetValue(m, out var f)) return false;
+        if (f.ReleasedFields.Contains(key)) return true;
+        foreach (var s in f.Calls)
+            if (ReleasesField(s.Callee, key, depth + 1)) return true;
+        return false;
     }
 
     private bool ReleasesParam(IMethodSymbol m, string param, int depth)

@@ -84,6 +84,11 @@ public sealed class HmmFlowAnalyzer : DiagnosticAnalyzer
                 bool bcl = ContractSet.IsBlockingBcl(m);
                 if (c.HasEffects || bcl || m.DeclaringSyntaxReferences.Length > 0)
                     facts.Calls.Add(new CallSite(m.OriginalDefinition, c, inv.Syntax.GetLocation(), ImmutableArray<HeldLock>.Empty, FlowFlags.None, bcl));
+                // A forwarded parameter: whether this method releases what its caller hands it depends on the callee.
+                if (m.DeclaringSyntaxReferences.Length > 0)
+                    foreach (var a in inv.Arguments)
+                        if (a.Parameter != null && a.Value is IParameterReferenceOperation pr)
+                            facts.ParamPasses.Add(new ParamPass(m.OriginalDefinition, a.Parameter.Name, pr.Parameter.Name));
             }
         }
         sink.Add(facts);
