@@ -5,9 +5,10 @@ namespace Hmm.Analyzers.Rules;
 /// <summary>
 /// The HMM1xxx descriptors: lock discipline (1001–1006), mirroring and notifier rules
 /// (1010–1019, kernel-hmm.md C HMM-Rxx), migration, exclusive access and references (1020–1025).
-/// Every rule has a page under docs/diagnostics. Rules whose verdict needs the whole compilation
-/// (callees' summaries, callers of private helpers, the lock-order graph) carry the
-/// CompilationEnd tag and are reported when the compilation's analysis ends.
+/// Every rule has a page under docs/diagnostics. Rules decided inside one body are reported when
+/// that body is analysed (so the IDE offers their fixes); rules whose verdict may need the whole
+/// compilation (callees' summaries, callers of private helpers, the lock-order graph) carry the
+/// CompilationEnd tag and are reported, at least partly, when the compilation's analysis ends.
 /// </summary>
 internal static class HmmRules
 {
@@ -29,13 +30,13 @@ internal static class HmmRules
         "The callee is [Requires]/[RequiresShared] a lock the caller does not hold on every path to the call.");
     public static readonly DiagnosticDescriptor ExcludedLockHeld = Rule("HMM1003", "Excluded lock held at a call",
         "Calling '{0}' while holding '{1}', which it takes or waits for", LockingCategory,
-        "The callee is [Excludes] a lock the caller may hold: it takes it or waits for its holders (self-deadlock).");
+        "The callee is [Excludes] a lock the caller may hold: it takes it or waits for its holders (self-deadlock).", end: false);
     public static readonly DiagnosticDescriptor LockNotReleased = Rule("HMM1004", "Lock not released on some path",
         "Lock '{0}' acquired here is not released on some path out of the method", LockingCategory,
-        "A lock taken in a method is still held on some return or throw path, and the method does not declare [Acquires].");
+        "A lock taken in a method is still held on some return or throw path, and the method does not declare [Acquires].", end: false);
     public static readonly DiagnosticDescriptor ReleaseNotHeld = Rule("HMM1005", "Lock released without being held",
         "Releasing '{0}', which is not held here", LockingCategory,
-        "An unlock on a path where the lock is not held (double unlock, or unlock of a lock taken by the caller without [Releases]).");
+        "An unlock on a path where the lock is not held (double unlock, or unlock of a lock taken by the caller without [Releases]).", end: false);
     public static readonly DiagnosticDescriptor LockOrder = Rule("HMM1006", "Lock order violated",
         "Acquiring '{0}' here: {1}", LockingCategory,
         "Acquisitions form a cycle in the compilation's lock order (nesting observed in bodies and callees, [AcquiredAfter], and the kernel order mmap lock → update lock U → callback locks), or re-acquire a held lock.");
@@ -53,10 +54,10 @@ internal static class HmmRules
         "An invalidate callback may sleep only when NotifierRange.Blockable is true; otherwise it must try-lock and return false.");
     public static readonly DiagnosticDescriptor FalseOnBlockable = Rule("HMM1014", "Invalidate returns false on a blockable range (HMM-R08)",
         "The invalidate callback returns false on a path where the range may be blockable", NotifierCategory,
-        "Returning false is only allowed for a non-blockable range; the core ignores it otherwise and device mappings survive.");
+        "Returning false is only allowed for a non-blockable range; the core ignores it otherwise and device mappings survive.", end: false);
     public static readonly DiagnosticDescriptor SetSeqMissing = Rule("HMM1015", "Invalidate succeeds without SetSeq (HMM-R07)",
         "The invalidate callback returns success on a path that does not call SetSeq", NotifierCategory,
-        "A hand-written invalidate must call IntervalNotifier.SetSeq(curSeq) under U on every successful path, or ReadRetry misses the collision.");
+        "A hand-written invalidate must call IntervalNotifier.SetSeq(curSeq) under U on every successful path, or ReadRetry misses the collision.", end: false);
     public static readonly DiagnosticDescriptor NotifierRemovalInCallback = Rule("HMM1016", "Notifier removed in a callback or under a callback lock (HMM-R10)",
         "'{0}' waits for running callbacks{1}: self-deadlock", NotifierCategory,
         "mmu_interval_notifier_remove waits for the invalidation in progress; from a callback or holding a lock the callback takes it never returns.");
@@ -68,7 +69,7 @@ internal static class HmmRules
         "HMM_PFN_REQ_WRITE only takes effect together with HMM_PFN_REQ_FAULT; alone it silently yields read-only pfns.", end: false);
     public static readonly DiagnosticDescriptor OwnerWithoutEvent = Rule("HMM1019", "NotifierRange.Owner read without checking Event (HMM-R18)",
         "Owner is read before Event was checked on this path", NotifierCategory,
-        "range->owner is only initialised for MIGRATE and EXCLUSIVE events; check Event before reading it.");
+        "range->owner is only initialised for MIGRATE and EXCLUSIVE events; check Event before reading it.", end: false);
     public static readonly DiagnosticDescriptor MigrationNotFinalized = Rule("HMM1020", "migrate_vma Setup without Finalize on some path (MIG-R02)",
         "A successful '{0}' setup here is not finalized on some path", MigrationCategory,
         "After MigrateVma.Setup returns Ok, MigrateVma.Finalize must run on every path, error paths included, or the pages stay locked behind migration entries.");
