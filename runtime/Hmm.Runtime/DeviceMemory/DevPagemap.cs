@@ -1,3 +1,4 @@
+using Hmm.Dsl;
 using Hmm.Runtime.Memory;
 using Hmm.Runtime.Mm;
 
@@ -36,6 +37,7 @@ public sealed unsafe class DevPagemap
     /// EINVAL when the size is zero or not a multiple of 2 MiB, or when private memory lacks an
     /// owner or ops, or coherent memory an owner (the kernel's registration checks, A.8).
     /// </summary>
+    [MayBlock]
     public static Errno Create(Machine machine, DevicePageKind kind, ulong bytes, object? owner, IDevPagemapOps? ops, out DevPagemap? pgmap)
     {
         pgmap = null;
@@ -146,6 +148,7 @@ public sealed unsafe class DevPagemap
     /// memunmap_pages: unplugs the range. Fails with EBUSY while any page is still referenced —
     /// evict mapped pages first (<c>MigrateDevice.EvictAndRemove</c> does both).
     /// </summary>
+    [MayBlock]
     public Errno Remove()
     {
         if (IsRemoved) throw new KernelBugException("DEV-R01", $"device memory 0x{FirstPfn:x} removed twice");

@@ -24,6 +24,7 @@ public readonly struct ExclusivePage : IDisposable
     public ulong Pfn { get; }
 
     /// <summary>Unlocks and releases the page.</summary>
+    [ReleasesReference("exclusive-folio", "this")]
     public void Dispose()
     {
         if (_machine == null) return;
@@ -47,6 +48,8 @@ public static class DeviceExclusive
     /// event (HMM-R20).
     /// </summary>
     [MayBlock]
+    [RequiresShared("mm.MmapLock")]
+    [AcquiresReference("exclusive-folio", "page", When = AcquiredWhen.ReturnsOk)]
     public static Errno Make(AddressSpace mm, ulong address, object? owner, out ExclusivePage page)
     {
         page = default;

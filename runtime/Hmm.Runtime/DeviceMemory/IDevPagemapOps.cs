@@ -1,3 +1,4 @@
+using Hmm.Dsl;
 using Hmm.Runtime.Mm;
 
 namespace Hmm.Runtime.DeviceMemory;
@@ -43,6 +44,7 @@ public interface IDevPagemapOps
     /// allocator here; the page may be initialised again (<see cref="DevPagemap.InitPage"/>) only
     /// after this call (MIG-R10).
     /// </summary>
+    [AtomicContext]
     void PageFree(DevPagemap pgmap, ulong pfn);
 
     /// <summary>
@@ -51,6 +53,7 @@ public interface IDevPagemapOps
     /// FaultPage = <see cref="VmFault.Page"/>), or return SigBus/Oom. Called with the mmap lock
     /// held for read; must not take it again (MIG-R09).
     /// </summary>
+    [RequiresShared("vmf.Mm.MmapLock")]
     VmFaultResult MigrateToRam(in VmFault vmf);
 
     /// <summary>

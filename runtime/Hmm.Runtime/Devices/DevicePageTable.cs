@@ -1,3 +1,4 @@
+using Hmm.Dsl;
 using System.Runtime.CompilerServices;
 using Hmm.Runtime.Memory;
 using Hmm.Runtime.Mirror;
@@ -109,6 +110,7 @@ public sealed class DevicePageTable
     // ---------------------------------------------------------------- install
 
     /// <summary>Installs <paramref name="hmmPfns"/> with every pfn in <paramref name="aperture"/> (frame = pfn).</summary>
+    [ConsumesSnapshot]
     public Errno Install(ulong va, ReadOnlySpan<ulong> hmmPfns, DeviceAperture aperture = DeviceAperture.System, bool atomic = false)
         => Install(va, hmmPfns, new UniformTargets(aperture), atomic);
 
@@ -125,6 +127,7 @@ public sealed class DevicePageTable
     /// </summary>
     /// <returns><see cref="Errno.EINVAL"/> when <paramref name="va"/> is not page aligned or the span passes <see cref="VaLimit"/>.</returns>
     /// <exception cref="ArgumentOutOfRangeException">A target frame exceeds <see cref="DevicePte.MaxFrame"/> (a machine larger than the simulated PTE can name).</exception>
+    [ConsumesSnapshot]
     public Errno Install<TMap>(ulong va, ReadOnlySpan<ulong> hmmPfns, TMap map, bool atomic = false)
         where TMap : struct, IDeviceTargetMap
     {

@@ -1,5 +1,5 @@
+using Hmm.Dsl;
 using Hmm.Runtime.Scheduling;
-
 namespace Hmm.Runtime.Locking;
 
 /// <summary>
@@ -43,12 +43,16 @@ public sealed class KernelMutex
     public bool IsHeldByCurrentThread => Volatile.Read(ref _owner) == Environment.CurrentManagedThreadId;
 
     /// <summary>mutex_lock: may sleep.</summary>
+    [MayBlock]
+    [Acquires("this")]
     public void Lock() => LockCore(0);
 
     /// <summary>
     /// mutex_lock_nested: like <see cref="Lock()"/>, but tells the validator this is a
     /// deliberate nesting of two mutexes of one class (subclass 1..7 is a separate class).
     /// </summary>
+    [MayBlock]
+    [Acquires("this")]
     public void Lock(int subclass)
     {
         LockValidator.ValidateSubclass(subclass);
@@ -56,6 +60,7 @@ public sealed class KernelMutex
     }
 
     /// <summary>mutex_trylock: never sleeps and records no ordering dependency.</summary>
+    [TryAcquires("this")]
     public bool TryLock()
     {
         SchedulePoints.Reach(SchedulePointKind.Acquire, this);
@@ -70,6 +75,7 @@ public sealed class KernelMutex
     }
 
     /// <summary>mutex_unlock: only the owner may call it.</summary>
+    [Releases("this")]
     public void Unlock()
     {
         int me = Environment.CurrentManagedThreadId;

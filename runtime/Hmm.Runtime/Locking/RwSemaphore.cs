@@ -1,5 +1,5 @@
+using Hmm.Dsl;
 using Hmm.Runtime.Scheduling;
-
 namespace Hmm.Runtime.Locking;
 
 /// <summary>
@@ -61,9 +61,13 @@ public sealed class RwSemaphore
     internal int Sleepers => Volatile.Read(ref _sleepers);
 
     /// <summary>down_read (mmap_read_lock): may sleep.</summary>
+    [MayBlock]
+    [AcquiresShared("this")]
     public void ReadLock() => ReadLockCore(0);
 
     /// <summary>down_read_nested: read lock of a second semaphore of the same class (subclass 1..7).</summary>
+    [MayBlock]
+    [AcquiresShared("this")]
     public void ReadLockNested(int subclass)
     {
         LockValidator.ValidateSubclass(subclass);
@@ -117,6 +121,7 @@ public sealed class RwSemaphore
     }
 
     /// <summary>down_read_trylock: fails if a writer holds it or is waiting; records no dependency.</summary>
+    [TryAcquires("this", Shared = true)]
     public bool TryReadLock()
     {
         SchedulePoints.Reach(SchedulePointKind.Acquire, this);
@@ -130,6 +135,7 @@ public sealed class RwSemaphore
     }
 
     /// <summary>up_read: the calling thread must hold a read lock.</summary>
+    [Releases("this")]
     public void ReadUnlock()
     {
         if (!(HeldLocks.CurrentOrNull?.Remove(this, LockKind.RwRead) ?? false))
@@ -145,6 +151,8 @@ public sealed class RwSemaphore
     }
 
     /// <summary>down_write (mmap_write_lock): may sleep.</summary>
+    [MayBlock]
+    [Acquires("this")]
     public void WriteLock() => WriteLockCore(0);
 
     /// <summary>
@@ -152,6 +160,8 @@ public sealed class RwSemaphore
     /// same class, e.g. fork holding the parent's mmap lock while taking the child's with
     /// subclass 1 (SINGLE_DEPTH_NESTING).
     /// </summary>
+    [MayBlock]
+    [Acquires("this")]
     public void WriteLockNested(int subclass)
     {
         LockValidator.ValidateSubclass(subclass);
@@ -159,6 +169,7 @@ public sealed class RwSemaphore
     }
 
     /// <summary>down_write_trylock: records no dependency.</summary>
+    [TryAcquires("this")]
     public bool TryWriteLock()
     {
         SchedulePoints.Reach(SchedulePointKind.Acquire, this);
@@ -173,6 +184,7 @@ public sealed class RwSemaphore
     }
 
     /// <summary>up_write: only the writer may call it.</summary>
+    [Releases("this")]
     public void WriteUnlock()
     {
         EnsureWriter("up_write");
@@ -189,6 +201,8 @@ public sealed class RwSemaphore
     /// a read lock, so no other writer can get in between; waiting readers may then enter
     /// (unless a writer is waiting — writer preference still applies).
     /// </summary>
+    [Releases("this")]
+    [AcquiresShared("this")]
     public void DowngradeWrite()
     {
         EnsureWriter("downgrade_write");

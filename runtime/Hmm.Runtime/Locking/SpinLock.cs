@@ -1,5 +1,5 @@
+using Hmm.Dsl;
 using Hmm.Runtime.Scheduling;
-
 namespace Hmm.Runtime.Locking;
 
 /// <summary>
@@ -37,9 +37,11 @@ public sealed class SpinLock
     public bool IsHeldByCurrentThread => Volatile.Read(ref _owner) == Environment.CurrentManagedThreadId;
 
     /// <summary>spin_lock: busy-waits, never sleeps.</summary>
+    [Acquires("this")]
     public void Lock() => LockCore(0);
 
     /// <summary>spin_lock_nested: deliberate nesting of two spinlocks of one class (subclass 1..7).</summary>
+    [Acquires("this")]
     public void Lock(int subclass)
     {
         LockValidator.ValidateSubclass(subclass);
@@ -47,6 +49,7 @@ public sealed class SpinLock
     }
 
     /// <summary>spin_trylock: records no ordering dependency.</summary>
+    [TryAcquires("this")]
     public bool TryLock()
     {
         SchedulePoints.Reach(SchedulePointKind.Acquire, this);
@@ -60,6 +63,7 @@ public sealed class SpinLock
     }
 
     /// <summary>spin_unlock: only the owner may call it.</summary>
+    [Releases("this")]
     public void Unlock()
     {
         int owner = Volatile.Read(ref _owner);

@@ -20,6 +20,7 @@ public static class MigrateDevice
     /// (CLEAR events, owner none). Free, busy-locked or extra-referenced pages get 0.
     /// </summary>
     [MayBlock]
+    [Migrates]
     public static Errno Range(Machine machine, Span<ulong> src, ulong startPfn)
     {
         var frames = machine.Frames;
@@ -46,6 +47,7 @@ public static class MigrateDevice
 
     /// <summary>migrate_device_pages: commits every entry with a destination; a compound source with base-page destinations migrates page by page.</summary>
     [MayBlock]
+    [Migrates]
     public static void Pages(Machine machine, Span<ulong> src, ReadOnlySpan<ulong> dst)
     {
         if (dst.Length < src.Length) throw new ArgumentException("dst is shorter than src", nameof(dst));
@@ -68,6 +70,7 @@ public static class MigrateDevice
 
     /// <summary>migrate_device_finalize: installs the destinations (or restores the sources) and releases both. Copies must be complete (MIG-R06).</summary>
     [MayBlock]
+    [Migrates]
     public static void Finalize(Machine machine, Span<ulong> src, ReadOnlySpan<ulong> dst)
         => MigrationEngine.FinalizeEntries(machine, src, dst[..src.Length], null);
 
@@ -80,6 +83,7 @@ public static class MigrateDevice
     /// mappings (e.g. a driver that kept a reference).
     /// </summary>
     [MayBlock]
+    [Migrates]
     public static Errno EvictAndRemove(DevPagemap pgmap)
     {
         var machine = pgmap.Machine;
@@ -91,6 +95,7 @@ public static class MigrateDevice
 
     /// <summary>Evicts every in-use page of [firstPfn, +count) of <paramref name="pgmap"/> to system memory.</summary>
     [MayBlock]
+    [Migrates]
     public static Errno Evict(DevPagemap pgmap, ulong firstPfn, ulong count)
     {
         var machine = pgmap.Machine;

@@ -65,14 +65,22 @@ public sealed class MigrateVma : IDisposable
     /// extra-referenced pages (their src word becomes 0), and returns 0 even if nothing moved.
     /// </summary>
     [MayBlock]
+    [Migrates]
+    [RequiresShared("args.Vma.Mm.MmapLock")]
+    [AcquiresReference("migration", "args", When = AcquiredWhen.ReturnsOk)]
     public static Errno Setup(MigrateVma args) => args.SetupCore();
 
     /// <summary>migrate_vma_pages: commits each entry that has a destination.</summary>
     [MayBlock]
+    [Migrates]
+    [RequiresShared("args.Vma.Mm.MmapLock")]
     public static void Pages(MigrateVma args) => args.PagesCore();
 
     /// <summary>migrate_vma_finalize: installs the destinations (or restores the sources). Must follow every successful setup (MIG-R02).</summary>
     [MayBlock]
+    [Migrates]
+    [RequiresShared("args.Vma.Mm.MmapLock")]
+    [ReleasesReference("migration", "args")]
     public static void Finalize(MigrateVma args) => args.FinalizeCore();
 
     /// <summary>Entries covered: (End - Start) / 4096 after setup.</summary>

@@ -85,6 +85,7 @@ public sealed class HmmRange
     /// notifier is missing or not inserted (HMM-R02).</exception>
     [MayBlock]
     [RequiresShared("Notifier.Mm.MmapLock")]
+    [Snapshot]
     public Errno Fault() => HmmRangeFault.Run(this);
 
     /// <summary>Number of pages in the range.</summary>

@@ -1,3 +1,4 @@
+using Hmm.Dsl;
 using Hmm.Runtime.Memory;
 
 namespace Hmm.Runtime.Mm;
@@ -27,6 +28,7 @@ public sealed class PinnedPages : IDisposable
     public bool LongTerm { get; }
 
     /// <summary>unpin_user_pages. Idempotent.</summary>
+    [ReleasesReference("pin", "this")]
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _released, 1) != 0) return;

@@ -1,3 +1,4 @@
+using Hmm.Dsl;
 using Hmm.Runtime.Locking;
 using Hmm.Runtime.Memory;
 
@@ -85,6 +86,7 @@ public sealed partial class AddressSpace
     }
 
     /// <summary>vma_lookup under the caller's mmap lock: the VMA containing <paramref name="address"/>, or null.</summary>
+    [RequiresShared("this.MmapLock")]
     public Vma? FindVma(ulong address)
     {
         AssertLocked("FindVma");
@@ -92,6 +94,7 @@ public sealed partial class AddressSpace
     }
 
     /// <summary>mmget_not_zero: pins the mm's users so it cannot be torn down (HMM-R13).</summary>
+    [AcquiresReference("mm", "this", When = AcquiredWhen.ReturnsTrue)]
     public bool TryGet()
     {
         int users = Volatile.Read(ref _users);
@@ -105,6 +108,9 @@ public sealed partial class AddressSpace
     }
 
     /// <summary>mmput: drops a reference taken by <see cref="TryGet"/>; the last one tears the address space down.</summary>
+    [MayBlock]
+    [MayDropMmReference]
+    [ReleasesReference("mm", "this")]
     public void Put()
     {
         int left = Interlocked.Decrement(ref _users);

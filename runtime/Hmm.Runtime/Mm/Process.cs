@@ -1,3 +1,4 @@
+using Hmm.Dsl;
 namespace Hmm.Runtime.Mm;
 
 /// <summary>
@@ -127,6 +128,8 @@ public sealed class Process
     /// <paramref name="longTerm"/>): faults the pages in and pins them until the result is
     /// disposed. See <see cref="AddressSpace"/> for the rules on device memory.
     /// </summary>
+    [MayBlock]
+    [AcquiresReference("pin", "return")]
     public PinnedPages PinUserPages(ulong addr, int npages, bool write, bool longTerm)
     {
         CheckRunning();

@@ -1,3 +1,4 @@
+using Hmm.Dsl;
 using Hmm.Runtime.Mm;
 
 namespace Hmm.Runtime.Notifiers;
@@ -20,5 +21,6 @@ public interface IIntervalNotifierOps
     /// <param name="notifier">The interval being invalidated.</param>
     /// <param name="range">The changing range (may extend beyond the interval).</param>
     /// <param name="curSeq">The mm's current (odd) invalidation sequence.</param>
+    [NotifierCallback(Invalidate = true)]
     bool Invalidate(IntervalNotifier notifier, in NotifierRange range, ulong curSeq);
 }

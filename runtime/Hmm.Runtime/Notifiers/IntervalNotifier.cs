@@ -1,3 +1,4 @@
+using Hmm.Dsl;
 using Hmm.Runtime.Scheduling;
 using Hmm.Runtime.Locking;
 using Hmm.Runtime.Mm;
@@ -61,6 +62,8 @@ public sealed class IntervalNotifier
     /// subscriptions on first use, which takes mmap_lock for write: calling it with mmap_lock
     /// held is a bug (HMM-R11; use <see cref="InsertLocked"/>). May sleep.
     /// </summary>
+    [MayBlock]
+    [Excludes("mm.MmapLock")]
     public Errno Insert(AddressSpace mm, ulong start, ulong length)
     {
         ArgumentNullException.ThrowIfNull(mm);
@@ -74,6 +77,7 @@ public sealed class IntervalNotifier
     /// mmu_interval_notifier_insert_locked: like <see cref="Insert"/>, for a caller that already
     /// holds <see cref="AddressSpace.MmapLock"/> for write (HMM-R11).
     /// </summary>
+    [Requires("mm.MmapLock")]
     public Errno InsertLocked(AddressSpace mm, ulong start, ulong length)
     {
         ArgumentNullException.ThrowIfNull(mm);
@@ -116,6 +120,8 @@ public sealed class IntervalNotifier
     /// or will run. Must not be called from an ops callback (HMM-R10) and must pair with exactly
     /// one insert (HMM-R12), also after the process exited.
     /// </summary>
+    [MayBlock]
+    [WaitsForCallbacks]
     public void Remove()
     {
         if (MmuNotifierSubscriptions.InCallback)
@@ -144,6 +150,8 @@ public sealed class IntervalNotifier
     /// Annotated like the kernel's as taking the invalidate_range_start pseudo-lock: never call
     /// it holding a lock the callback takes (HMM-R03). Does not loop; may sleep.
     /// </summary>
+    [MayBlock]
+    [ReadBegin]
     public ulong ReadBegin()
     {
         MmuNotifierSubscriptions subscriptions = _subscriptions
@@ -157,6 +165,7 @@ public sealed class IntervalNotifier
     /// by <see cref="ReadBegin"/> returning <paramref name="seq"/>. Call under the driver lock
     /// that the callback holds around <see cref="SetSeq"/> (HMM-R06).
     /// </summary>
+    [ReadRetry]
     public bool ReadRetry(ulong seq) => FaultInjection.Fails(FaultSite.SeqBusy) || Volatile.Read(ref InvalidateSeq) != seq;
 
     /// <summary>
@@ -169,6 +178,7 @@ public sealed class IntervalNotifier
     /// mmu_interval_set_seq: every invalidate callback calls it unconditionally with its
     /// <c>curSeq</c>, under the driver lock (HMM-R07).
     /// </summary>
+    [SetsSeq]
     public void SetSeq(ulong curSeq) => Volatile.Write(ref InvalidateSeq, curSeq);
 
     /// <inheritdoc/>

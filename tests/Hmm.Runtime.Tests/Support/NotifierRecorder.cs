@@ -84,7 +84,11 @@ public sealed class NotifierRecorder : IIntervalNotifierOps, IDisposable
         try { _events.Add(new RecordedEvent(range.Event, range.Start, range.End, range.Blockable, owner)); }
         finally { _lock.Unlock(); }
         OnInvalidate?.Invoke(range);
+        // A test double: tests make it refuse on purpose, blockable ranges included, to check how
+        // the core handles a refusal (HMM-R08 is the driver's rule, provoked here deliberately).
+#pragma warning disable HMM1014
         if (Refuse is { } refuse && refuse(range)) return false;
+#pragma warning restore HMM1014
         LastSeq = curSeq;
         notifier.SetSeq(curSeq);
         return true;

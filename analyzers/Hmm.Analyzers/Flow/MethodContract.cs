@@ -1,0 +1,236 @@
+using System.Collections.Concurrent;
+using System.Collections.Immutable;
+using Microsoft.CodeAnalysis;
+
+namespace Hmm.Analyzers.Flow;
+
+/// <summary>What a lock-changing method does to its lock (Clang's ACQUIRE / ACQUIRE_SHARED / TRY_ACQUIRE / RELEASE).</summary>
+internal enum LockEffectKind
+{
+    Acquire,
+    AcquireShared,
+    TryAcquire,
+    TryAcquireShared,
+    Release,
+}
+
+/// <summary>One lock effect declared on a method: the kind and the lock expression ("this", a parameter, a path).</summary>
+internal readonly struct LockEffect(LockEffectKind kind, string target)
+{
+    public LockEffectKind Kind { get; } = kind;
+    public string Target { get; } = target;
+}
+
+/// <summary>A required lock: path and whether shared is enough.</summary>
+internal readonly struct LockRequirement(string path, bool shared)
+{
+    public string Path { get; } = path;
+    public bool Shared { get; } = shared;
+}
+
+/// <summary>The callback context a method body runs in (DSL attribute or the runtime interface member it implements).</summary>
+[Flags]
+internal enum CallbackContext
+{
+    None = 0,
+    /// <summary>Inside an mmu-notifier callback (invalidate or release).</summary>
+    Notifier = 1,
+    /// <summary>The invalidate callback: a NotifierRange says whether it may block.</summary>
+    Invalidate = 2,
+    /// <summary>A hand-written invalidate (not behind the generated trampoline): must call SetSeq itself.</summary>
+    HandWrittenInvalidate = 4,
+    /// <summary>Atomic context (page_free): no sleeping.</summary>
+    Atomic = 8,
+    /// <summary>migrate_to_ram: re-entered from hmm_range_fault on the driver's own device-private pages.</summary>
+    MigrateToRam = 16,
+    /// <summary>OnMirrorFault: runs after a successful ReadRetry under U.</summary>
+    MirrorFault = 32,
+}
+
+/// <summary>The contract of one method as its attributes (and those of what it implements) declare it.</summary>
+internal sealed class MethodContract
+{
+    public static readonly MethodContract Empty = new();
+
+    public ImmutableArray<LockEffect> LockEffects { get; set; } = ImmutableArray<LockEffect>.Empty;
+    public ImmutableArray<LockRequirement> Requires { get; set; } = ImmutableArray<LockRequirement>.Empty;
+    public ImmutableArray<string> Excludes { get; set; } = ImmutableArray<string>.Empty;
+    public bool MayBlock { get; set; }
+    public bool MayDropMm { get; set; }
+    public bool WaitsForCallbacks { get; set; }
+    public bool ReadBegin { get; set; }
+    public bool Snapshot { get; set; }
+    public bool SnapshotFaults { get; set; }
+    public bool ReadRetry { get; set; }
+    public bool SetsSeq { get; set; }
+    public bool ConsumesSnapshot { get; set; }
+    public bool Migrates { get; set; }
+    public string? RefAcquireKind { get; set; }
+    public string? RefAcquireTarget { get; set; }
+    public int RefAcquireWhen { get; set; }
+    public string? RefReleaseKind { get; set; }
+    public string? RefReleaseTarget { get; set; }
+    public CallbackContext Context { get; set; }
+
+    /// <summary>Whether any attribute changes flow state at a call (so the caller's body needs the CFG walk).</summary>
+    public bool ChangesState => !LockEffects.IsEmpty || ReadBegin || Snapshot || ReadRetry || SetsSeq || ConsumesSnapshot
+        || RefAcquireKind != null || RefReleaseKind != null || !Requires.IsEmpty || !Excludes.IsEmpty;
+
+    /// <summary>Whether a call to it matters to the whole-program rules even without state change.</summary>
+    public bool HasEffects => MayBlock || MayDropMm || WaitsForCallbacks || Migrates || ReadBegin || SnapshotFaults;
+}
+
+/// <summary>
+/// The Hmm.Dsl contract attribute types of one compilation and a cache of method contracts.
+/// Built at compilation start; null when the compilation does not reference Hmm.Runtime.
+/// </summary>
+internal sealed class ContractSet
+{
+    private readonly ConcurrentDictionary<ISymbol, MethodContract> _contracts = new(SymbolEqualityComparer.Default);
+    private readonly ConcurrentDictionary<ISymbol, string?> _guards = new(SymbolEqualityComparer.Default);
+    private readonly Dictionary<string, INamedTypeSymbol> _types = new(StringComparer.Ordinal);
+
+    private ContractSet(Compilation compilation)
+    {
+        Compilation = compilation;
+        foreach (var name in KnownNames.AllRuntimeTypes)
+            if (compilation.GetTypeByMetadataName(name) is { } t) _types[name] = t;
+    }
+
+    public Compilation Compilation { get; }
+
+    public static ContractSet? TryCreate(Compilation compilation)
+    {
+        var set = new ContractSet(compilation);
+        return set._types.ContainsKey(KnownNames.MayBlock) && set._types.ContainsKey(KnownNames.Acquires) ? set : null;
+    }
+
+    public INamedTypeSymbol? Type(string metadataName) => _types.TryGetValue(metadataName, out var t) ? t : null;
+
+    public bool Is(ITypeSymbol? type, string metadataName) =>
+        type != null && _types.TryGetValue(metadataName, out var t) && SymbolEqualityComparer.Default.Equals(type.OriginalDefinition, t);
+
+    private bool IsAttr(AttributeData a, string metadataName) => Is(a.AttributeClass, metadataName);
+
+    /// <summary>The guarding lock path of a field or property, or null.</summary>
+    public string? GuardOf(ISymbol member) => _guards.GetOrAdd(member, m =>
+    {
+        foreach (var a in m.GetAttributes())
+            if (IsAttr(a, KnownNames.GuardedBy) && a.ConstructorArguments.Length == 1) return a.ConstructorArguments[0].Value as string;
+        return null;
+    });
+
+    public MethodContract For(IMethodSymbol method) => _contracts.GetOrAdd(method.OriginalDefinition, m => Build((IMethodSymbol)m));
+
+    private MethodContract Build(IMethodSymbol method)
+    {
+        MethodContract? c = null;
+        Read(method, ref c, own: true);
+        // A hand-written implementation inherits the context (and lock contract) of the
+        // runtime interface member it implements: IIntervalNotifierOps.Invalidate, IDevPagemapOps.*.
+        foreach (var implemented in Implemented(method)) Read(implemented, ref c, own: false);
+        // DSL callbacks: the generated trampoline is the caller, and it fixes the context.
+        foreach (var a in method.GetAttributes())
+        {
+            if (IsAttr(a, KnownNames.OnInvalidate)) (c ??= new()).Context |= CallbackContext.Notifier | CallbackContext.Invalidate;
+            else if (IsAttr(a, KnownNames.OnRelease)) (c ??= new()).Context |= CallbackContext.Notifier;
+            else if (IsAttr(a, KnownNames.OnPageFree)) (c ??= new()).Context |= CallbackContext.Atomic;
+            else if (IsAttr(a, KnownNames.OnMigrateToRam)) (c ??= new()).Context |= CallbackContext.MigrateToRam;
+            else if (IsAttr(a, KnownNames.OnMirrorFault)) (c ??= new()).Context |= CallbackContext.MirrorFault;
+        }
+        // Drivers forward the ops to their own methods (dmirror's MirrorOps → Dmirror.Invalidate,
+        // DmirrorChunk.MigrateToRam → DmirrorDevice.MigrateToRam): a method with the callback's
+        // shape runs in the callback's context.
+        if ((c?.Context ?? 0) == 0 && method.MethodKind == MethodKind.Ordinary)
+        {
+            bool notifier = false, range = false, vmf = false;
+            foreach (var p in method.Parameters)
+            {
+                notifier |= p.Type.ToDisplayString() == "Hmm.Runtime.Notifiers.IntervalNotifier";
+                range |= Is(p.Type, KnownNames.NotifierRange);
+                vmf |= Is(p.Type, KnownNames.VmFault);
+            }
+            if (notifier && range && method.ReturnType.SpecialType == SpecialType.System_Boolean)
+                (c ??= new()).Context |= CallbackContext.Notifier | CallbackContext.Invalidate | CallbackContext.HandWrittenInvalidate;
+            if (vmf) (c ??= new()).Context |= CallbackContext.MigrateToRam;
+        }
+        return c ?? MethodContract.Empty;
+    }
+
+    private static IEnumerable<IMethodSymbol> Implemented(IMethodSymbol method)
+    {
+        if (method.MethodKind == MethodKind.ExplicitInterfaceImplementation)
+        {
+            foreach (var m in method.ExplicitInterfaceImplementations) yield return m;
+            yield break;
+        }
+        if (method.MethodKind != MethodKind.Ordinary || method.IsStatic) yield break;
+        foreach (var iface in method.ContainingType.AllInterfaces)
+            foreach (var member in iface.GetMembers(method.Name))
+                if (member is IMethodSymbol im && SymbolEqualityComparer.Default.Equals(method.ContainingType.FindImplementationForInterfaceMember(im), method))
+                    yield return im;
+    }
+
+    private void Read(IMethodSymbol method, ref MethodContract? c, bool own)
+    {
+        foreach (var a in method.GetAttributes())
+        {
+            var cls = a.AttributeClass;
+            if (cls == null || cls.ContainingNamespace?.ToDisplayString() != "Hmm.Dsl") continue;
+            string? arg0 = a.ConstructorArguments.Length > 0 ? a.ConstructorArguments[0].Value as string : null;
+            string? arg1 = a.ConstructorArguments.Length > 1 ? a.ConstructorArguments[1].Value as string : null;
+            switch (cls.Name)
+            {
+                case "MayBlockAttribute": (c ??= new()).MayBlock = true; break;
+                case "RequiresAttribute" when arg0 != null: (c ??= new()).Requires = c.Requires.Add(new LockRequirement(arg0, false)); break;
+                case "RequiresSharedAttribute" when arg0 != null: (c ??= new()).Requires = c.Requires.Add(new LockRequirement(arg0, true)); break;
+                case "ExcludesAttribute" when arg0 != null: (c ??= new()).Excludes = c.Excludes.Add(arg0); break;
+                case "AcquiresAttribute" when arg0 != null && own: (c ??= new()).LockEffects = c.LockEffects.Add(new LockEffect(LockEffectKind.Acquire, arg0)); break;
+                case "AcquiresSharedAttribute" when arg0 != null && own: (c ??= new()).LockEffects = c.LockEffects.Add(new LockEffect(LockEffectKind.AcquireShared, arg0)); break;
+                case "ReleasesAttribute" when arg0 != null && own: (c ??= new()).LockEffects = c.LockEffects.Add(new LockEffect(LockEffectKind.Release, arg0)); break;
+                case "TryAcquiresAttribute" when arg0 != null && own:
+                    bool shared = false;
+                    foreach (var n in a.NamedArguments) if (n.Key == "Shared" && n.Value.Value is bool b) shared = b;
+                    (c ??= new()).LockEffects = c.LockEffects.Add(new LockEffect(shared ? LockEffectKind.TryAcquireShared : LockEffectKind.TryAcquire, arg0));
+                    break;
+                case "AcquiresReferenceAttribute" when arg0 != null && arg1 != null && own:
+                    (c ??= new()).RefAcquireKind = arg0;
+                    c.RefAcquireTarget = arg1;
+                    foreach (var n in a.NamedArguments) if (n.Key == "When" && n.Value.Value is int w) c.RefAcquireWhen = w;
+                    break;
+                case "ReleasesReferenceAttribute" when arg0 != null && arg1 != null && own:
+                    (c ??= new()).RefReleaseKind = arg0;
+                    c.RefReleaseTarget = arg1;
+                    break;
+                case "MayDropMmReferenceAttribute": (c ??= new()).MayDropMm = true; break;
+                case "WaitsForCallbacksAttribute": (c ??= new()).WaitsForCallbacks = true; break;
+                case "ReadBeginAttribute": (c ??= new()).ReadBegin = true; break;
+                case "SnapshotAttribute":
+                    (c ??= new()).Snapshot = true;
+                    c.SnapshotFaults = true;
+                    foreach (var n in a.NamedArguments) if (n.Key == "Faults" && n.Value.Value is bool f) c.SnapshotFaults = f;
+                    break;
+                case "ReadRetryAttribute": (c ??= new()).ReadRetry = true; break;
+                case "SetsSeqAttribute": (c ??= new()).SetsSeq = true; break;
+                case "ConsumesSnapshotAttribute": (c ??= new()).ConsumesSnapshot = true; break;
+                case "MigratesAttribute": (c ??= new()).Migrates = true; break;
+                case "NotifierCallbackAttribute" when !own:
+                    bool inv = false;
+                    foreach (var n in a.NamedArguments) if (n.Key == "Invalidate" && n.Value.Value is bool v) inv = v;
+                    (c ??= new()).Context |= CallbackContext.Notifier | (inv ? CallbackContext.Invalidate | CallbackContext.HandWrittenInvalidate : 0);
+                    break;
+                case "AtomicContextAttribute" when !own: (c ??= new()).Context |= CallbackContext.Atomic; break;
+            }
+        }
+    }
+
+    /// <summary>Whether a BCL method is known to sleep.</summary>
+    public static bool IsBlockingBcl(IMethodSymbol method)
+    {
+        var t = method.ContainingType;
+        if (t == null || t.ContainingNamespace?.ToDisplayString() is not ("System.Threading" or "System.Threading.Tasks")) return false;
+        string full = t.ToDisplayString() + "." + method.Name;
+        foreach (var n in KnownNames.BlockingBclTypes) if (n == full) return true;
+        return false;
+    }
+}

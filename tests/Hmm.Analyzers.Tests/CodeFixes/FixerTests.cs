@@ -1,0 +1,195 @@
+using Hmm.Analyzers.CodeFixes.Flow;
+using Hmm.Analyzers.Tests.Support;
+using NUnit.Framework;
+
+namespace Hmm.Analyzers.Tests.CodeFixes;
+
+/// <summary>Code fixes: before/after text; the result compiles and its diagnostic is gone.</summary>
+public sealed class FixerTests
+{
+    [Test]
+    public Task Unlock_moves_into_finally() => HmmFixVerifier<ReleaseInFinallyFixer>.VerifyAsync("""
+        class D
+        {
+            private readonly KernelMutex _m = new("d");
+            public int F(bool x)
+            {
+                {|HMM1004:_m.Lock()|};
+                if (x) return 1;
+                _m.Unlock();
+                return 0;
+            }
+        }
+        """, """
+        class D
+        {
+            private readonly KernelMutex _m = new("d");
+            public int F(bool x)
+            {
+                _m.Lock();
+                try
+                {
+                    if (x) return 1;
+                }
+                finally
+                {
+                    _m.Unlock();
+                }
+
+                return 0;
+            }
+        }
+        """);
+
+    [Test]
+    public Task Finalize_moves_into_finally_and_early_copy_goes() => HmmFixVerifier<ReleaseInFinallyFixer>.VerifyAsync(compilationEnd: true, before: """
+        class D
+        {
+            private Errno Copy(MigrateVma args) => args.EntryCount > 0 ? Errno.Ok : Errno.ENOMEM;
+            [RequiresShared("args.Vma.Mm.MmapLock")]
+            public Errno F(MigrateVma args)
+            {
+                var e = {|HMM1020:MigrateVma.Setup(args)|};
+                if (e != Errno.Ok) return e;
+                if (Copy(args) != Errno.Ok) return Errno.ENOMEM;
+                MigrateVma.Pages(args);
+                MigrateVma.Finalize(args);
+                return Errno.Ok;
+            }
+        }
+        """, after: """
+        class D
+        {
+            private Errno Copy(MigrateVma args) => args.EntryCount > 0 ? Errno.Ok : Errno.ENOMEM;
+            [RequiresShared("args.Vma.Mm.MmapLock")]
+            public Errno F(MigrateVma args)
+            {
+                var e = MigrateVma.Setup(args);
+                if (e != Errno.Ok) return e;
+                try
+                {
+                    if (Copy(args) != Errno.Ok) return Errno.ENOMEM;
+                    MigrateVma.Pages(args);
+                }
+                finally
+                {
+                    MigrateVma.Finalize(args);
+                }
+
+                return Errno.Ok;
+            }
+        }
+        """);
+
+    [Test]
+    public Task Mm_put_moves_into_finally() => HmmFixVerifier<ReleaseInFinallyFixer>.VerifyAsync(compilationEnd: true, before: """
+        class D
+        {
+            private AddressSpace _mm = null!;
+            private Errno Work() => Errno.Ok;
+            public Errno F()
+            {
+                if (!{|HMM1023:_mm.TryGet()|}) return Errno.EINVAL;
+                if (Work() != Errno.Ok) return Errno.EFAULT;
+                Work();
+                _mm.Put();
+                return Errno.Ok;
+            }
+        }
+        """, after: """
+        class D
+        {
+            private AddressSpace _mm = null!;
+            private Errno Work() => Errno.Ok;
+            public Errno F()
+            {
+                if (!_mm.TryGet()) return Errno.EINVAL;
+                try
+                {
+                    if (Work() != Errno.Ok) return Errno.EFAULT;
+                    Work();
+                }
+                finally
+                {
+                    _mm.Put();
+                }
+
+                return Errno.Ok;
+            }
+        }
+        """);
+
+    [Test]
+    public Task Blocking_call_gets_a_blockable_guard() => HmmFixVerifier<BlockableGuardFixer>.VerifyAsync(compilationEnd: true, before: """
+        [HmmDriver("d", UpdateLock = nameof(_update))]
+        partial class G
+        {
+            private readonly KernelMutex _update = new("u");
+            private readonly KernelMutex _other = new("o");
+            [OnInvalidate]
+            bool Inval(in NotifierRange range)
+            {
+                {|HMM1013:_other.Lock()|};
+                _other.Unlock();
+                return true;
+            }
+        }
+        """, after: """
+        [HmmDriver("d", UpdateLock = nameof(_update))]
+        partial class G
+        {
+            private readonly KernelMutex _update = new("u");
+            private readonly KernelMutex _other = new("o");
+            [OnInvalidate]
+            bool Inval(in NotifierRange range)
+            {
+                if (!range.Blockable) return false;
+                _other.Lock();
+                _other.Unlock();
+                return true;
+            }
+        }
+        """);
+
+    [Test]
+    public Task Device_update_is_wrapped_in_read_retry() => HmmFixVerifier<ReadRetryGuardFixer>.VerifyAsync("""
+        class D
+        {
+            private readonly KernelMutex _update = new("u");
+            private readonly DevicePageTable _pt = new();
+            [RequiresShared("r.Notifier.Mm.MmapLock")]
+            public void F(HmmRange r)
+            {
+                r.NotifierSeq = r.Notifier!.ReadBegin();
+                if (r.Fault() != Errno.Ok) return;
+                _update.Lock();
+                try
+                {
+                    {|HMM1012:_pt.Install(r.Start, r.HmmPfns)|};
+                }
+                finally { _update.Unlock(); }
+            }
+        }
+        """, """
+        class D
+        {
+            private readonly KernelMutex _update = new("u");
+            private readonly DevicePageTable _pt = new();
+            [RequiresShared("r.Notifier.Mm.MmapLock")]
+            public void F(HmmRange r)
+            {
+                r.NotifierSeq = r.Notifier!.ReadBegin();
+                if (r.Fault() != Errno.Ok) return;
+                _update.Lock();
+                try
+                {
+                    if (!r.Notifier!.ReadRetry(r.NotifierSeq))
+                    {
+                        _pt.Install(r.Start, r.HmmPfns);
+                    }
+                }
+                finally { _update.Unlock(); }
+            }
+        }
+        """);
+}
