@@ -17,6 +17,9 @@ internal static partial class Emitter
         var dm = m.DeviceMemory!;
         string kind = "global::Hmm.Runtime.DeviceMemory.DevicePageKind." + (dm.Kind switch { 0 => "Private", 1 => "Coherent", _ => "P2PDma" });
         string large = dm.LargeFolios ? "true" : "false";
+        string push = dm.LargeFolios
+            ? "__hmmFreeLarge[__hmmFreeLargeCount++] = pfn;"
+            : "for (ulong i = " + Page + ".PmdPages; i > 0; i--) __hmmFree[__hmmFreeCount++] = pfn + i - 1;";
         string userFree = Call(m, CallbackKind.OnPageFree, "pfn") is { } f ? "\n        " + f : "";
         string migrateToRam = Call(m, CallbackKind.OnMigrateToRam, "in vmf") is { } r
             ? "return " + r
@@ -105,7 +108,7 @@ internal static partial class Emitter
                 public bool TryAllocateDevicePage(int order, out ulong pfn)
                 {
                     pfn = 0;
-                    if (order != 0 && (order != {{Page}}.PmdOrder || !DeviceLargeFolios)) return false;
+                    if (order != 0 && {{(dm.LargeFolios ? "order != " + Page + ".PmdOrder" : "true")}}) return false;
                     while (true)
                     {
                         bool found = false;
@@ -166,8 +169,7 @@ internal static partial class Emitter
                             for (ulong pfn = pgmap.FirstPfn + pgmap.PageCount; pfn > pgmap.FirstPfn;)
                             {
                                 pfn -= {{Page}}.PmdPages;
-                                if (DeviceLargeFolios) __hmmFreeLarge[__hmmFreeLargeCount++] = pfn;
-                                else for (ulong i = {{Page}}.PmdPages; i > 0; i--) __hmmFree[__hmmFreeCount++] = pfn + i - 1;
+                                {{push}}
                             }
                         }
                         finally { __hmmFreeLock.Unlock(); }
@@ -196,9 +198,11 @@ internal static partial class Emitter
                         for (int i = 0; i < count; i++)
                         {
                             var chunk = __hmmChunks[i]!;
-                            chunk.IsRemoving = true;
+                            // Free pages first, so none is handed out while the chunk goes; again after the
+                            // eviction for pages freed before page_free saw the chunk removing.
                             __HmmDropFree(chunk);
                             var e = global::Hmm.Runtime.Migration.MigrateDevice.EvictAndRemove(chunk);
+                            __HmmDropFree(chunk);
                             if (e != {{Errno}}.Ok)
                             {
                                 result = e;

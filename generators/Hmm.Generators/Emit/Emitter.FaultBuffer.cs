@@ -114,7 +114,7 @@ internal static partial class Emitter
                     {{policy}}
                     switch (action)
                     {
-            {{migrate}}
+            {{Reindent(migrate, -4, firstLine: true)}}
                         case global::Hmm.Dsl.FaultAction.Exclusive:
                             return MakeExclusive(range.Start, range.End);
                         case global::Hmm.Dsl.FaultAction.Cancel:

@@ -113,7 +113,7 @@ internal static partial class Emitter
                     moved = 0;
                     if (Process is null) return {{Errno}}.EINVAL;
                     start = {{Page}}.AlignDown(start);
-                    end = {{Page}}.AlignUp(end);
+                    end = {{Page}}.AlignDown(end + {{Page}}.Size - 1);
                     if (start >= end) return {{Errno}}.EINVAL;
                     var mm = Process.Mm;
                     if (!mm.TryGet()) return {{Errno}}.EFAULT;

@@ -132,7 +132,7 @@ internal static partial class Emitter
 
                 /// <summary>True while the user's <c>[OnMirrorFault]</c> callback maps device-exclusive pages (for atomics) rather than a snapshot.</summary>
                 {{GeneratedCode}}
-                protected bool MappingExclusive { get; private set; }
+                private bool MappingExclusive { get; set; }
 
                 /// <summary>
                 /// Attaches the driver to <paramref name="device"/> and mirrors <paramref name="process"/>:
@@ -193,7 +193,7 @@ internal static partial class Emitter
                     else if (!u.TryLock()) return false;
                     try
                     {
-                        notifier.SetSeq(curSeq);{{filter}}
+                        notifier.SetSeq(curSeq);{{Reindent(filter, 4)}}
                         __HmmInvalidateLocked(in range);
                         return true;
                     }
@@ -254,7 +254,7 @@ internal static partial class Emitter
                 {
                     if (__hmmNotifier == null) return {{Errno}}.EINVAL;
                     start = {{Page}}.AlignDown(start);
-                    end = {{Page}}.AlignUp(end);
+                    end = {{Page}}.AlignDown(end + {{Page}}.Size - 1);
                     if (start >= end) return {{Errno}}.EINVAL;
                     var mm = Process.Mm;
                     if (!mm.TryGet()) return {{Errno}}.EFAULT;
@@ -300,7 +300,7 @@ internal static partial class Emitter
                     try { return range.Fault(); }
                     finally { mm.MmapLock.ReadUnlock(); }
                 }
-            {{EmitFaultPiece(m)}}
+            {{Reindent(EmitFaultPiece(m), -4)}}
 
                 [global::System.ThreadStatic]
                 {{GeneratedCode}}
@@ -321,7 +321,7 @@ internal static partial class Emitter
                 {
                     if (__hmmNotifier == null) return {{Errno}}.EINVAL;
                     start = {{Page}}.AlignDown(start);
-                    end = {{Page}}.AlignUp(end);
+                    end = {{Page}}.AlignDown(end + {{Page}}.Size - 1);
                     if (start >= end) return {{Errno}}.EINVAL;
                     var mm = Process.Mm;
                     if (!mm.TryGet()) return {{Errno}}.EFAULT;

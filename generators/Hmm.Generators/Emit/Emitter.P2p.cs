@@ -72,7 +72,7 @@ internal static partial class Emitter
         }
         return $$"""
             partial class {{m.ClassName}}
-            {{{exporter}}{{importer}}
+            {{{Reindent(exporter, -4)}}{{Reindent(importer, -4)}}
             }
             """;
     }

@@ -71,6 +71,18 @@ internal static partial class Emitter
     internal static string? Call(DriverModel m, CallbackKind kind, string arguments)
         => m.Callback(kind) is { } name ? "this." + name + "(" + arguments + ");" : null;
 
+    /// <summary>Moves every line of <paramref name="text"/> after the first newline by <paramref name="delta"/> spaces (a snippet spliced into a template at another depth).</summary>
+    internal static string Reindent(string text, int delta, bool firstLine = false)
+    {
+        var lines = text.Split('\n');
+        for (int i = firstLine ? 0 : 1; i < lines.Length; i++)
+        {
+            if (lines[i].Length == 0) continue;
+            lines[i] = delta >= 0 ? new string(' ', delta) + lines[i] : lines[i].Substring(System.Math.Min(-delta, lines[i].Length - lines[i].TrimStart(' ').Length));
+        }
+        return string.Join("\n", lines);
+    }
+
     /// <summary>A C# string literal.</summary>
     internal static string Literal(string s) => "\"" + s.Replace("\\", "\\\\").Replace("\"", "\\\"") + "\"";
 }
