@@ -125,7 +125,7 @@ internal static class Parser
 
     private static DeviceMemoryModel? ParseDeviceMemory(AttributeData attribute)
     {
-        if (attribute.ConstructorArguments.Length != 1 || attribute.ConstructorArguments[0].Value is not int kind || kind is < 0 or > 2) return null;
+        if (attribute.ConstructorArguments.Length != 1 || attribute.ConstructorArguments[0].Value is not int kind || kind is not (1 or 2 or 5)) return null;
         long chunk = 256L << 20;
         int max = 16;
         bool large = true;
