@@ -1,5 +1,6 @@
 using Hmm.Dsl;
 using Hmm.Runtime.Scheduling;
+
 namespace Hmm.Runtime.Locking;
 
 /// <summary>

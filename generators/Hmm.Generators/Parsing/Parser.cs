@@ -1,0 +1,160 @@
+using System.Collections.Immutable;
+using Hmm.Generators.Helpers;
+using Hmm.Generators.Models;
+using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.CSharp;
+using Microsoft.CodeAnalysis.CSharp.Syntax;
+
+namespace Hmm.Generators;
+
+/// <summary>
+/// Symbol → <see cref="DriverModel"/>. Returns null for a declaration the generator cannot
+/// implement (not partial, nested, generic, a bad attribute argument, an UpdateLock or Owner
+/// naming nothing usable); a callback of the wrong shape, or a kind declared twice, is left
+/// out as if absent. Every such case is an HMM0xxx diagnostic of the DSL-shape analyzer.
+/// </summary>
+internal static class Parser
+{
+    public static DriverModel? Parse(GeneratorAttributeSyntaxContext context, CancellationToken ct)
+    {
+        if (context.TargetSymbol is not INamedTypeSymbol type || context.TargetNode is not ClassDeclarationSyntax syntax) return null;
+        if (!IsImplementable(type, syntax)) return null;
+        if (context.Attributes.Length != 1) return null;
+        var driver = context.Attributes[0];
+        if (driver.ConstructorArguments.Length != 1 || driver.ConstructorArguments[0].Value is not string name || name.Length == 0) return null;
+
+        string? updateLock = null, owner = null;
+        int sync = 0, timeout = 1000;
+        bool filter = true;
+        foreach (var arg in driver.NamedArguments)
+        {
+            switch (arg.Key)
+            {
+                case "UpdateLock": updateLock = arg.Value.Value as string; break;
+                case "Sync": sync = arg.Value.Value is int s ? s : -1; break;
+                case "Owner": owner = arg.Value.Value as string; break;
+                case "FilterOwnMigrations": filter = arg.Value.Value is true; break;
+                case "FaultTimeoutMs": timeout = arg.Value.Value is int t ? t : -1; break;
+            }
+        }
+        if (sync is < 0 or > 2 || timeout <= 0) return null;
+        if (updateLock != null && !Parsing.DeclarationRules.IsKernelMutexMember(type, updateLock)) return null;
+        if (owner != null && !Parsing.DeclarationRules.IsOwnerMember(type, owner)) return null;
+        ct.ThrowIfCancellationRequested();
+
+        DeviceMemoryModel? devmem = null;
+        FaultBufferModel? faultBuffer = null;
+        bool exporter = false, importer = false;
+        foreach (var attribute in type.GetAttributes())
+        {
+            string? fullName = attribute.AttributeClass?.ToDisplayString();
+            switch (fullName)
+            {
+                case KnownNames.DeviceMemoryAttribute:
+                    devmem = ParseDeviceMemory(attribute);
+                    if (devmem == null) return null;
+                    break;
+                case KnownNames.FaultBufferAttribute:
+                    faultBuffer = ParseFaultBuffer(attribute);
+                    if (faultBuffer == null) return null;
+                    break;
+                case KnownNames.P2pExporterAttribute: exporter = true; break;
+                case KnownNames.P2pImporterAttribute: importer = true; break;
+            }
+        }
+
+        var callbacks = ParseCallbacks(type, ct);
+        bool hasCopy = false;
+        foreach (var c in callbacks) hasCopy |= c.Kind == CallbackKind.CopyPages;
+        bool hasDevmem = devmem != null && hasCopy;
+        foreach (var member in type.GetMembers())
+            if (!member.IsImplicitlyDeclared && Parsing.GeneratedMembers.IsReserved(member.Name, hasDevmem, hasDevmem && devmem!.Kind is 1 or 2, faultBuffer != null, exporter, importer))
+                return null;
+        return new DriverModel(
+            type.ContainingNamespace.IsGlobalNamespace ? "" : type.ContainingNamespace.ToDisplayString(),
+            type.Name,
+            MetadataName(type),
+            name,
+            updateLock,
+            sync,
+            owner,
+            filter,
+            timeout,
+            devmem,
+            faultBuffer,
+            exporter,
+            importer,
+            callbacks);
+    }
+
+    /// <summary>A top-level, non-generic, non-static partial class (every declaration partial).</summary>
+    internal static bool IsImplementable(INamedTypeSymbol type, ClassDeclarationSyntax syntax)
+    {
+        if (type.TypeKind != TypeKind.Class || type.IsStatic || type.ContainingType != null || type.IsGenericType) return false;
+        if (!syntax.Modifiers.Any(SyntaxKind.PartialKeyword)) return false;
+        foreach (var reference in type.DeclaringSyntaxReferences)
+            if (reference.GetSyntax() is ClassDeclarationSyntax c && !c.Modifiers.Any(SyntaxKind.PartialKeyword)) return false;
+        return true;
+    }
+
+    private static DeviceMemoryModel? ParseDeviceMemory(AttributeData attribute)
+    {
+        if (attribute.ConstructorArguments.Length != 1 || attribute.ConstructorArguments[0].Value is not int kind || kind is not (1 or 2 or 5)) return null;
+        long chunk = 256L << 20;
+        int max = 16;
+        bool large = true;
+        foreach (var arg in attribute.NamedArguments)
+        {
+            switch (arg.Key)
+            {
+                case "ChunkBytes": chunk = arg.Value.Value is long c ? c : -1; break;
+                case "MaxChunks": max = arg.Value.Value is int m ? m : -1; break;
+                case "LargeFolios": large = arg.Value.Value is true; break;
+            }
+        }
+        if (!Parsing.DeclarationRules.IsValidChunk(chunk) || max <= 0) return null;
+        return new DeviceMemoryModel(kind, chunk, max, large);
+    }
+
+    private static FaultBufferModel? ParseFaultBuffer(AttributeData attribute)
+    {
+        int entries = 4096, batch = 256, replay = 1;
+        foreach (var arg in attribute.NamedArguments)
+        {
+            switch (arg.Key)
+            {
+                case "Entries": entries = arg.Value.Value is int e ? e : -1; break;
+                case "BatchSize": batch = arg.Value.Value is int b ? b : -1; break;
+                case "Replay": replay = arg.Value.Value is int r ? r : -1; break;
+            }
+        }
+        if (entries <= 0 || batch <= 0 || batch > entries || replay is < 0 or > 3) return null;
+        return new FaultBufferModel(entries, batch, replay);
+    }
+
+    private static EquatableArray<CallbackModel> ParseCallbacks(INamedTypeSymbol type, CancellationToken ct)
+    {
+        var found = new string?[Parsing.CallbackSignatures.All.Length];
+        var duplicated = new bool[found.Length];
+        foreach (var member in type.GetMembers())
+        {
+            ct.ThrowIfCancellationRequested();
+            if (member is not IMethodSymbol method) continue;
+            foreach (var attribute in method.GetAttributes())
+            {
+                var signature = Parsing.CallbackSignatures.ForAttribute(attribute.AttributeClass);
+                if (signature == null || !Parsing.CallbackSignatures.Matches(signature, method)) continue;
+                int k = (int)signature.Kind;
+                if (found[k] != null) duplicated[k] = true;
+                found[k] = method.Name;
+            }
+        }
+        var builder = ImmutableArray.CreateBuilder<CallbackModel>();
+        for (int k = 0; k < found.Length; k++)
+            if (found[k] is { } methodName && !duplicated[k]) builder.Add(new CallbackModel((CallbackKind)k, methodName));
+        return new EquatableArray<CallbackModel>(builder.ToImmutable());
+    }
+
+    private static string MetadataName(INamedTypeSymbol type)
+        => type.ContainingNamespace.IsGlobalNamespace ? type.MetadataName : type.ContainingNamespace.ToDisplayString() + "." + type.MetadataName;
+}
