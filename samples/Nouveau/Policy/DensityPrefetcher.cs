@@ -10,7 +10,8 @@ namespace Hmm.Samples.Nouveau;
 /// page the LARGEST ancestor subtree whose occupancy satisfies
 /// <c>occupied · 100 &gt; size · threshold</c> (51 % by default) becomes a prefetch region; the
 /// union of regions, minus the faulted pages, minus thrashing pages, clipped to the allowed pages
-/// (the VMA / policy range), is the prefetch mask. Pure and allocation-free.
+/// (the VMA / policy range), is the prefetch mask — here also minus the pages already resident at
+/// the destination, so the mask is exactly the extra pages to migrate. Pure and allocation-free.
 /// </summary>
 public static class DensityPrefetcher
 {
@@ -66,6 +67,8 @@ public static class DensityPrefetcher
         }
         prefetch.AndNot(faulted);
         prefetch.AndNot(thrashing);
+        // Already at the destination: migrating them is a no-op, so they are not "prefetched".
+        prefetch.AndNot(resident);
         prefetch.And(allowed);
         return prefetch;
     }

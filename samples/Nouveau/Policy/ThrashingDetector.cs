@@ -162,6 +162,8 @@ public sealed class ThrashingDetector
         }
         if (block.Events[i] < _options.ThrashingThreshold) return ThrashingHint.None;
 
+        // Thrashing is still being seen on this block: the epoch of quiet starts over.
+        block.LastThrashingNs = nowNs;
         block.Processors[i] |= (byte)(1 << processor);
         if (nowNs >= block.ThrottleEndNs[i])
         {
