@@ -1,0 +1,264 @@
+using Hmm.Generators.Models;
+
+namespace Hmm.Generators;
+
+internal static partial class Emitter
+{
+    // Shape of the DeviceMemory part:
+    //   partial class D : IDevPagemapOps
+    //   {
+    //       chunk table (memremap_pages on demand), free lists of base pages and 2 MiB folios
+    //       TryAllocateDevicePage(order, out pfn) — hot-adds a chunk when the lists are empty
+    //       RemoveDeviceMemory() — early removal: evict every page (data intact), unplug
+    //       IDevPagemapOps.PageFree / MigrateToRam
+    //   }
+    private static string EmitDeviceMemory(DriverModel m)
+    {
+        var dm = m.DeviceMemory!;
+        string kind = "global::Hmm.Runtime.DeviceMemory.DevicePageKind." + (dm.Kind switch { 0 => "Private", 1 => "Coherent", _ => "P2PDma" });
+        string large = dm.LargeFolios ? "true" : "false";
+        string push = dm.LargeFolios
+            ? "__hmmFreeLarge[__hmmFreeLargeCount++] = pfn;"
+            : "for (ulong i = " + Page + ".PmdPages; i > 0; i--) __hmmFree[__hmmFreeCount++] = pfn + i - 1;";
+        string userFree = Call(m, CallbackKind.OnPageFree, "pfn") is { } f ? "\n        " + f : "";
+        string migrateToRam = Call(m, CallbackKind.OnMigrateToRam, "in vmf") is { } r
+            ? "return " + r
+            : m.HasMigration && dm.Kind == 0 ? "return __HmmMigrateToRam(in vmf);" : "return global::Hmm.Runtime.DeviceMemory.VmFaultResult.SigBus;";
+        return $$"""
+            partial class {{m.ClassName}} : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
+            {
+                /// <summary>Bytes hot-added per chunk (<c>[DeviceMemory(ChunkBytes)]</c>).</summary>
+                {{GeneratedCode}}
+                public const long DeviceChunkBytes = {{dm.ChunkBytes}}L;
+
+                /// <summary>The chunk limit (<c>[DeviceMemory(MaxChunks)]</c>); beyond it allocation fails (ENOMEM).</summary>
+                {{GeneratedCode}}
+                public const int DeviceMaxChunks = {{dm.MaxChunks}};
+
+                /// <summary>Whether 2 MiB device folios are handed out (<c>[DeviceMemory(LargeFolios)]</c>).</summary>
+                {{GeneratedCode}}
+                public const bool DeviceLargeFolios = {{large}};
+
+                // The free lists are touched from page_free (atomic context: a spinlock, never a
+                // sleeping lock); hot-add and removal are serialised by a mutex taken outside it.
+                {{GeneratedCode}}
+                private readonly global::Hmm.Runtime.Locking.SpinLock __hmmFreeLock = new({{Literal(m.DriverName + ".devmem.free")}});
+                {{GeneratedCode}}
+                private readonly {{KernelMutex}} __hmmHotplugLock = new({{Literal(m.DriverName + ".devmem.hotplug")}});
+                {{GeneratedCode}}
+                private readonly {{DevPagemap}}?[] __hmmChunks = new {{DevPagemap}}?[{{dm.MaxChunks}}];
+                {{GeneratedCode}}
+                private int __hmmChunkCount;
+                {{GeneratedCode}}
+                private ulong[] __hmmFree = global::System.Array.Empty<ulong>();
+                {{GeneratedCode}}
+                private int __hmmFreeCount;
+                {{GeneratedCode}}
+                private ulong[] __hmmFreeLarge = global::System.Array.Empty<ulong>();
+                {{GeneratedCode}}
+                private int __hmmFreeLargeCount;
+                {{GeneratedCode}}
+                private long __hmmDeviceAllocations;
+
+                /// <summary>Chunks hot-added so far (removed ones excluded).</summary>
+                {{GeneratedCode}}
+                public int DeviceChunkCount => global::System.Threading.Volatile.Read(ref __hmmChunkCount);
+
+                /// <summary>The <paramref name="index"/>-th chunk's pagemap.</summary>
+                {{GeneratedCode}}
+                public {{DevPagemap}} DeviceChunk(int index)
+                    => (uint)index < (uint)DeviceChunkCount ? __hmmChunks[index]! : throw new global::System.ArgumentOutOfRangeException(nameof(index));
+
+                /// <summary>Device pages (base-page units) currently on the free lists.</summary>
+                {{GeneratedCode}}
+                public long DevicePagesFree
+                {
+                    get
+                    {
+                        __hmmFreeLock.Lock();
+                        try { return __hmmFreeCount + ((long)__hmmFreeLargeCount << {{Page}}.PmdOrder); }
+                        finally { __hmmFreeLock.Unlock(); }
+                    }
+                }
+
+                /// <summary>Device pages and folios handed out by <see cref="TryAllocateDevicePage"/> so far (cumulative).</summary>
+                {{GeneratedCode}}
+                public long DeviceAllocations => global::System.Threading.Interlocked.Read(ref __hmmDeviceAllocations);
+
+                /// <summary>The chunk holding <paramref name="pfn"/>, or null when it is not this driver's device memory.</summary>
+                {{GeneratedCode}}
+                public {{DevPagemap}}? DeviceChunkOf(ulong pfn)
+                {
+                    var chunks = __hmmChunks;
+                    int n = global::System.Threading.Volatile.Read(ref __hmmChunkCount);
+                    for (int i = 0; i < n; i++)
+                        if (chunks[i] is { } chunk && chunk.Contains(pfn)) return chunk;
+                    return null;
+                }
+
+                /// <summary>
+                /// Allocates a device page (<paramref name="order"/> 0) or 2 MiB folio (order 9), initialised
+                /// as a migration destination (zone_device_page_init: refcount 1, locked). Empty free lists
+                /// hot-add a chunk; false when <see cref="DeviceMaxChunks"/> chunks are in use (the caller
+                /// reports ENOMEM) or a folio is asked for without large folios. A base page may split a free
+                /// folio.
+                /// </summary>
+                {{GeneratedCode}}
+                {{MayBlock}}
+                public bool TryAllocateDevicePage(int order, out ulong pfn)
+                {
+                    pfn = 0;
+                    if (order != 0 && {{(dm.LargeFolios ? "order != " + Page + ".PmdOrder" : "true")}}) return false;
+                    while (true)
+                    {
+                        bool found = false;
+                        __hmmFreeLock.Lock();
+                        try
+                        {
+                            if (order != 0)
+                            {
+                                if (__hmmFreeLargeCount > 0) { pfn = __hmmFreeLarge[--__hmmFreeLargeCount]; found = true; }
+                            }
+                            else if (__hmmFreeCount > 0) { pfn = __hmmFree[--__hmmFreeCount]; found = true; }
+                            else if (__hmmFreeLargeCount > 0)
+                            {
+                                ulong block = __hmmFreeLarge[--__hmmFreeLargeCount];
+                                for (ulong i = {{Page}}.PmdPages - 1; i > 0; i--) __hmmFree[__hmmFreeCount++] = block + i;
+                                pfn = block;
+                                found = true;
+                            }
+                        }
+                        finally { __hmmFreeLock.Unlock(); }
+                        if (found)
+                        {
+                            DeviceChunkOf(pfn)!.InitPage(pfn, order);
+                            global::System.Threading.Interlocked.Increment(ref __hmmDeviceAllocations);
+                            return true;
+                        }
+                        if (!__HmmHotAdd()) return false;
+                    }
+                }
+
+                /// <summary>memremap_pages of one more chunk (<see cref="DeviceChunkBytes"/>), its pages pushed on the free lists. False at the limit.</summary>
+                {{GeneratedCode}}
+                private bool __HmmHotAdd()
+                {
+                    __hmmHotplugLock.Lock();
+                    try
+                    {
+                        __hmmFreeLock.Lock();
+                        bool raced = __hmmFreeCount + __hmmFreeLargeCount > 0;
+                        __hmmFreeLock.Unlock();
+                        if (raced) return true;
+                        int count = __hmmChunkCount;
+                        if (count >= DeviceMaxChunks || Device is not { } device) return false;
+                        var e = {{DevPagemap}}.Create(device.Machine, {{kind}}, (ulong)DeviceChunkBytes, PgmapOwner, this, out var pgmap);
+                        if (e != {{Errno}}.Ok || pgmap == null) return false;
+                        // Grow the lists to hold every page of every chunk (cold path: a hot-add).
+                        int pages = (int)(DeviceChunkBytes >> {{Page}}.Shift) * (count + 1);
+                        var free = new ulong[pages];
+                        var freeLarge = new ulong[pages >> {{Page}}.PmdOrder];
+                        __hmmFreeLock.Lock();
+                        try
+                        {
+                            global::System.Array.Copy(__hmmFree, free, __hmmFreeCount);
+                            global::System.Array.Copy(__hmmFreeLarge, freeLarge, __hmmFreeLargeCount);
+                            __hmmFree = free;
+                            __hmmFreeLarge = freeLarge;
+                            // Pushed from the top so the lowest pfns are handed out first.
+                            for (ulong pfn = pgmap.FirstPfn + pgmap.PageCount; pfn > pgmap.FirstPfn;)
+                            {
+                                pfn -= {{Page}}.PmdPages;
+                                {{push}}
+                            }
+                        }
+                        finally { __hmmFreeLock.Unlock(); }
+                        __hmmChunks[count] = pgmap;
+                        global::System.Threading.Volatile.Write(ref __hmmChunkCount, count + 1);
+                        return true;
+                    }
+                    finally { __hmmHotplugLock.Unlock(); }
+                }
+
+                /// <summary>
+                /// Early removal of all device memory (memunmap_pages after migrate_device_range): every
+                /// page in use is evicted to system memory with its data (its CPU mappings see CLEAR
+                /// events), then each chunk is unplugged and its free pages dropped. ENOMEM or EBUSY from
+                /// the eviction leave that chunk removing (never handed out again); the others go.
+                /// </summary>
+                {{GeneratedCode}}
+                {{MayBlock}}
+                public {{Errno}} RemoveDeviceMemory()
+                {
+                    __hmmHotplugLock.Lock();
+                    try
+                    {
+                        var result = {{Errno}}.Ok;
+                        int count = __hmmChunkCount, kept = 0;
+                        for (int i = 0; i < count; i++)
+                        {
+                            var chunk = __hmmChunks[i]!;
+                            // Free pages first, so none is handed out while the chunk goes; again after the
+                            // eviction for pages freed before page_free saw the chunk removing.
+                            __HmmDropFree(chunk);
+                            var e = global::Hmm.Runtime.Migration.MigrateDevice.EvictAndRemove(chunk);
+                            __HmmDropFree(chunk);
+                            if (e != {{Errno}}.Ok)
+                            {
+                                result = e;
+                                __hmmChunks[kept++] = chunk;
+                            }
+                        }
+                        for (int i = kept; i < count; i++) __hmmChunks[i] = null;
+                        global::System.Threading.Volatile.Write(ref __hmmChunkCount, kept);
+                        return result;
+                    }
+                    finally { __hmmHotplugLock.Unlock(); }
+                }
+
+                {{GeneratedCode}}
+                private void __HmmDropFree({{DevPagemap}} chunk)
+                {
+                    __hmmFreeLock.Lock();
+                    try
+                    {
+                        int n = 0;
+                        for (int i = 0; i < __hmmFreeCount; i++)
+                            if (!chunk.Contains(__hmmFree[i])) __hmmFree[n++] = __hmmFree[i];
+                        __hmmFreeCount = n;
+                        n = 0;
+                        for (int i = 0; i < __hmmFreeLargeCount; i++)
+                            if (!chunk.Contains(__hmmFreeLarge[i])) __hmmFreeLarge[n++] = __hmmFreeLarge[i];
+                        __hmmFreeLargeCount = n;
+                    }
+                    finally { __hmmFreeLock.Unlock(); }
+                }
+
+                /// <summary>
+                /// dev_pagemap_ops.page_free (atomic context): the <c>[OnPageFree]</c> callback, then the page
+                /// or folio goes back on its free list — unless its chunk is being removed.
+                /// </summary>
+                {{GeneratedCode}}
+                void global::Hmm.Runtime.DeviceMemory.IDevPagemapOps.PageFree({{DevPagemap}} pgmap, ulong pfn)
+                {
+                    int order = pgmap.FolioOrder(pfn);{{userFree}}
+                    if (pgmap.IsRemoving) return;
+                    __hmmFreeLock.Lock();
+                    try
+                    {
+                        if (order != 0) __hmmFreeLarge[__hmmFreeLargeCount++] = pfn;
+                        else __hmmFree[__hmmFreeCount++] = pfn;
+                    }
+                    finally { __hmmFreeLock.Unlock(); }
+                }
+
+                /// <summary>dev_pagemap_ops.migrate_to_ram: the <c>[OnMigrateToRam]</c> callback, or the generated default.</summary>
+                {{GeneratedCode}}
+                global::Hmm.Runtime.DeviceMemory.VmFaultResult global::Hmm.Runtime.DeviceMemory.IDevPagemapOps.MigrateToRam(in global::Hmm.Runtime.DeviceMemory.VmFault vmf)
+                {
+                    {{migrateToRam}}
+                }
+            }
+            """;
+    }
+}

@@ -1,0 +1,53 @@
+using Hmm.Generators.Helpers;
+
+namespace Hmm.Generators.Models;
+
+/// <summary>
+/// Everything the emitter needs about one [HmmDriver] class, as plain values: no symbols,
+/// syntax, locations or compilations, so an edit that does not change the driver's shape
+/// produces an equal model and the emit step stays cached.
+/// </summary>
+/// <param name="Namespace">The containing namespace ("" for the global namespace).</param>
+/// <param name="ClassName">The class name (non-nested, non-generic).</param>
+/// <param name="MetadataName">The fully qualified metadata name, the base of the hint names.</param>
+/// <param name="DriverName">HmmDriver(name).</param>
+/// <param name="UpdateLock">The KernelMutex member named by UpdateLock, or null for a generated one.</param>
+/// <param name="Sync">The MirrorSync value (0 sequence retry, 1 range lock, 2 range monitor).</param>
+/// <param name="Owner">The member holding the pgmap owner cookie, or null for the driver itself.</param>
+/// <param name="FilterOwnMigrations">Skip own MIGRATE/EXCLUSIVE events (HMM-R19/R20).</param>
+/// <param name="FaultTimeoutMs">The -EBUSY retry bound.</param>
+/// <param name="DeviceMemory">[DeviceMemory], or null.</param>
+/// <param name="FaultBuffer">[FaultBuffer], or null.</param>
+/// <param name="P2pExporter">[P2pExporter] present.</param>
+/// <param name="P2pImporter">[P2pImporter] present.</param>
+/// <param name="Callbacks">The well-formed callbacks, ordered by kind (one per kind).</param>
+internal sealed record DriverModel(
+    string Namespace,
+    string ClassName,
+    string MetadataName,
+    string DriverName,
+    string? UpdateLock,
+    int Sync,
+    string? Owner,
+    bool FilterOwnMigrations,
+    int FaultTimeoutMs,
+    DeviceMemoryModel? DeviceMemory,
+    FaultBufferModel? FaultBuffer,
+    bool P2pExporter,
+    bool P2pImporter,
+    EquatableArray<CallbackModel> Callbacks)
+{
+    /// <summary>The method name of the <paramref name="kind"/> callback, or null when the driver has none.</summary>
+    public string? Callback(CallbackKind kind)
+    {
+        foreach (var c in Callbacks)
+            if (c.Kind == kind) return c.MethodName;
+        return null;
+    }
+
+    /// <summary>Whether migration (to device, to system, migrate_to_ram) is generated: private or coherent memory with a [CopyPages] callback.</summary>
+    public bool HasMigration => DeviceMemory is { Kind: 0 or 1 } && Callback(CallbackKind.CopyPages) != null;
+
+    /// <summary>Whether the hotplug allocator is generated ([DeviceMemory] with its required [CopyPages]).</summary>
+    public bool HasDeviceMemory => DeviceMemory != null && Callback(CallbackKind.CopyPages) != null;
+}
