@@ -13,6 +13,7 @@ public sealed class GpuDriverCounters
     private long _toVram, _fromVram, _evictions, _evictedPages, _chunks;
     private long _thrashingEvents, _thrashingDetected, _pins, _unpins, _remoteMaps, _resets;
     private long _prefetched, _accessNotifications, _counterMigrations, _bindPages, _exclusive;
+    private long _mappedSystem, _mappedVram, _revocations, _freed;
 
     /// <summary>Fault entries fetched from the buffer.</summary>
     public long Faults => Volatile.Read(ref _faults);
@@ -24,7 +25,7 @@ public sealed class GpuDriverCounters
     public long Replays => Volatile.Read(ref _replays);
     /// <summary>Faults cancelled (their channel killed).</summary>
     public long Cancels => Volatile.Read(ref _cancels);
-    /// <summary>Unique fault ranges serviced successfully.</summary>
+    /// <summary>Unique faulting pages handed to the residency policy (after sorting and de-duplication).</summary>
     public long Serviced => Volatile.Read(ref _serviced);
     /// <summary>Faults skipped by a thrashing THROTTLE hint (re-fault after the replay).</summary>
     public long Throttled => Volatile.Read(ref _throttled);
@@ -61,6 +62,24 @@ public sealed class GpuDriverCounters
     /// <summary>Device-exclusive (atomic) faults serviced.</summary>
     public long ExclusiveFaults => Volatile.Read(ref _exclusive);
 
+    /// <summary>GPU PTEs programmed to system memory pages (nouveau's host aperture, A.3 step 8).</summary>
+    public long PagesMappedSystem => Volatile.Read(ref _mappedSystem);
+    /// <summary>GPU PTEs programmed to this GPU's VRAM pages.</summary>
+    public long PagesMappedVram => Volatile.Read(ref _mappedVram);
+    /// <summary>Device-exclusive (atomic) mappings revoked by a CPU touch (A.6).</summary>
+    public long Revocations => Volatile.Read(ref _revocations);
+    /// <summary>VRAM pages whose last reference dropped (dev_pagemap_ops.page_free).</summary>
+    public long PagesFreed => Volatile.Read(ref _freed);
+
+    /// <summary>Counts GPU PTEs to system pages.</summary>
+    public void AddMappedSystem(long n) => Interlocked.Add(ref _mappedSystem, n);
+    /// <summary>Counts GPU PTEs to VRAM pages.</summary>
+    public void AddMappedVram(long n) => Interlocked.Add(ref _mappedVram, n);
+    /// <summary>Counts one revoked exclusive mapping.</summary>
+    public void AddRevocation() => Interlocked.Increment(ref _revocations);
+    /// <summary>Counts one freed VRAM page (atomic context: one interlocked add).</summary>
+    public void AddPageFreed() => Interlocked.Increment(ref _freed);
+
     /// <summary>Counts fetched fault entries.</summary>
     public void AddFaults(long n) => Interlocked.Add(ref _faults, n);
     /// <summary>Counts duplicate entries.</summary>
@@ -71,8 +90,8 @@ public sealed class GpuDriverCounters
     public void AddReplay() => Interlocked.Increment(ref _replays);
     /// <summary>Counts cancels.</summary>
     public void AddCancels(long n) => Interlocked.Add(ref _cancels, n);
-    /// <summary>Counts one serviced fault range.</summary>
-    public void AddServiced() => Interlocked.Increment(ref _serviced);
+    /// <summary>Counts unique faulting pages serviced.</summary>
+    public void AddServiced(long pages) => Interlocked.Add(ref _serviced, pages);
     /// <summary>Counts one throttled fault.</summary>
     public void AddThrottled() => Interlocked.Increment(ref _throttled);
     /// <summary>Counts pages migrated to VRAM.</summary>
@@ -114,7 +133,8 @@ public sealed class GpuDriverCounters
     public GpuCounterSnapshot Snapshot() => new(
         Faults, Duplicates, Batches, Replays, Cancels, Serviced, Throttled, PagesToVram, PagesFromVram,
         Evictions, EvictedPages, ChunksCreated, ThrashingEvents, ThrashingDetected, Pins, Unpins, RemoteMaps,
-        ThrashingResets, PrefetchedPages, AccessCounterNotifications, CounterMigratedPages, BindPages, ExclusiveFaults);
+        ThrashingResets, PrefetchedPages, AccessCounterNotifications, CounterMigratedPages, BindPages, ExclusiveFaults,
+        PagesMappedSystem, PagesMappedVram, Revocations, PagesFreed);
 
     /// <inheritdoc/>
     public override string ToString() => Snapshot().ToString();
@@ -125,4 +145,5 @@ public readonly record struct GpuCounterSnapshot(
     long Faults, long Duplicates, long Batches, long Replays, long Cancels, long Serviced, long Throttled,
     long PagesToVram, long PagesFromVram, long Evictions, long EvictedPages, long ChunksCreated,
     long ThrashingEvents, long ThrashingDetected, long Pins, long Unpins, long RemoteMaps, long ThrashingResets,
-    long PrefetchedPages, long AccessCounterNotifications, long CounterMigratedPages, long BindPages, long ExclusiveFaults);
+    long PrefetchedPages, long AccessCounterNotifications, long CounterMigratedPages, long BindPages, long ExclusiveFaults,
+    long PagesMappedSystem, long PagesMappedVram, long Revocations, long PagesFreed);

@@ -30,10 +30,10 @@ public readonly record struct ResidencyDecision(FaultAction Action, bool Throttl
 /// <summary>
 /// The GPU driver's residency policy, in one object the driver's <c>[FaultPolicy]</c> callback
 /// consults: nouveau mode (the default; A.3 step 10, A.6) or the opt-in UVM mode (C.2–C.6) with
-/// its <see cref="UvmPolicyOptions"/>. Owns the thrashing detector, the access counters, the 2 MiB
-/// chunk LRU and the per-block fault-migration counts the prefetcher's <c>min_faults</c> rule
+/// its <see cref="UvmPolicyOptions"/>. Owns the thrashing detector, the access counters, the LRU
+/// of resident 2 MiB blocks and the per-block fault-migration counts the prefetcher's <c>min_faults</c> rule
 /// needs, all counting into one <see cref="GpuDriverCounters"/>. Switching mode or options at run
-/// time is allowed (the property test does it): the UVM state is rebuilt from scratch.
+/// time is allowed (the property test does it): the UVM state is rebuilt from scratch (the resident blocks are kept: VRAM contents do not change).
 /// </summary>
 /// <remarks>Not thread-safe: the driver consults it under its update lock (svmm->mutex).</remarks>
 public sealed class GpuResidencyPolicy
@@ -49,7 +49,7 @@ public sealed class GpuResidencyPolicy
         Counters = counters;
         Mode = mode;
         _options = (options ?? UvmPolicyOptions.Default).Validate();
-        Lru = new ChunkLru(vramChunks);
+        Blocks = new ResidentBlocks(vramChunks);
         Thrashing = new ThrashingDetector(_options, counters);
         AccessCounters = new AccessCounters(_options.AccessCounterThreshold, counters);
         Replay = mode == GpuPolicyMode.Uvm ? ReplayController.For(_options) : ReplayController.Nouveau;
@@ -73,8 +73,8 @@ public sealed class GpuResidencyPolicy
     /// </summary>
     public int ChunkBudget => Mode == GpuPolicyMode.Uvm && _options.VramChunks is int c ? Math.Min(c, DeviceChunks) : DeviceChunks;
 
-    /// <summary>LRU of allocated chunks (UVM mode evicts its head).</summary>
-    public ChunkLru Lru { get; private set; }
+    /// <summary>VA blocks holding VRAM pages, least recently used first (UVM mode evicts the oldest).</summary>
+    public ResidentBlocks Blocks { get; }
 
     /// <summary>Thrashing detection (UVM mode).</summary>
     public ThrashingDetector Thrashing { get; private set; }
@@ -85,7 +85,7 @@ public sealed class GpuResidencyPolicy
     /// <summary>The replay policy for the current mode.</summary>
     public ReplayController Replay;
 
-    /// <summary>Switches mode and/or options; UVM state (thrashing, counters, prefetch history) starts afresh, the LRU is kept.</summary>
+    /// <summary>Switches mode and/or options; UVM state (thrashing, counters, prefetch history) starts afresh, the resident blocks are kept.</summary>
     public void Switch(GpuPolicyMode mode, UvmPolicyOptions? options = null)
     {
         Mode = mode;
