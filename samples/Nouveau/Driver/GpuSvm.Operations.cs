@@ -13,8 +13,9 @@ public sealed partial class GpuSvm
     /// walked in 2 MiB units, VMA by VMA; each piece goes through the generated migration (copy
     /// engine copies, clears for never-touched pages) and is then mapped on the GPU at once, so a
     /// kernel that follows takes no fault. Best effort: errors are ignored and the ioctl reports
-    /// success, as nouveau does; returns the pages moved. In UVM mode bind is a user hint: it resets
+    /// success, as nouveau does. In UVM mode bind is a user hint: it resets
     /// the pages' thrashing state and evicts least-recently-used blocks past the VRAM budget.
+    /// Returns the VRAM pages the range now occupies that it did not before (copied or cleared).
     /// </summary>
     public long Bind(ulong start, ulong end)
     {
@@ -77,13 +78,23 @@ public sealed partial class GpuSvm
         var control = Policy.Replay;
         control.BeginService();
         int total = 0;
-        while (true)
+        // Every migration the bottom half starts moves pages toward the GPU: its own MIGRATE
+        // invalidations are not CPU touches (Decide clears this for the exclusive path, whose
+        // make_device_exclusive may pull a VRAM page back for the CPU side).
+        var previous = (t_migrating, t_servicing);
+        t_migrating = this;
+        t_servicing = this;
+        try
         {
-            int n = _gpu.ServiceFaults();
-            if (n == 0) break;
-            total += n;
-            if (!control.AfterBatch(n, 0, 0).Continue) break;
+            while (true)
+            {
+                int n = _gpu.ServiceFaults();
+                if (n == 0) break;
+                total += n;
+                if (!control.AfterBatch(n, 0, 0).Continue) break;
+            }
         }
+        finally { (t_migrating, t_servicing) = previous; }
         Interlocked.Add(ref _fetched, total);
         var device = _gpu.Device;
         if (total == 0 && device.Faults.Count == 0 && device.Executor.ParkedCount > 0) device.Replay();
@@ -141,7 +152,7 @@ public sealed partial class GpuSvm
         ArgumentNullException.ThrowIfNull(kernel);
         ExpirePins();
         var counters = Policy.Mode == GpuPolicyMode.Uvm ? Policy.AccessCounters : null;
-        var run = KernelRunner.Run(_gpu.Device, _gpu.Instance, kernel.Build(), new BottomHalf(this), counters);
+        var run = KernelRunner.Run(_gpu.Device, _gpu.Instance, kernel.Build(), new BottomHalf(this), counters, _isVram);
         ServiceAccessCounters();
         return run;
     }
@@ -163,15 +174,18 @@ public sealed partial class GpuSvm
     private long MigrateAndMap(ulong start, ulong end, ThrashingCause? cause)
     {
         long moved;
-        var previous = (t_migrating, t_cause);
+        var previous = t_migrating;
         t_migrating = this;
-        t_cause = OwnMigration.ToVram;
         try
         {
+            // The generated count is of pages whose data moved; never-touched pages are cleared in
+            // VRAM instead (A.8) and count here through the VRAM they took.
+            long before = VramPagesInUse;
             _gpu.MigrateToDevice(start, end, out moved);
+            moved = Math.Max(moved, VramPagesInUse - before);
             if (moved > 0) _gpu.Fault(start, end, write: false);
         }
-        finally { (t_migrating, t_cause) = previous; }
+        finally { t_migrating = previous; }
         if (moved > 0 && cause is { } c && Policy.Mode == GpuPolicyMode.Uvm)
         {
             long now = Now;
@@ -204,9 +218,8 @@ public sealed partial class GpuSvm
             }
             finally { _policyLock.Unlock(); }
             long evicted = 0;
-            var previous = (t_migrating, t_cause);
+            var previous = t_migrating;
             t_migrating = this;
-            t_cause = OwnMigration.Eviction;
             try
             {
                 int count = VmaPieces(victim, victim + Page.PmdSize, pieces);
@@ -216,7 +229,7 @@ public sealed partial class GpuSvm
                     evicted += moved;
                 }
             }
-            finally { (t_migrating, t_cause) = previous; }
+            finally { t_migrating = previous; }
             Counters.AddEviction(evicted);
         }
     }

@@ -24,11 +24,13 @@ namespace Hmm.Samples.Nouveau;
 /// </remarks>
 public sealed partial class GpuSvm
 {
-    /// <summary>Why the current thread is migrating, so an own MIGRATE invalidation can be attributed.</summary>
-    private enum OwnMigration : byte { None, ToVram, Eviction }
-
+    // Set while this thread runs a migration the driver started (toward VRAM, or an eviction), so
+    // an own MIGRATE invalidation seen meanwhile is not mistaken for a CPU touch (migrate_to_ram).
     [ThreadStatic] private static GpuSvm? t_migrating;
-    [ThreadStatic] private static OwnMigration t_cause;
+
+    // Set while this thread runs the bottom half (ServiceAll): the generated migrations of its
+    // fault ranges move pages toward the GPU.
+    [ThreadStatic] private static GpuSvm? t_servicing;
 
     private readonly IGeneratedGpuDriver _gpu;
     private readonly KernelMutex _update;
@@ -36,6 +38,7 @@ public sealed partial class GpuSvm
     private readonly HashSet<ulong> _exclusive = [];
     private readonly List<ulong> _gone = [];
     private readonly ulong[] _expired = new ulong[64];
+    private readonly Func<ulong, bool> _isVram;
     private long _fetched, _unloadEvicted;
 
     /// <summary>
@@ -51,6 +54,7 @@ public sealed partial class GpuSvm
         Counters = new GpuDriverCounters();
         Policy = new GpuResidencyPolicy(vramChunks, Counters, mode, options);
         VramPages = (long)vramChunks << Page.PmdOrder;
+        _isVram = pfn => _gpu.DeviceChunkOf(pfn) != null;
     }
 
     /// <summary>The residency policy (mode, UVM options, thrashing, access counters, resident blocks).</summary>
@@ -113,6 +117,7 @@ public sealed partial class GpuSvm
             if (action == FaultAction.Exclusive) NoteExclusive(fault.Start, fault.End);
             return action;
         }
+        t_migrating = t_servicing;
 
         ExpirePins();
         ResidencyDecision decision;
@@ -163,8 +168,9 @@ public sealed partial class GpuSvm
         }
         finally { _policyLock.Unlock(); }
 
-        MakeRoom(faulted.Count() + prefetch.Count(), block);
+        MakeRoom((long)((fault.End - fault.Start) >> Page.Shift) + prefetch.Count(), block);
         TouchBlock(fault.Start);
+        if (fault.End > blockEnd) TouchBlock(fault.End - 1);
         for (int p = 0; p < Page.PmdPages;)
         {
             if (!prefetch.Test(p)) { p++; continue; }
@@ -217,6 +223,8 @@ public sealed partial class GpuSvm
     /// <summary>Records that the exclusive (atomic) path is taken for [start, end), so its revocation can be recognised.</summary>
     private void NoteExclusive(ulong start, ulong end)
     {
+        // make_device_exclusive faults a VRAM page back to system memory like a CPU access would.
+        t_migrating = null;
         Counters.AddExclusive();
         _policyLock.Lock();
         try

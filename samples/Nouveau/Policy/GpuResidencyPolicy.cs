@@ -118,12 +118,13 @@ public sealed class GpuResidencyPolicy
             Counters.AddRemoteMap();
             return new ResidencyDecision(fault.Atomic ? FaultAction.Exclusive : FaultAction.RemoteMap);
         }
+        // Every page of the range is asked (each keeps its own throttling periods and pin); the
+        // range follows its strongest hint, since it is serviced as one.
         var strongest = ThrashingHint.None;
         for (ulong va = fault.Start; va < fault.End; va += Page.Size)
         {
             var hint = Thrashing.GetHint(va, ProcessorIds.Gpu, nowNs);
             if (hint.Kind > strongest.Kind) strongest = hint;
-            if (strongest.Kind == ThrashingHintKind.Pin) break;
         }
         switch (strongest.Kind)
         {

@@ -50,9 +50,13 @@ public static class KernelRunner
     /// <param name="program">The kernel.</param>
     /// <param name="service">The driver's fault service.</param>
     /// <param name="accessCounters">When set, remote accesses of finished threads are counted (see remarks).</param>
+    /// <param name="isLocalFrame">
+    /// Whether a system-aperture frame is in fact the device's own memory (a driver that maps its
+    /// device-private pages by pfn); such accesses are local, not counted. Null: none is.
+    /// </param>
     /// <param name="maxPasses">Upper bound on executor passes.</param>
     public static KernelRun Run<TService>(SimDevice device, int instance, KernelProgram program, TService service,
-                                          AccessCounters? accessCounters = null, int maxPasses = 1_000_000)
+                                          AccessCounters? accessCounters = null, Func<ulong, bool>? isLocalFrame = null, int maxPasses = 1_000_000)
         where TService : IGpuFaultService
     {
         ArgumentNullException.ThrowIfNull(device);
@@ -72,7 +76,7 @@ public static class KernelRunner
         {
             passes++;
             device.Run();
-            if (sampled != null && table != null) Sample(device, program, table, accessCounters!, sampled);
+            if (sampled != null && table != null) Sample(device, program, table, accessCounters!, isLocalFrame, sampled);
             if (exec.ParkedCount == 0 && exec.Count(DeviceThreadState.Runnable) == 0)
             {
                 completed = true;
@@ -92,7 +96,7 @@ public static class KernelRunner
                              exec.FaultsRaised - faults0, exec.OpsExecuted - ops0, device.Clock.Now - t0);
     }
 
-    private static void Sample(SimDevice device, KernelProgram program, DevicePageTable table, AccessCounters counters, bool[] sampled)
+    private static void Sample(SimDevice device, KernelProgram program, DevicePageTable table, AccessCounters counters, Func<ulong, bool>? isLocalFrame, bool[] sampled)
     {
         var exec = device.Executor;
         for (int t = 0; t < sampled.Length; t++)
@@ -102,7 +106,7 @@ public static class KernelRunner
             for (int k = program.Starts[t], end = program.EndOf(t); k < end; k++)
             {
                 ulong va = program.Ops[k].Address;
-                if (table.Lookup(va, out var tr) && tr.Aperture == DeviceAperture.System)
+                if (table.Lookup(va, out var tr) && tr.Aperture == DeviceAperture.System && (isLocalFrame == null || !isLocalFrame(tr.Frame)))
                     counters.RecordAccess(va, device.Clock.Now);
             }
         }
