@@ -15,7 +15,7 @@ internal static partial class Emitter
     private static string EmitDeviceMemory(DriverModel m)
     {
         var dm = m.DeviceMemory!;
-        string kind = "global::Hmm.Runtime.DeviceMemory.DevicePageKind." + (dm.Kind switch { 0 => "Private", 1 => "Coherent", _ => "P2PDma" });
+        string kind = "global::Hmm.Runtime.DeviceMemory.DevicePageKind." + (dm.Kind switch { 1 => "Private", 2 => "Coherent", _ => "P2PDma" });
         string large = dm.LargeFolios ? "true" : "false";
         string push = dm.LargeFolios
             ? "__hmmFreeLarge[__hmmFreeLargeCount++] = pfn;"
@@ -23,7 +23,7 @@ internal static partial class Emitter
         string userFree = Call(m, CallbackKind.OnPageFree, "pfn") is { } f ? "\n        " + f : "";
         string migrateToRam = Call(m, CallbackKind.OnMigrateToRam, "in vmf") is { } r
             ? "return " + r
-            : m.HasMigration && dm.Kind == 0 ? "return __HmmMigrateToRam(in vmf);" : "return global::Hmm.Runtime.DeviceMemory.VmFaultResult.SigBus;";
+            : m.HasMigration && dm.Kind == 1 ? "return __HmmMigrateToRam(in vmf);" : "return global::Hmm.Runtime.DeviceMemory.VmFaultResult.SigBus;";
         return $$"""
             partial class {{m.ClassName}} : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
             {
@@ -135,19 +135,20 @@ internal static partial class Emitter
                             global::System.Threading.Interlocked.Increment(ref __hmmDeviceAllocations);
                             return true;
                         }
-                        if (!__HmmHotAdd()) return false;
+                        if (!__HmmHotAdd(order)) return false;
                     }
                 }
 
                 /// <summary>memremap_pages of one more chunk (<see cref="DeviceChunkBytes"/>), its pages pushed on the free lists. False at the limit.</summary>
                 {{GeneratedCode}}
-                private bool __HmmHotAdd()
+                private bool __HmmHotAdd(int order)
                 {
                     __hmmHotplugLock.Lock();
                     try
                     {
                         __hmmFreeLock.Lock();
-                        bool raced = __hmmFreeCount + __hmmFreeLargeCount > 0;
+                        // Another thread may have hot-added (or freed) meanwhile: retry if the request can be met now.
+                        bool raced = __hmmFreeLargeCount > 0 || (order == 0 && __hmmFreeCount > 0);
                         __hmmFreeLock.Unlock();
                         if (raced) return true;
                         int count = __hmmChunkCount;

@@ -16,7 +16,7 @@ internal static partial class Emitter
     {
         var dm = m.DeviceMemory!;
         string copy = Call(m, CallbackKind.CopyPages, "new global::System.ReadOnlySpan<" + PageCopy + ">(s.Copies, 0, copies)")!;
-        string deviceSelect = "global::Hmm.Runtime.Migration.MigrateSelect." + (dm.Kind == 1 ? "DeviceCoherent" : "DevicePrivate");
+        string deviceSelect = "global::Hmm.Runtime.Migration.MigrateSelect." + (dm.Kind == 2 ? "DeviceCoherent" : "DevicePrivate");
         string compound = dm.LargeFolios ? " | global::Hmm.Runtime.Migration.MigrateSelect.Compound" : "";
         string own = m.FilterOwnMigrations
             ? $"\n                    __HmmInvalidateOwn(mm, a, next, {NotifyEvent}.Migrate);"

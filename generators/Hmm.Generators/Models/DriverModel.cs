@@ -46,7 +46,7 @@ internal sealed record DriverModel(
     }
 
     /// <summary>Whether migration (to device, to system, migrate_to_ram) is generated: private or coherent memory with a [CopyPages] callback.</summary>
-    public bool HasMigration => DeviceMemory is { Kind: 0 or 1 } && Callback(CallbackKind.CopyPages) != null;
+    public bool HasMigration => DeviceMemory is { Kind: 1 or 2 } && Callback(CallbackKind.CopyPages) != null;
 
     /// <summary>Whether the hotplug allocator is generated ([DeviceMemory] with its required [CopyPages]).</summary>
     public bool HasDeviceMemory => DeviceMemory != null && Callback(CallbackKind.CopyPages) != null;

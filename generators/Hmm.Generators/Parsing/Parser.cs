@@ -38,8 +38,8 @@ internal static class Parser
             }
         }
         if (sync is < 0 or > 2 || timeout <= 0) return null;
-        if (updateLock != null && !IsKernelMutexMember(type, updateLock)) return null;
-        if (owner != null && !IsOwnerMember(type, owner)) return null;
+        if (updateLock != null && !Parsing.DeclarationRules.IsKernelMutexMember(type, updateLock)) return null;
+        if (owner != null && !Parsing.DeclarationRules.IsOwnerMember(type, owner)) return null;
         ct.ThrowIfCancellationRequested();
 
         DeviceMemoryModel? devmem = null;
@@ -64,6 +64,12 @@ internal static class Parser
         }
 
         var callbacks = ParseCallbacks(type, ct);
+        bool hasCopy = false;
+        foreach (var c in callbacks) hasCopy |= c.Kind == CallbackKind.CopyPages;
+        bool hasDevmem = devmem != null && hasCopy;
+        foreach (var member in type.GetMembers())
+            if (!member.IsImplicitlyDeclared && Parsing.GeneratedMembers.IsReserved(member.Name, hasDevmem, hasDevmem && devmem!.Kind is 1 or 2, faultBuffer != null, exporter, importer))
+                return null;
         return new DriverModel(
             type.ContainingNamespace.IsGlobalNamespace ? "" : type.ContainingNamespace.ToDisplayString(),
             type.Name,
@@ -91,41 +97,9 @@ internal static class Parser
         return true;
     }
 
-    /// <summary>An instance field or property of type KernelMutex named <paramref name="name"/>.</summary>
-    internal static bool IsKernelMutexMember(INamedTypeSymbol type, string name)
-    {
-        foreach (var member in type.GetMembers(name))
-        {
-            var memberType = member switch
-            {
-                IFieldSymbol f when !f.IsStatic => f.Type,
-                IPropertySymbol p when !p.IsStatic && p.GetMethod != null && p.Parameters.Length == 0 => p.Type,
-                _ => null,
-            };
-            if (memberType?.ToDisplayString() == KnownNames.KernelMutex) return true;
-        }
-        return false;
-    }
-
-    /// <summary>An instance field or readable property of a reference type named <paramref name="name"/>.</summary>
-    internal static bool IsOwnerMember(INamedTypeSymbol type, string name)
-    {
-        foreach (var member in type.GetMembers(name))
-        {
-            var memberType = member switch
-            {
-                IFieldSymbol f when !f.IsStatic => f.Type,
-                IPropertySymbol p when !p.IsStatic && p.GetMethod != null && p.Parameters.Length == 0 => p.Type,
-                _ => null,
-            };
-            if (memberType is { IsReferenceType: true }) return true;
-        }
-        return false;
-    }
-
     private static DeviceMemoryModel? ParseDeviceMemory(AttributeData attribute)
     {
-        if (attribute.ConstructorArguments.Length != 1 || attribute.ConstructorArguments[0].Value is not int kind || kind is < 0 or > 2) return null;
+        if (attribute.ConstructorArguments.Length != 1 || attribute.ConstructorArguments[0].Value is not int kind || kind is not (1 or 2 or 5)) return null;
         long chunk = 256L << 20;
         int max = 16;
         bool large = true;
@@ -138,12 +112,9 @@ internal static class Parser
                 case "LargeFolios": large = arg.Value.Value is true; break;
             }
         }
-        if (!IsValidChunk(chunk) || max <= 0) return null;
+        if (!Parsing.DeclarationRules.IsValidChunk(chunk) || max <= 0) return null;
         return new DeviceMemoryModel(kind, chunk, max, large);
     }
-
-    /// <summary>ChunkBytes must be a positive multiple of 2 MiB (memremap_pages' section granularity here).</summary>
-    internal static bool IsValidChunk(long bytes) => bytes > 0 && bytes % (2L << 20) == 0;
 
     private static FaultBufferModel? ParseFaultBuffer(AttributeData attribute)
     {

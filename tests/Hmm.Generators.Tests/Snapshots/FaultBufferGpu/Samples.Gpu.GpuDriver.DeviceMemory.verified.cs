@@ -114,24 +114,25 @@ partial class GpuDriver : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
                 global::System.Threading.Interlocked.Increment(ref __hmmDeviceAllocations);
                 return true;
             }
-            if (!__HmmHotAdd()) return false;
+            if (!__HmmHotAdd(order)) return false;
         }
     }
 
     /// <summary>memremap_pages of one more chunk (<see cref="DeviceChunkBytes"/>), its pages pushed on the free lists. False at the limit.</summary>
     [global::System.CodeDom.Compiler.GeneratedCode("Hmm.Generators", "1.0.0")]
-    private bool __HmmHotAdd()
+    private bool __HmmHotAdd(int order)
     {
         __hmmHotplugLock.Lock();
         try
         {
             __hmmFreeLock.Lock();
-            bool raced = __hmmFreeCount + __hmmFreeLargeCount > 0;
+            // Another thread may have hot-added (or freed) meanwhile: retry if the request can be met now.
+            bool raced = __hmmFreeLargeCount > 0 || (order == 0 && __hmmFreeCount > 0);
             __hmmFreeLock.Unlock();
             if (raced) return true;
             int count = __hmmChunkCount;
             if (count >= DeviceMaxChunks || Device is not { } device) return false;
-            var e = global::Hmm.Runtime.DeviceMemory.DevPagemap.Create(device.Machine, global::Hmm.Runtime.DeviceMemory.DevicePageKind.Coherent, (ulong)DeviceChunkBytes, PgmapOwner, this, out var pgmap);
+            var e = global::Hmm.Runtime.DeviceMemory.DevPagemap.Create(device.Machine, global::Hmm.Runtime.DeviceMemory.DevicePageKind.Private, (ulong)DeviceChunkBytes, PgmapOwner, this, out var pgmap);
             if (e != global::Hmm.Runtime.Errno.Ok || pgmap == null) return false;
             // Grow the lists to hold every page of every chunk (cold path: a hot-add).
             int pages = (int)(DeviceChunkBytes >> global::Hmm.Runtime.Memory.Page.Shift) * (count + 1);
@@ -235,6 +236,6 @@ partial class GpuDriver : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
     [global::System.CodeDom.Compiler.GeneratedCode("Hmm.Generators", "1.0.0")]
     global::Hmm.Runtime.DeviceMemory.VmFaultResult global::Hmm.Runtime.DeviceMemory.IDevPagemapOps.MigrateToRam(in global::Hmm.Runtime.DeviceMemory.VmFault vmf)
     {
-        return global::Hmm.Runtime.DeviceMemory.VmFaultResult.SigBus;
+        return __HmmMigrateToRam(in vmf);
     }
 }

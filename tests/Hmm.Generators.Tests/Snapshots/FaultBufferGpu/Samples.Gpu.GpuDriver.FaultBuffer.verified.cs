@@ -72,14 +72,14 @@ partial class GpuDriver
         var action = this.Decide(in range);
         switch (action)
         {
-                case global::Hmm.Dsl.FaultAction.MigrateToDevice:
-                {
-                    // Device memory exhausted (ENOMEM) is not a fault error: map in place instead.
-                    var e = __HmmMigrate(range.Start, range.End, toDevice: true, out long moved);
-                    global::System.Threading.Interlocked.Add(ref __hmmPagesToDevice, moved);
-                    if (e != global::Hmm.Runtime.Errno.Ok && e != global::Hmm.Runtime.Errno.ENOMEM) return e;
-                    return Fault(in range);
-                }
+            case global::Hmm.Dsl.FaultAction.MigrateToDevice:
+            {
+                // Device memory exhausted (ENOMEM) is not a fault error: map in place instead.
+                var e = __HmmMigrate(range.Start, range.End, toDevice: true, out long moved);
+                global::System.Threading.Interlocked.Add(ref __hmmPagesToDevice, moved);
+                if (e != global::Hmm.Runtime.Errno.Ok && e != global::Hmm.Runtime.Errno.ENOMEM) return e;
+                return Fault(in range);
+            }
             case global::Hmm.Dsl.FaultAction.Exclusive:
                 return MakeExclusive(range.Start, range.End);
             case global::Hmm.Dsl.FaultAction.Cancel:

@@ -1,0 +1,120 @@
+using Hmm.Analyzers.DriverShape;
+using Microsoft.CodeAnalysis.Testing;
+using NUnit.Framework;
+using static Hmm.Analyzers.Tests.DriverShape.DriverShapeVerifier;
+
+namespace Hmm.Analyzers.Tests.DriverShape;
+
+/// <summary>Each HMM0xxx rule fires at its exact span on a wrong declaration and stays silent on the right one.</summary>
+public sealed class DriverShapeAnalyzerTests
+{
+    private const string Correct = """
+        [HmmDriver("gpu", UpdateLock = nameof(_lock), Owner = nameof(_owner), FaultTimeoutMs = 500)]
+        [DeviceMemory(DevicePageKind.Private, ChunkBytes = 2L << 20, MaxChunks = 2)]
+        [FaultBuffer(Entries = 128, BatchSize = 64, Replay = ReplayPolicy.Once)]
+        [P2pExporter]
+        [P2pImporter]
+        public sealed partial class Gpu
+        {
+            private readonly KernelMutex _lock = new("gpu.lock");
+            private readonly object _owner = new();
+            [OnInvalidate] private void Invalidate(in NotifierRange range) { }
+            [OnMirrorFault] private void Map(HmmRange range, ReadOnlySpan<ulong> hmmPfns) { }
+            [CopyPages] private void Copy(ReadOnlySpan<PageCopy> copies) { }
+            [OnPageFree] private void Free(ulong pfn) { }
+            [OnMigrateToRam] private VmFaultResult ToRam(in VmFault vmf) => VmFaultResult.SigBus;
+            [FaultPolicy] private FaultAction Decide(in FaultRange fault) => FaultAction.MapInPlace;
+            [OnRelease] private void Release() { }
+            [OnP2pExport] private Errno Export(Vma vma, PciFunction importer, ulong start, ulong end, bool write) => Errno.Ok;
+            [OnP2pImport] private Errno Import(P2pVmaImport import) => Errno.Ok;
+        }
+        """;
+
+    [Test]
+    public Task CorrectDriver_UsingEveryAttribute_IsSilent() => VerifyAsync(Correct);
+
+    [Test]
+    public Task MinimalDriver_IsSilent() => VerifyAsync("""[HmmDriver("m")] partial class M { }""");
+
+    [Test]
+    public Task HMM0001_NotPartial() => VerifyAsync("""[HmmDriver("m")] public sealed class {|HMM0001:M|} { }""");
+
+    [Test]
+    public Task HMM0002_Nested() => VerifyAsync("""public partial class Outer { [HmmDriver("m")] public partial class {|HMM0002:M|} { } }""");
+
+    [Test]
+    public Task HMM0003_Generic() => VerifyAsync("""[HmmDriver("m")] public partial class {|HMM0003:M|}<T> { }""");
+
+    [TestCase("[OnInvalidate] private void {|HMM0004:I|}(NotifierRange range) { }")]
+    [TestCase("[OnInvalidate] private static void {|HMM0004:I|}(in NotifierRange range) { }")]
+    [TestCase("[OnMirrorFault] private bool {|HMM0004:F|}(HmmRange range, ReadOnlySpan<ulong> pfns) => true;")]
+    [TestCase("[CopyPages] private void {|HMM0004:C|}(PageCopy[] copies) { }")]
+    [TestCase("[OnPageFree] private void {|HMM0004:P|}(long pfn) { }")]
+    [TestCase("[OnMigrateToRam] private VmFaultResult {|HMM0004:R|}(VmFault vmf) => default;")]
+    [TestCase("[FaultPolicy] private FaultAction {|HMM0004:D|}<T>(in FaultRange f) => default;")]
+    [TestCase("[OnRelease] private void {|HMM0004:R|}(bool now) { }")]
+    [TestCase("[OnP2pImport] private void {|HMM0004:I|}(P2pVmaImport import) { }")]
+    public Task HMM0004_WrongSignature(string method)
+        => VerifyAsync("[HmmDriver(\"m\")][DeviceMemory(DevicePageKind.Private)][FaultBuffer][P2pImporter] partial class M { [CopyPages] private void Ok(ReadOnlySpan<PageCopy> c) { } " + method.Replace("[CopyPages] private void {|HMM0004:C|}", "[CopyPages] private void {|HMM0004:C|}") + " }");
+
+    [Test]
+    public Task HMM0004_MessageShowsTheExpectedSignature()
+        => VerifyAsync(
+            """[HmmDriver("m")] partial class M { [OnInvalidate] private void {|#0:I|}() { } }""",
+            new DiagnosticResult(DriverShapeDescriptors.WrongSignature).WithLocation(0).WithArguments("I", "OnInvalidate", "void M(in NotifierRange range)"));
+
+    [Test]
+    public Task HMM0005_Duplicate()
+        => VerifyAsync("""
+            [HmmDriver("m")] partial class M
+            {
+                [OnInvalidate] private void A(in NotifierRange r) { }
+                [OnInvalidate] private void {|HMM0005:B|}(in NotifierRange r) { }
+            }
+            """);
+
+    [Test]
+    public Task HMM0006_DeviceMemoryWithoutCopyPages()
+        => VerifyAsync("""[HmmDriver("m")][{|HMM0006:DeviceMemory(DevicePageKind.Private)|}] partial class M { }""");
+
+    [TestCase("\"_missing\"", "")]
+    [TestCase("nameof(_spin)", "private readonly Hmm.Runtime.Locking.SpinLock _spin = new(\"s\");")]
+    [TestCase("nameof(_static)", "private static readonly KernelMutex _static = new(\"s\");")]
+    public Task HMM0007_UpdateLockNamesNoKernelMutex(string name, string member)
+        => VerifyAsync("[HmmDriver(\"m\", UpdateLock = {|HMM0007:" + name + "|})] partial class M { private readonly KernelMutex _lock = new(\"l\"); " + member + " }");
+
+    [Test]
+    public Task HMM0007_ANamedKernelMutexProperty_IsSilent()
+        => VerifyAsync("""[HmmDriver("m", UpdateLock = nameof(Lock))] partial class M { private KernelMutex Lock { get; } = new("l"); }""");
+
+    [Test]
+    public Task HMM0008_OwnerNamesNoReferenceMember()
+        => VerifyAsync("""[HmmDriver("m", Owner = {|HMM0008:"_cookie"|})] partial class M { private readonly int _cookie = 1; }""");
+
+    [TestCase("[CopyPages] private void {|HMM0009:C|}(ReadOnlySpan<PageCopy> c) { }")]
+    [TestCase("[FaultPolicy] private FaultAction {|HMM0009:D|}(in FaultRange f) => default;")]
+    [TestCase("[OnP2pExport] private Errno {|HMM0009:E|}(Vma v, PciFunction i, ulong s, ulong e, bool w) => Errno.Ok;")]
+    public Task HMM0009_CallbackNeverCalled(string method)
+        => VerifyAsync("[HmmDriver(\"m\")] partial class M { " + method + " }");
+
+    [Test]
+    public Task HMM0010_CallbackOutsideADriver()
+        => VerifyAsync("""class NotADriver { [OnInvalidate] private void {|HMM0010:I|}(in NotifierRange r) { } }""");
+
+    [TestCase("[HmmDriver(\"m\", FaultTimeoutMs = {|HMM0011:0|})] partial class M { }")]
+    [TestCase("[HmmDriver({|HMM0011:\"\"|})] partial class M { }")]
+    [TestCase("[HmmDriver(\"m\")][DeviceMemory(DevicePageKind.Private, ChunkBytes = {|HMM0011:4096|})] partial class M { [CopyPages] void C(ReadOnlySpan<PageCopy> c) { } }")]
+    [TestCase("[HmmDriver(\"m\")][DeviceMemory(DevicePageKind.Private, MaxChunks = {|HMM0011:0|})] partial class M { [CopyPages] void C(ReadOnlySpan<PageCopy> c) { } }")]
+    [TestCase("[HmmDriver(\"m\")][FaultBuffer(Entries = 16, BatchSize = {|HMM0011:32|})] partial class M { }")]
+    public Task HMM0011_ArgumentOutOfRange(string code) => VerifyAsync(code);
+
+    [TestCase("public void {|HMM0012:Fault|}() { }")]
+    [TestCase("public int {|HMM0012:Device|} => 0;")]
+    [TestCase("private int {|HMM0012:__hmmNotifier|};")]
+    public Task HMM0012_MemberClashesWithGeneratedOne(string member)
+        => VerifyAsync("[HmmDriver(\"m\")] partial class M { " + member + " }");
+
+    [Test]
+    public Task HMM0012_DeviceMemoryNames_AreFreeWithoutDeviceMemory()
+        => VerifyAsync("""[HmmDriver("m")] partial class M { public void MigrateToDevice() { } public int ServiceFaults => 0; }""");
+}
