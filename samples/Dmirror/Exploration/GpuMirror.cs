@@ -123,6 +123,7 @@ public class GpuMirror : IIntervalNotifierOps
     }
 
     /// <summary>mmu_interval_read_retry under U: whether an invalidation ran since read_begin.</summary>
+    [Hmm.Dsl.ReadRetry]
     protected virtual bool MustRetry(ulong seq) => _notifier.ReadRetry(seq);
 
     /// <summary>Programs the device page table from a faulted range (U held).</summary>
