@@ -30,6 +30,7 @@ public class GeneratedDriverBenchmarks
     private Process _process = null!;
     private BenchDriver _hand = null!;
     private GeneratedBenchDriver _generated = null!;
+    private GeneratedBench4KDriver _generated4K = null!;
     private ulong _base4K, _baseThp;
 
     private SimDevice _handDevice = null!, _genDevice = null!;
@@ -48,6 +49,8 @@ public class GeneratedDriverBenchmarks
         _hand = new BenchDriver(_machine, 192UL << 20);
         _generated = new GeneratedBenchDriver();
         Check(_generated.Attach(new SimDevice(_machine, "gen-devmem"), _process));
+        _generated4K = new GeneratedBench4KDriver();
+        Check(_generated4K.Attach(new SimDevice(_machine, "gen-devmem-4k"), _process));
         _base4K = MapRegion(Advice.NoHugePage);
         _baseThp = MapRegion(Advice.HugePage);
 
@@ -64,7 +67,7 @@ public class GeneratedDriverBenchmarks
         var until = DateTime.UtcNow.AddSeconds(2);
         while (DateTime.UtcNow < until)
         {
-            Hand4K(); Generated4K(); HandThp(); GeneratedThp();
+            Hand4K(); Generated4K(); Generated4KNoLargeFolios(); HandThp(); GeneratedThp();
             ResetFaults(); HandFaultService(); ResetFaults(); GeneratedFaultService();
         }
     }
@@ -93,6 +96,15 @@ public class GeneratedDriverBenchmarks
     {
         _generated.MigrateToDevice(_base4K, _base4K + Length, out long a);
         _generated.MigrateToSystem(_base4K, _base4K + Length, out long b);
+        return a + b;
+    }
+
+    /// <summary>Generated without large folios (base pages only, no COMPOUND selection): the same.</summary>
+    [Benchmark(OperationsPerInvoke = Pages), BenchmarkCategory("Migrate4K")]
+    public long Generated4KNoLargeFolios()
+    {
+        _generated4K.MigrateToDevice(_base4K, _base4K + Length, out long a);
+        _generated4K.MigrateToSystem(_base4K, _base4K + Length, out long b);
         return a + b;
     }
 
@@ -146,6 +158,7 @@ public class GeneratedDriverBenchmarks
         _handMirror.Dispose();
         _genMirror.Detach();
         _generated.Detach();
+        _generated4K.Detach();
         _process.Exit();
         _machine.Dispose();
     }

@@ -21,3 +21,11 @@ internal sealed partial class GeneratedBenchDriver
 internal sealed partial class GeneratedMirrorDriver
 {
 }
+
+/// <summary>The same twin without large folios (no COMPOUND selection), as BenchDriver migrates 4 KiB regions.</summary>
+[HmmDriver("bench-devmem-4k")]
+[DeviceMemory(DevicePageKind.Private, ChunkBytes = 192L << 20, MaxChunks = 1, LargeFolios = false)]
+internal sealed partial class GeneratedBench4KDriver
+{
+    [CopyPages] private void Copy(ReadOnlySpan<PageCopy> copies) => Device.Copy.Copy(copies);
+}
