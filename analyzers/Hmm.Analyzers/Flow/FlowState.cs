@@ -52,6 +52,8 @@ internal enum FlowFlags
     EventChecked = 32,
     /// <summary>Must: Owner was read after Event (a path filtering the driver's own MIGRATE/EXCLUSIVE events, HMM-R19).</summary>
     OwnerFiltered = 64,
+    /// <summary>May: hmm_range_fault ran since the last ReadBegin on some path.</summary>
+    FaultedSinceBegin = 128,
 }
 
 /// <summary>The abstract state of the lock/reference/protocol analysis at one program point (immutable).</summary>

@@ -380,8 +380,13 @@ internal sealed class MethodFlow
             foreach (var a in inv.Arguments)
                 if (a.Parameter != null && Unwrap(a.Value) is IParameterReferenceOperation fp)
                     _facts.ParamPasses.Add(new ParamPass(m.OriginalDefinition, a.Parameter.Name, fp.Parameter.Name));
-        if (c.ReadBegin) state = state.WithValidation(state.Flags & ~(FlowFlags.HasSnapshot | FlowFlags.SnapshotPending), null);
-        if (c.Snapshot) state = state.WithValidation(state.Flags | FlowFlags.HasSnapshot | FlowFlags.SnapshotPending, null);
+        if (c.ReadBegin) state = state.WithValidation(state.Flags & ~(FlowFlags.HasSnapshot | FlowFlags.SnapshotPending | FlowFlags.FaultedSinceBegin), null);
+        if (c.Snapshot)
+        {
+            // HMM-R02/R05: every attempt starts from ReadBegin; retrying with the old sequence livelocks.
+            if (state.Has(FlowFlags.FaultedSinceBegin)) Report(HmmRules.FaultWithoutReadBegin, loc);
+            state = state.WithValidation(state.Flags | FlowFlags.HasSnapshot | FlowFlags.SnapshotPending | FlowFlags.FaultedSinceBegin, null);
+        }
         if (c.SetsSeq) state = state.WithFlags(state.Flags | FlowFlags.SeqSet);
         return state;
     }

@@ -89,6 +89,10 @@ internal static class HmmRules
         "The '{0}' reference taken here is not released on some path", MigrationCategory,
         "A reference declared by [AcquiresReference] (pins and others) must be released on every path.");
 
+    public static readonly DiagnosticDescriptor FaultWithoutReadBegin = Rule("HMM1026", "hmm_range_fault retried without a new ReadBegin (HMM-R02/R05)",
+        "hmm_range_fault is called again on a path where no ReadBegin started a new attempt since the previous call", MirrorCategory,
+        "Each attempt must take a fresh sequence from ReadBegin (after dropping the mmap lock); retrying with the old one spins on -EBUSY or validates against a stale sequence.", end: false);
+
     public static DiagnosticDescriptor ForReference(string kind) => kind switch
     {
         "migration" => MigrationNotFinalized,
@@ -102,6 +106,6 @@ internal static class HmmRules
         GuardedAccess, RequiresNotHeld, ExcludedLockHeld, LockNotReleased, ReleaseNotHeld, LockOrder,
         MmapLockRequired, FaultUnderCallbackLock, SnapshotWithoutRetry, BlockingInNonBlockable, FalseOnBlockable,
         SetSeqMissing, NotifierRemovalInCallback, MmDropInCallback, ReqWriteWithoutFault, OwnerWithoutEvent,
-        MigrationNotFinalized, MigrationInCallback, ExclusiveNotReleased, MmReferenceLeaked, SleepInAtomic, ReferenceLeaked,
+        MigrationNotFinalized, MigrationInCallback, ExclusiveNotReleased, MmReferenceLeaked, SleepInAtomic, ReferenceLeaked, FaultWithoutReadBegin,
     ];
 }

@@ -235,4 +235,48 @@ public sealed class MirrorRuleTests
     public Task Fault_only_is_silent() => HmmVerifier.VerifyAsync("""
         class D { public void F(HmmRange r) { r.DefaultFlags = HmmPfn.ReqFault; r.PfnFlagsMask = HmmPfn.ReqWrite; } }
         """);
+
+    // ---- HMM1026 ----
+    [Test]
+    public Task Busy_retry_without_read_begin_fires() => HmmVerifier.VerifyAsync(Driver + """
+            [RequiresShared("r.Notifier.Mm.MmapLock")]
+            public Errno F(HmmRange r) { r.NotifierSeq = _n.ReadBegin(); Errno e; do { e = {|HMM1026:r.Fault()|}; } while (e == Errno.EBUSY); return e; }
+        }
+        """);
+
+    [Test]
+    public Task Second_fault_after_first_fires() => HmmVerifier.VerifyAsync(Driver + """
+            [RequiresShared("r.Notifier.Mm.MmapLock")]
+            public Errno F(HmmRange r) { r.NotifierSeq = _n.ReadBegin(); if (r.Fault() == Errno.EBUSY) return {|HMM1026:r.Fault()|}; return Errno.Ok; }
+        }
+        """);
+
+    [Test]
+    public Task Loop_with_read_begin_outside_fires() => HmmVerifier.VerifyAsync(Driver + """
+            [RequiresShared("r.Notifier.Mm.MmapLock")]
+            public Errno F(HmmRange r) { r.NotifierSeq = _n.ReadBegin(); for (int i = 0; i < 3; i++) { if ({|HMM1026:r.Fault()|} == Errno.Ok) return Errno.Ok; } return Errno.EBUSY; }
+        }
+        """);
+
+    [Test]
+    public Task Read_begin_each_attempt_is_silent() => HmmVerifier.VerifyAsync(Driver + """
+            public Errno F(HmmRange r) { Errno e; do { r.NotifierSeq = _n.ReadBegin(); _mm.MmapLock.ReadLock(); try { e = r.Fault(); } finally { _mm.MmapLock.ReadUnlock(); } } while (e == Errno.EBUSY); return e; }
+        }
+        """);
+
+    [Test]
+    public Task Canonical_loop_with_continue_is_silent() => HmmVerifier.VerifyAsync(Driver + Loop + """
+                    _update.Lock();
+                    try { if (_n.ReadRetry(r.NotifierSeq)) continue; return Errno.Ok; } finally { _update.Unlock(); }
+                }
+            }
+        }
+        """);
+
+    [Test]
+    public Task Two_ranges_each_with_read_begin_are_silent() => HmmVerifier.VerifyAsync(Driver + """
+            [RequiresShared("a.Notifier.Mm.MmapLock")]
+            public void F(HmmRange a, HmmRange b) { a.NotifierSeq = _n.ReadBegin(); a.Fault(); b.NotifierSeq = _n.ReadBegin(); b.Fault(); }
+        }
+        """);
 }
