@@ -19,7 +19,7 @@ internal sealed class DmirrorChunk : IDevPagemapOps
     public DmirrorChunk(DmirrorDevice device)
     {
         Device = device;
-        int pages = (int)(DmirrorDevice.ChunkSize >> Page.Shift);
+        int pages = (int)(device.ChunkBytes >> Page.Shift);
         _backing = new ulong[pages];
         _backingHead = new ulong[pages];
         _mirror = new Dmirror?[pages];

@@ -53,8 +53,9 @@ public sealed class DmirrorDevice
     [GuardedBy(nameof(_lock))] private long _calloc;
     [GuardedBy(nameof(_lock))] private long _cfree;
 
-    private DmirrorDevice(Machine machine, int minor)
+    private DmirrorDevice(Machine machine, int minor, ulong chunkBytes)
     {
+        ChunkBytes = chunkBytes;
         Machine = machine;
         Minor = minor;
         Kind = minor < 2 ? DevicePageKind.Private : DevicePageKind.Coherent;
@@ -67,16 +68,28 @@ public sealed class DmirrorDevice
     /// <paramref name="machine"/> and allocates its first chunk, all of it as base pages on the
     /// free list (no page taken).
     /// </summary>
-    public static DmirrorDevice Create(Machine machine, int minor)
+    public static DmirrorDevice Create(Machine machine, int minor) => Create(machine, minor, ChunkSize);
+
+    /// <summary>
+    /// Like <see cref="Create(Machine, int)"/> with chunks of <paramref name="chunkBytes"/> (a
+    /// multiple of 2 MiB) instead of <see cref="ChunkSize"/>: race scenarios build a device per
+    /// schedule, and 65,536 struct pages per chunk would dominate their cost.
+    /// </summary>
+    public static DmirrorDevice Create(Machine machine, int minor, ulong chunkBytes)
     {
+        ArgumentOutOfRangeException.ThrowIfZero(chunkBytes);
+        if (chunkBytes % (2UL << 20) != 0) throw new ArgumentOutOfRangeException(nameof(chunkBytes), "a multiple of 2 MiB");
         ArgumentNullException.ThrowIfNull(machine);
         ArgumentOutOfRangeException.ThrowIfNegative(minor);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(minor, DeviceCount);
-        var device = new DmirrorDevice(machine, minor);
+        var device = new DmirrorDevice(machine, minor, chunkBytes);
         var e = device.AllocateChunk(take: false, large: false, out _, out _);
         if (e != Errno.Ok) throw new ErrnoException(e, "dmirror_allocate_chunk");
         return device;
     }
+
+    /// <summary>Bytes of device memory per chunk (<see cref="ChunkSize"/> unless created smaller).</summary>
+    public ulong ChunkBytes { get; }
 
     /// <summary>The machine the device is plugged into.</summary>
     public Machine Machine { get; }
@@ -235,7 +248,7 @@ public sealed class DmirrorDevice
         {
             if (!IsPrivate && _chunks.Count > 0) return Errno.ENOMEM;   // the one SPM region is already mapped
             if (_chunks.Count == _capacity) _capacity += ChunksReserve;
-            var e = DevPagemap.Create(Machine, Kind, ChunkSize, owner: this, ops: chunk, out var pgmap);
+            var e = DevPagemap.Create(Machine, Kind, ChunkBytes, owner: this, ops: chunk, out var pgmap);
             if (e != Errno.Ok) return e;
             chunk.Attach(pgmap!);
             _chunks.Add(chunk);

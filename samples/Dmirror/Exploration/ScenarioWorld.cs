@@ -22,7 +22,7 @@ public sealed class ScenarioWorld
         ArgumentNullException.ThrowIfNull(ctx);
         Machine = new Machine(new MachineOptions { SystemMemory = 8L << 20, TransparentHugePages = false });
         ctx.Cleanup(Machine.Dispose);
-        Device = DmirrorDevice.Create(Machine, minor: 0);
+        Device = DmirrorDevice.Create(Machine, minor: 0, chunkBytes: 2UL << 20);
         _baseline = Machine.UsedPages;
         Process = Machine.CreateProcess("app");
         Buffer = Process.Mmap(Pages * 4096, Prot.Read | Prot.Write, MapFlags.Private | MapFlags.Anonymous);
