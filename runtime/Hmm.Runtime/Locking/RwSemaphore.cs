@@ -86,6 +86,7 @@ public sealed class RwSemaphore
     /// </summary>
     internal void ReadLockIgnoringWaitingWriters(int subclass)
     {
+        SchedulePoints.Reach(SchedulePointKind.Acquire, this);
         LockValidator.ValidateSubclass(subclass);
         HeldLocks held = HeldLocks.Current;
         if (LockValidator.Enabled)
@@ -99,6 +100,15 @@ public sealed class RwSemaphore
             if (held.Contains(this))
             {
                 throw LockValidator.SelfDeadlock(LockKind.RwRead, ClassName);
+            }
+
+            // Under exploration a blocked thread parks in the scheduler, never in a monitor
+            // (it holds the only baton: a real wait would stall every logical thread).
+            if (SchedulePoints.Hook is { } hook)
+            {
+                while (!TryAcquireRead(ignoreWaitingWriters: true)) hook.Block(this);
+                held.Push(this, ClassName, subclass, LockKind.RwRead);
+                return;
             }
 
             lock (_gate)
