@@ -368,7 +368,29 @@ public sealed partial class AddressSpace
             return FaultResult.Ok;
         }
 
-        // wp_page_copy.
+        // wp_page_copy. do_wp_page takes a reference on the old folio under the PTL, with the
+        // entry re-checked, before it drops the PTL to copy: without it the page could be migrated
+        // away, freed — its device memory even unplugged — while it is being copied.
+        if (!zero)
+        {
+            PageTableLock.Lock();
+            try
+            {
+                if (Volatile.Read(ref slot) != pte.Raw) return FaultResult.Ok;
+                Machine.GetPage(head);
+            }
+            finally { PageTableLock.Unlock(); }
+        }
+        try { return WpPageCopy(vma, address, ref slot, pte, zero, head); }
+        finally
+        {
+            if (!zero) Machine.PutPage(head);
+        }
+    }
+
+    private FaultResult WpPageCopy(Vma vma, ulong address, ref ulong slot, Pte pte, bool zero, ulong head)
+    {
+        ulong pfn = pte.Pfn;
         var anon = AnonFor(vma);
         if (!Machine.Allocator.TryAllocate(0, out ulong copy)) return FaultResult.Oom;
         if (zero) Machine.Memory.Clear(copy);
