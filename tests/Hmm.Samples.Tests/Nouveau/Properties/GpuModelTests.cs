@@ -44,3 +44,14 @@ public sealed class GpuModelTests
         Assert.That(cases, Is.GreaterThanOrEqualTo(Cases));
     }
 }
+
+/// <summary>Shrunk counterexamples found by the model test, kept as regressions.</summary>
+public sealed class GpuModelRegressionTests
+{
+    [Test]
+    public void A_gpu_write_to_a_read_only_range_under_uvm_with_a_small_budget_completes()
+        => GpuModelRunner.Run(new GpuCase(true, [
+            new(GpuOpKind.Mprotect, 719743142, 468688038, 707978583, 1616643526),
+            new(GpuOpKind.Switch, 1683434512, 956238574, 256924591, 694260487),
+            new(GpuOpKind.GpuWrite, 215005346, 431529090, 740799110, 2011233327)]));
+}
