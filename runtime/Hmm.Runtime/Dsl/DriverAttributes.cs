@@ -142,8 +142,10 @@ public sealed class P2pImporterAttribute : Attribute
 
 /// <summary>
 /// The invalidate callback (mmu_interval_notifier_ops.invalidate after the trampoline): runs with
-/// U held and the sequence already set; the range says whether it may block. Tears down device
-/// mappings of the range.
+/// U held and the sequence already set, after the generated code cleared the device page table
+/// of the range; the range says whether it may block (<see cref="Hmm.Runtime.Mm.NotifierRange.Blockable"/>:
+/// when false, do not sleep). Tears down the driver's own state for the range.
+/// <para>Signature: <c>void M(in NotifierRange range)</c> (an instance method).</para>
 /// </summary>
 [AttributeUsage(AttributeTargets.Method, AllowMultiple = false, Inherited = false)]
 public sealed class OnInvalidateAttribute : Attribute
@@ -152,50 +154,86 @@ public sealed class OnInvalidateAttribute : Attribute
 
 /// <summary>
 /// Programs the device page table from a successful hmm_range_fault snapshot: runs with U held,
-/// after ReadRetry reported no collision (HMM-R05/R06).
+/// after the sync mode's check reported no collision (HMM-R05/R06), and after the generated code
+/// installed the snapshot in the device page table. Also called by <c>MakeExclusive</c> for a
+/// one-page device-exclusive mapping (the generated <c>MappingExclusive</c> is then true).
+/// <para>Signature: <c>void M(HmmRange range, ReadOnlySpan&lt;ulong&gt; hmmPfns)</c>.</para>
 /// </summary>
 [AttributeUsage(AttributeTargets.Method, AllowMultiple = false, Inherited = false)]
 public sealed class OnMirrorFaultAttribute : Attribute
 {
 }
 
-/// <summary>The device's DMA engine: copies a batch of pages during migration. May block; U is not held.</summary>
+/// <summary>
+/// The device's DMA engine: copies one batch (at most 512 entries) of pages during migration,
+/// between migrate_vma_setup and migrate_vma_pages, with the mmap read lock held; may block; U is
+/// not held. The copies must be complete on return (MIG-R06).
+/// <para>Signature: <c>void M(ReadOnlySpan&lt;PageCopy&gt; copies)</c>.</para>
+/// </summary>
 [AttributeUsage(AttributeTargets.Method, AllowMultiple = false, Inherited = false)]
 public sealed class CopyPagesAttribute : Attribute
 {
 }
 
-/// <summary>dev_pagemap_ops.page_free: a device page's last reference dropped. Atomic context: must not sleep.</summary>
+/// <summary>
+/// dev_pagemap_ops.page_free: a device page's (or folio's) last reference dropped; called before
+/// the generated allocator puts it back on its free list. Atomic context: must not sleep.
+/// <para>Signature: <c>void M(ulong pfn)</c>.</para>
+/// </summary>
 [AttributeUsage(AttributeTargets.Method, AllowMultiple = false, Inherited = false)]
 public sealed class OnPageFreeAttribute : Attribute
 {
 }
 
-/// <summary>dev_pagemap_ops.migrate_to_ram, when the generated default does not fit: a CPU touched a device-private page.</summary>
+/// <summary>
+/// dev_pagemap_ops.migrate_to_ram, when the generated default (migrate the faulting page or its
+/// PMD-mapped folio back, FaultPage set) does not fit: a CPU touched a device-private page. Runs
+/// with the mmap read lock held (must not take it, MIG-R09).
+/// <para>Signature: <c>VmFaultResult M(in VmFault vmf)</c>.</para>
+/// </summary>
 [AttributeUsage(AttributeTargets.Method, AllowMultiple = false, Inherited = false)]
 public sealed class OnMigrateToRamAttribute : Attribute
 {
 }
 
-/// <summary>The per-fault residency policy: map in place, migrate here, take exclusive, map remotely, or cancel.</summary>
+/// <summary>
+/// The per-fault residency policy, asked by the generated <c>ServiceFaults</c> for each coalesced
+/// range: map in place, migrate here, take exclusive, map remotely, or cancel. No lock held; keep
+/// it cheap (it runs once per range of every batch).
+/// <para>Signature: <c>FaultAction M(in FaultRange fault)</c>.</para>
+/// </summary>
 [AttributeUsage(AttributeTargets.Method, AllowMultiple = false, Inherited = false)]
 public sealed class FaultPolicyAttribute : Attribute
 {
 }
 
-/// <summary>mmu_notifier release / driver teardown of one mirror: the address space is going away.</summary>
+/// <summary>
+/// mmu_notifier release / driver teardown of one mirror, called by the generated <c>Detach</c>
+/// after the interval notifier is removed (no invalidation can run any more) and before the device
+/// page table is cleared. No lock held.
+/// <para>Signature: <c>void M()</c>.</para>
+/// </summary>
 [AttributeUsage(AttributeTargets.Method, AllowMultiple = false, Inherited = false)]
 public sealed class OnReleaseAttribute : Attribute
 {
 }
 
-/// <summary>Decides whether (and how) a PCI peer may map this driver's device memory.</summary>
+/// <summary>
+/// Decides whether a PCI peer may map this driver's exported memory: becomes the generated
+/// <c>P2pExporter</c>'s policy (<see cref="Hmm.Runtime.Pci.P2pBarExporter.Policy"/>). Return
+/// <see cref="Hmm.Runtime.Errno.Ok"/> to allow, an errno to refuse.
+/// <para>Signature: <c>Errno M(Vma vma, PciFunction importer, ulong start, ulong end, bool write)</c>.</para>
+/// </summary>
 [AttributeUsage(AttributeTargets.Method, AllowMultiple = false, Inherited = false)]
 public sealed class OnP2pExportAttribute : Attribute
 {
 }
 
-/// <summary>Programs the device's mapping of a peer's device memory reached over PCI p2p.</summary>
+/// <summary>
+/// Programs the device's mapping of a peer's memory reached over PCI p2p, called by the generated
+/// <c>ImportPeer</c> once the import is mapped; a non-Ok result undoes the import.
+/// <para>Signature: <c>Errno M(P2pVmaImport import)</c>.</para>
+/// </summary>
 [AttributeUsage(AttributeTargets.Method, AllowMultiple = false, Inherited = false)]
 public sealed class OnP2pImportAttribute : Attribute
 {

@@ -77,3 +77,34 @@ internal sealed partial class GpuDriver
 
     [CopyPages] private void Copy(ReadOnlySpan<PageCopy> copies) => Device.Copy.Copy(copies);
 }
+
+/// <summary>Exports BAR memory to peers; refuses writable mappings.</summary>
+[HmmDriver("exporter")]
+[P2pExporter]
+internal sealed partial class ExportingDriver
+{
+    public int Refused { get; private set; }
+
+    [OnP2pExport]
+    private Errno Allow(Vma vma, Hmm.Runtime.Pci.PciFunction importer, ulong start, ulong end, bool write)
+    {
+        if (!write) return Errno.Ok;
+        Refused++;
+        return Errno.EACCES;
+    }
+}
+
+/// <summary>Maps a peer's exported memory for DMA.</summary>
+[HmmDriver("importer")]
+[P2pImporter]
+internal sealed partial class ImportingDriver
+{
+    public int Programmed { get; private set; }
+
+    [OnP2pImport]
+    private Errno Program(Hmm.Runtime.Pci.P2pVmaImport import)
+    {
+        Programmed++;
+        return Errno.Ok;
+    }
+}

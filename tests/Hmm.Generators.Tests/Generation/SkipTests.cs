@@ -1,0 +1,59 @@
+using Hmm.Generators.Tests.Support;
+using NUnit.Framework;
+
+namespace Hmm.Generators.Tests.Generation;
+
+/// <summary>The generator reports nothing and never crashes: what it cannot understand gets no code (the analyzer says why).</summary>
+public sealed class SkipTests
+{
+    [TestCase("[HmmDriver(\"m\")] public sealed class M { }", TestName = "NotPartial")]
+    [TestCase("public partial class O { [HmmDriver(\"m\")] public partial class M { } }", TestName = "Nested")]
+    [TestCase("[HmmDriver(\"m\")] public partial class M<T> { }", TestName = "Generic")]
+    [TestCase("[HmmDriver(\"m\", UpdateLock = \"_nothing\")] public partial class M { }", TestName = "UpdateLockNamesNothing")]
+    [TestCase("[HmmDriver(\"m\", Owner = \"_n\")] public partial class M { private int _n; }", TestName = "OwnerNotAReference")]
+    [TestCase("[HmmDriver(\"m\", FaultTimeoutMs = -1)] public partial class M { }", TestName = "BadTimeout")]
+    [TestCase("[HmmDriver(\"m\")][DeviceMemory(DevicePageKind.Private, ChunkBytes = 4096)] public partial class M { }", TestName = "BadChunk")]
+    [TestCase("[HmmDriver(\"m\")] public partial class M { public void Fault() { } }", TestName = "ReservedName")]
+    public void ADeclarationItCannotImplement_GetsNoCode_AndNoGeneratorDiagnostic(string source)
+    {
+        var (result, diagnostics) = GeneratorHarness.Run(source);
+        Assert.That(result.Results.Single().Exception, Is.Null);
+        Assert.That(result.Results.Single().Diagnostics, Is.Empty);
+        Assert.That(result.Results.Single().GeneratedSources, Is.Empty);
+        Assert.That(diagnostics.Where(d => d.Location.SourceTree?.FilePath.EndsWith(".g.cs", StringComparison.Ordinal) == true), Is.Empty);
+    }
+
+    [Test]
+    public void AWrongCallback_IsLeftOut_AndTheRestCompiles()
+    {
+        var (result, diagnostics) = GeneratorHarness.Run("""
+            [HmmDriver("m")] public partial class M
+            {
+                [OnInvalidate] private void Wrong(NotifierRange r) { }
+                [OnMirrorFault] private void Map(HmmRange r, ReadOnlySpan<ulong> p) { }
+            }
+            """);
+        Assert.That(diagnostics, Is.Empty);
+        string mirror = result.Results.Single().GeneratedSources.Single().SourceText.ToString();
+        Assert.That(mirror, Does.Contain("this.Map(range, range.HmmPfns);"));
+        Assert.That(mirror, Does.Not.Contain("this.Wrong("));
+    }
+
+    [Test]
+    public void DeviceMemoryWithoutCopyPages_GeneratesTheMirrorOnly()
+    {
+        var (result, diagnostics) = GeneratorHarness.Run("[HmmDriver(\"m\")][DeviceMemory(DevicePageKind.Private)] public partial class M { }");
+        Assert.That(diagnostics, Is.Empty);
+        Assert.That(result.Results.Single().GeneratedSources.Select(s => s.HintName), Is.EqualTo(new[] { "M.Mirror.g.cs" }));
+    }
+
+    [Test]
+    public void TwoDriversInOneCompilation_GetDistinctHintNames()
+    {
+        var (result, diagnostics) = GeneratorHarness.Run(
+            "namespace A { [HmmDriver(\"a\")] public partial class D { } }",
+            "namespace B { [HmmDriver(\"b\")] public partial class D { } }");
+        Assert.That(diagnostics, Is.Empty);
+        Assert.That(result.Results.Single().GeneratedSources.Select(s => s.HintName), Is.EquivalentTo(new[] { "A.D.Mirror.g.cs", "B.D.Mirror.g.cs" }));
+    }
+}
