@@ -116,6 +116,14 @@ public sealed partial class GpuSvm
         // so a write to a read-only VMA whose pages sit in VRAM would otherwise be "serviced" by a
         // read-only mapping and re-fault forever.
         if ((fault.Write || fault.Atomic) && !WritableThroughout(fault.Start, fault.End)) return FaultAction.Cancel;
+        if (fault.Write && MappedReadOnlyInVram(fault.Start, fault.End))
+        {
+            // The same blind spot in a writable VMA: a VRAM page made read-only by fork's COW
+            // write-protect is reported as it is, so the write would re-fault forever. Bring it
+            // back to system memory, where the mirror fault's write breaks the COW.
+            Evict(fault.Start, fault.End);
+            return fault.Atomic && Policy.Mode == GpuPolicyMode.Nouveau ? FaultAction.Exclusive : FaultAction.MapInPlace;
+        }
         if (Policy.Mode == GpuPolicyMode.Nouveau)
         {
             var action = GpuResidencyPolicy.NouveauDecision(fault);
@@ -223,6 +231,15 @@ public sealed partial class GpuSvm
         }
         finally { mm.MmapLock.ReadUnlock(); }
         return mask;
+    }
+
+    /// <summary>Whether the GPU maps a page of [start, end) read-only in this driver's VRAM (a write to it cannot be satisfied in place).</summary>
+    private bool MappedReadOnlyInVram(ulong start, ulong end)
+    {
+        var table = _gpu.DeviceTable;
+        for (ulong va = start; va < end; va += Page.Size)
+            if (table.Lookup(va, out var t) && !t.Writable && _gpu.DeviceChunkOf(t.Frame) != null) return true;
+        return false;
     }
 
     /// <summary>Whether every page of [start, end) lies in a VMA that allows writing.</summary>

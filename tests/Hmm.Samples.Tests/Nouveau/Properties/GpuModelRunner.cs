@@ -150,8 +150,6 @@ internal sealed class GpuModelRunner : IDisposable
                     _ => GpuWorkloads.AtomicCounters(start, 1 + op.C % 64, 1 + op.D % 500),
                 };
                 var run = svm.Run(kernel);
-                if (!run.Completed)
-                    TestContext.Out.WriteLine($"DEBUG {run} {svm.Snapshot()} parked={_device.Executor.ParkedCount} runnable={_device.Executor.Count(DeviceThreadState.Runnable)} queued={_device.Faults.Count} retries={_gpu.FaultRetries} mode={svm.Policy.Mode} kernel={kernel}");
                 Assert.That(run.Completed, Is.True, $"{op}: the kernel finished");
                 var exec = _device.Executor;
                 if (op.Kind == GpuOpKind.GpuRead)

@@ -54,4 +54,12 @@ public sealed class GpuModelRegressionTests
             new(GpuOpKind.Mprotect, 719743142, 468688038, 707978583, 1616643526),
             new(GpuOpKind.Switch, 1683434512, 956238574, 256924591, 694260487),
             new(GpuOpKind.GpuWrite, 215005346, 431529090, 740799110, 2011233327)]));
+
+    [Test]
+    public void A_gpu_write_after_fork_to_a_cow_protected_vram_page_completes()
+        => GpuModelRunner.Run(new GpuCase(false, [
+            new(GpuOpKind.GpuWrite, 2118476182, 1860531865, 1120726866, 1829506736),
+            new(GpuOpKind.Switch, 974975567, 651365623, 1118503546, 1744665786),
+            new(GpuOpKind.Fork, 1672657668, 41549606, 1047481243, 1594539775),
+            new(GpuOpKind.GpuWrite, 475097556, 1549968021, 739324774, 1075950695)]));
 }
