@@ -116,7 +116,7 @@ public sealed partial class GpuSvm
         // so a write to a read-only VMA whose pages sit in VRAM would otherwise be "serviced" by a
         // read-only mapping and re-fault forever.
         if ((fault.Write || fault.Atomic) && !WritableThroughout(fault.Start, fault.End)) return FaultAction.Cancel;
-        if (fault.Write && MappedReadOnlyInVram(fault.Start, fault.End))
+        if ((fault.Write || fault.Atomic) && MappedReadOnlyInVram(fault.Start, fault.End))
         {
             // The same blind spot in a writable VMA: a VRAM page made read-only by fork's COW
             // write-protect is reported as it is, so the write would re-fault forever. Bring it

@@ -62,4 +62,13 @@ public sealed class GpuModelRegressionTests
             new(GpuOpKind.Switch, 974975567, 651365623, 1118503546, 1744665786),
             new(GpuOpKind.Fork, 1672657668, 41549606, 1047481243, 1594539775),
             new(GpuOpKind.GpuWrite, 475097556, 1549968021, 739324774, 1075950695)]));
+
+    [Test]
+    public void A_gpu_atomic_after_fork_on_a_cow_protected_vram_page_completes()
+        => GpuModelRunner.Run(new GpuCase(false, [
+            new(GpuOpKind.Switch, 647986615, 1429559824, 867795501, 1446241715),
+            new(GpuOpKind.GpuWrite, 1426275406, 433016342, 1600067106, 2042388006),
+            new(GpuOpKind.GpuAtomic, 956711380, 1631377737, 1865659992, 567068291),
+            new(GpuOpKind.Fork, 534238426, 503678857, 1202005007, 1460386899),
+            new(GpuOpKind.GpuAtomic, 720758482, 2082871820, 364064509, 480610384)]));
 }
