@@ -13,8 +13,8 @@ namespace Hmm.Samples.Tests.Nouveau.Properties;
 /// </summary>
 public sealed class GpuModelTests
 {
-    /// <summary>40 cases by default; HMM_PROP_CASES for a longer soak.</summary>
-    private static readonly int Cases = int.TryParse(Environment.GetEnvironmentVariable("HMM_PROP_CASES"), out int n) && n > 0 ? n : 40;
+    /// <summary>100 cases by default (about 10 s); HMM_PROP_CASES for a longer soak.</summary>
+    private static readonly int Cases = int.TryParse(Environment.GetEnvironmentVariable("HMM_PROP_CASES"), out int n) && n > 0 ? n : 100;
 
     /// <summary>A fixed seed under CI (reproducible red builds), a fresh one locally; HMM_PROP_SEED=seed,gamma pins one.</summary>
     private static Config Configure()
