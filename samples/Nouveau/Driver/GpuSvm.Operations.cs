@@ -67,6 +67,34 @@ public sealed partial class GpuSvm
     }
 
     /// <summary>
+    /// Evicts the VRAM pages of [<paramref name="start"/>, <paramref name="end"/>) to system memory
+    /// through the generated migration (what memory pressure or a user hint toward the CPU does;
+    /// nouveau itself only evicts at unload). Not a thrashing event. Returns the pages moved.
+    /// </summary>
+    public long Evict(ulong start, ulong end)
+    {
+        Span<VaRange> pieces = stackalloc VaRange[8];
+        long evicted = 0;
+        var previous = t_migrating;
+        t_migrating = this;
+        try
+        {
+            for (ulong a = start & ~(Page.PmdSize - 1); a < end; a += Page.PmdSize)
+            {
+                int count = VmaPieces(Math.Max(a, start), Math.Min(a + Page.PmdSize, end), pieces);
+                for (int i = 0; i < count; i++)
+                {
+                    _gpu.MigrateToSystem(pieces[i].Start, pieces[i].End, out long moved);
+                    evicted += moved;
+                }
+            }
+        }
+        finally { t_migrating = previous; }
+        if (evicted > 0) Counters.AddEviction(evicted);
+        return evicted;
+    }
+
+    /// <summary>
     /// The fault-buffer bottom half: generated batches until the buffer is empty (nouveau drains
     /// everything between GET and PUT, A.11) or, in UVM mode, until the per-service caps say stop
     /// (C.1). When entries were dropped on overflow and nothing is left to fetch, one replay makes

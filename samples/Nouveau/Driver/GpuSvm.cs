@@ -111,6 +111,19 @@ public sealed partial class GpuSvm
     public FaultAction Decide(in FaultRange fault)
     {
         Counters.AddServiced((long)((fault.End - fault.Start) >> Page.Shift));
+        // Logical permission check first (UVM C.1: faults that can never be serviced are fatal).
+        // hmm_range_fault reports this driver's own VRAM pages as they are, read-only included,
+        // so a write to a read-only VMA whose pages sit in VRAM would otherwise be "serviced" by a
+        // read-only mapping and re-fault forever.
+        if ((fault.Write || fault.Atomic) && !WritableThroughout(fault.Start, fault.End)) return FaultAction.Cancel;
+        if ((fault.Write || fault.Atomic) && MappedReadOnlyInVram(fault.Start, fault.End))
+        {
+            // The same blind spot in a writable VMA: a VRAM page made read-only by fork's COW
+            // write-protect is reported as it is, so the write would re-fault forever. Bring it
+            // back to system memory, where the mirror fault's write breaks the COW.
+            Evict(fault.Start, fault.End);
+            return fault.Atomic && Policy.Mode == GpuPolicyMode.Nouveau ? FaultAction.Exclusive : FaultAction.MapInPlace;
+        }
         if (Policy.Mode == GpuPolicyMode.Nouveau)
         {
             var action = GpuResidencyPolicy.NouveauDecision(fault);
@@ -218,6 +231,33 @@ public sealed partial class GpuSvm
         }
         finally { mm.MmapLock.ReadUnlock(); }
         return mask;
+    }
+
+    /// <summary>Whether the GPU maps a page of [start, end) read-only in this driver's VRAM (a write to it cannot be satisfied in place).</summary>
+    private bool MappedReadOnlyInVram(ulong start, ulong end)
+    {
+        var table = _gpu.DeviceTable;
+        for (ulong va = start; va < end; va += Page.Size)
+            if (table.Lookup(va, out var t) && !t.Writable && _gpu.DeviceChunkOf(t.Frame) != null) return true;
+        return false;
+    }
+
+    /// <summary>Whether every page of [start, end) lies in a VMA that allows writing.</summary>
+    private bool WritableThroughout(ulong start, ulong end)
+    {
+        var mm = _gpu.Process.Mm;
+        mm.MmapLock.ReadLock();
+        try
+        {
+            for (ulong a = start; a < end;)
+            {
+                var vma = mm.FindVma(a);
+                if (vma == null || a < vma.Start || (vma.Flags & VmFlags.Write) == 0) return false;
+                a = vma.End;
+            }
+            return true;
+        }
+        finally { mm.MmapLock.ReadUnlock(); }
     }
 
     /// <summary>Records that the exclusive (atomic) path is taken for [start, end), so its revocation can be recognised.</summary>

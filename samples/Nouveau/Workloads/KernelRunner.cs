@@ -56,7 +56,7 @@ public static class KernelRunner
     /// </param>
     /// <param name="maxPasses">Upper bound on executor passes.</param>
     public static KernelRun Run<TService>(SimDevice device, int instance, KernelProgram program, TService service,
-                                          AccessCounters? accessCounters = null, Func<ulong, bool>? isLocalFrame = null, int maxPasses = 1_000_000)
+                                          AccessCounters? accessCounters = null, Func<ulong, bool>? isLocalFrame = null, int maxPasses = 20_000)
         where TService : IGpuFaultService
     {
         ArgumentNullException.ThrowIfNull(device);
