@@ -31,6 +31,10 @@ internal static partial class Emitter
             : "";
         // Replay: Block after each serviced range, Batch/BatchFlush once per batch, Once when drained.
         string replayEach = fb.Replay == 0 ? "\n                if (ok) Device.Replay();" : "";
+        // Block replays per range and never reads a per-batch "serviced anything" flag: declaring one
+        // would be CS0219 (an error under warnings-as-errors) in the consumer's build.
+        string anyDeclared = fb.Replay == 0 ? "" : "\n                    bool any = false;";
+        string anySet = fb.Replay == 0 ? "" : "\n                            any = true;";
         string afterBatch = fb.Replay switch
         {
             1 => "if (any) Device.Replay();",
@@ -84,15 +88,13 @@ internal static partial class Emitter
                     int n = Device.FetchFaults(batch);
                     if (n == 0) return 0;
                     int unique = global::Hmm.Runtime.Devices.FaultBatch.SortAndDeduplicate(batch.Slice(0, n));
-                    int ranges = global::Hmm.Runtime.Devices.FaultBatch.Coalesce(batch.Slice(0, unique), __hmmRangesOfBatch);
-                    bool any = false;
+                    int ranges = global::Hmm.Runtime.Devices.FaultBatch.Coalesce(batch.Slice(0, unique), __hmmRangesOfBatch);{{anyDeclared}}
                     for (int r = 0; r < ranges; r++)
                     {
                         var range = __hmmRangesOfBatch[r];
                         bool ok = __HmmServiceRange(in range) == {{Errno}}.Ok;
                         if (ok)
-                        {
-                            any = true;
+                        {{{anySet}}
                             global::System.Threading.Interlocked.Increment(ref __hmmRangesServiced);{{replayEach}}
                             continue;
                         }

@@ -43,6 +43,23 @@ public sealed class SnapshotTests
         }
     }
 
+    // Each replay policy shapes ServiceFaults differently; every shape must compile without a
+    // warning (a consumer builds with warnings as errors). Block once declared an unread flag (CS0219).
+    [TestCase("Block")]
+    [TestCase("Batch")]
+    [TestCase("BatchFlush")]
+    [TestCase("Once")]
+    public void EveryReplayPolicy_CompilesCleanly(string policy)
+    {
+        string input = TestSources.Input("FaultBufferGpu").Replace("Replay = ReplayPolicy.Batch", $"Replay = ReplayPolicy.{policy}");
+        Assert.That(input, Does.Contain($"ReplayPolicy.{policy})"));
+
+        var (result, diagnostics) = GeneratorHarness.Run(input);
+
+        Assert.That(diagnostics, Is.Empty, string.Join("\n", diagnostics));
+        Assert.That(result.Results.Single().GeneratedSources.Select(g => g.HintName), Has.Some.EndsWith("FaultBuffer.g.cs"));
+    }
+
     [Test]
     public void AcceptSwitch_IsOff()
         => Assert.That(TestSources.Accept, Is.False, "HMM_ACCEPT=1 rewrites snapshots; never leave it on in CI");
