@@ -371,20 +371,30 @@ public sealed partial class AddressSpace
         // wp_page_copy. do_wp_page takes a reference on the old folio under the PTL, with the
         // entry re-checked, before it drops the PTL to copy: without it the page could be migrated
         // away, freed — its device memory even unplugged — while it is being copied.
+        // Only for a base page: the simulator's THP split rewrites the subpages' refcounts in place
+        // instead of freezing them (folio_ref_freeze) behind unmapped PTEs, so a reference taken
+        // here on a 2 MiB folio could be lost by a concurrent split; large folios keep the old
+        // behaviour (see issue8-result.md, "left").
+        ulong referenced = ulong.MaxValue;
         if (!zero)
         {
             PageTableLock.Lock();
             try
             {
                 if (Volatile.Read(ref slot) != pte.Raw) return FaultResult.Ok;
-                Machine.GetPage(head);
+                ulong folio = Frames.FolioHead(pfn);
+                if (Frames.Order(folio) == 0)
+                {
+                    Machine.GetPage(folio);
+                    referenced = folio;
+                }
             }
             finally { PageTableLock.Unlock(); }
         }
         try { return WpPageCopy(vma, address, ref slot, pte, zero, head); }
         finally
         {
-            if (!zero) Machine.PutPage(head);
+            if (referenced != ulong.MaxValue) Machine.PutPage(referenced);
         }
     }
 
