@@ -1,4 +1,5 @@
 using Hmm.Dsl;
+using Hmm.Runtime.DeviceMemory;
 using Hmm.Runtime.Devices;
 using Hmm.Runtime.Locking;
 using Hmm.Runtime.Memory;
@@ -330,23 +331,42 @@ public sealed partial class GpuSvm
         long system = 0, vram = 0;
         bool uvm = Policy.Mode == GpuPolicyMode.Uvm;
         ulong lastBlock = ulong.MaxValue;
-        for (int i = 0; i < hmmPfns.Length; i++)
+        DevPagemap? chunk = null; // consecutive pages share a 2 MiB chunk: look it up once per chunk
+        int run = -1;             // first index of the current run of writable VRAM pages
+        for (int i = 0; i <= hmmPfns.Length; i++)
         {
-            ulong w = hmmPfns[i];
-            if (!HmmPfn.IsValid(w) || (w & HmmPfn.Error) != 0) continue;
-            if (_gpu.DeviceChunkOf(HmmPfn.ToPfn(w)) == null)
+            bool writableVram = false;
+            if (i < hmmPfns.Length)
             {
-                system++;
+                ulong w = hmmPfns[i];
+                if (HmmPfn.IsValid(w) && (w & HmmPfn.Error) == 0)
+                {
+                    ulong pfn = HmmPfn.ToPfn(w);
+                    if (chunk == null || !chunk.Contains(pfn)) chunk = _gpu.DeviceChunkOf(pfn);
+                    if (chunk == null) system++;
+                    else
+                    {
+                        vram++;
+                        writableVram = (w & HmmPfn.Write) != 0;
+                        ulong block = (range.Start + ((ulong)i << Page.Shift)) & ~(Page.PmdSize - 1);
+                        if (uvm && block != lastBlock)
+                        {
+                            TouchBlock(block);
+                            lastBlock = block;
+                        }
+                    }
+                }
+            }
+            if (writableVram)
+            {
+                if (run < 0) run = i;
                 continue;
             }
-            vram++;
-            ulong va = range.Start + ((ulong)i << Page.Shift);
-            if ((w & HmmPfn.Write) != 0) _gpu.DeviceTable.Install(va, hmmPfns.Slice(i, 1), DeviceAperture.System, atomic: true);
-            ulong block = va & ~(Page.PmdSize - 1);
-            if (uvm && block != lastBlock)
+            if (run >= 0)
             {
-                TouchBlock(va);
-                lastBlock = block;
+                // Runs of writable VRAM pages get the atomic bit in one install each.
+                _gpu.DeviceTable.Install(range.Start + ((ulong)run << Page.Shift), hmmPfns.Slice(run, i - run), DeviceAperture.System, atomic: true);
+                run = -1;
             }
         }
         Counters.AddMappedSystem(system);
