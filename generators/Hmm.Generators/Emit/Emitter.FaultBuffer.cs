@@ -33,8 +33,8 @@ internal static partial class Emitter
         string replayEach = fb.Replay == 0 ? "\n                if (ok) Device.Replay();" : "";
         // Block replays per range and never reads a per-batch "serviced anything" flag: declaring one
         // would be CS0219 (an error under warnings-as-errors) in the consumer's build.
-        string anyDeclared = fb.Replay == 0 ? "" : "\n                    bool any = false;";
-        string anySet = fb.Replay == 0 ? "" : "\n                            any = true;";
+        string anyDeclared = fb.Replay == 0 ? "" : "\n        bool any = false;";
+        string anySet = fb.Replay == 0 ? "" : "\n                any = true;";
         string afterBatch = fb.Replay switch
         {
             1 => "if (any) Device.Replay();",

@@ -68,11 +68,10 @@ partial class GpuDriver : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
     [global::System.CodeDom.Compiler.GeneratedCode("Hmm.Generators", "1.0.0")]
     public global::Hmm.Runtime.DeviceMemory.DevPagemap? DeviceChunkOf(ulong pfn)
     {
-        var chunks = __hmmChunks;
-        int n = global::System.Threading.Volatile.Read(ref __hmmChunkCount);
-        for (int i = 0; i < n; i++)
-            if (chunks[i] is { } chunk && chunk.Contains(pfn)) return chunk;
-        return null;
+        // page_pgmap is O(1) (the section table); the chunk is ours when its ops are this driver.
+        // A scan of the chunks would cost O(chunks) per allocated or freed page.
+        var pgmap = Device is { } device ? global::Hmm.Runtime.DeviceMemory.DevPagemap.Of(device.Machine, pfn) : null;
+        return pgmap != null && ReferenceEquals(pgmap.Ops, this) ? pgmap : null;
     }
 
     /// <summary>
