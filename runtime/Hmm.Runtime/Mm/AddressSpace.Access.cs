@@ -9,6 +9,15 @@ public sealed partial class AddressSpace
     private const int MaxFaultRetries = 1000;
 
     /// <summary>
+    /// Outside exploration a livelock also needs this much wall time without progress: on a fast
+    /// host 1000 retries take microseconds, less than another thread may legitimately hold the
+    /// page (a migration copying a run, a device-exclusive make), and a CPU that refaults is not
+    /// stuck while that holder can still finish. Under exploration the count alone decides (a
+    /// schedule must not depend on wall time; the scheduler bounds steps).
+    /// </summary>
+    private static readonly long LivelockTicks = System.Diagnostics.Stopwatch.Frequency;
+
+    /// <summary>
     /// The CPU's view of one access: walks the page table like the MMU and, on a miss or a
     /// permission fault, runs the fault handler and retries, as hardware re-executes the faulting
     /// instruction. Returns the host address of the byte at <paramref name="address"/> with a TLB
@@ -21,14 +30,16 @@ public sealed partial class AddressSpace
     /// A fault handler returning without progress (it lost a race: the page was locked by a
     /// migration, migrate_to_ram could not collect it, a COW raced) is simply retried. Only
     /// <see cref="MaxFaultRetries"/> consecutive retries in which the entry never changed and
-    /// nobody else made progress count as a livelock (MM-R06): a retry after which the entry
+    /// nobody else made progress, spanning at least <see cref="LivelockTicks"/> of wall time
+    /// (except under exploration), count as a livelock (MM-R06): a retry after which the entry
     /// changed, or after which the fault had to wait (<see cref="FaultResult"/> progress), starts
     /// the count again.
     /// </remarks>
     internal unsafe byte* TranslateForCpu(ulong address, bool write, out int tlb)
     {
         ulong lastSeen = ulong.MaxValue;
-        for (int attempt = 0; attempt < MaxFaultRetries; attempt++)
+        long stuckSince = 0;
+        for (int attempt = 0; attempt < MaxFaultRetries || !LivelockConfirmed(ref stuckSince); attempt++)
         {
             tlb = Tlb.Enter();
             ulong[]? pmdTable = Tables.PmdTable(address, allocate: false);
@@ -55,7 +66,7 @@ public sealed partial class AddressSpace
             }
             Tlb.Exit(tlb);
             // A fault that found the entry changed since the last attempt made progress (someone's).
-            if (entry != lastSeen) attempt = 0;
+            if (entry != lastSeen) { attempt = 0; stuckSince = 0; }
             lastSeen = entry;
             switch (HandleFault(address, write))
             {
@@ -71,10 +82,19 @@ public sealed partial class AddressSpace
         {
             var stuck = EntryAt(address);
             if (stuck.Kind == PteKind.DevicePrivate)
-                throw new KernelBugException("MIG-R08", $"migrate_to_ram returned 0 {MaxFaultRetries} times in a row but the faulting page at 0x{address:x} is still on the device (pass vmf.Page as FaultPage and migrate it, or return SIGBUS/OOM): the CPU refaults forever");
+                throw new KernelBugException("MIG-R08", $"migrate_to_ram returned 0 at least {MaxFaultRetries} times in a row without progress but the faulting page at 0x{address:x} is still on the device (pass vmf.Page as FaultPage and migrate it, or return SIGBUS/OOM): the CPU refaults forever");
             string page = stuck.IsNone ? "" : $", page flags {Frames.Flags(Frames.FolioHead(stuck.Pfn))}, refcount {Frames.RefCount(Frames.FolioHead(stuck.Pfn))}";
-            throw new KernelBugException("MM-R06", $"{(write ? "write" : "read")} fault at 0x{address:x} did not resolve after {MaxFaultRetries} retries (entry {stuck}{page})");
+            throw new KernelBugException("MM-R06", $"{(write ? "write" : "read")} fault at 0x{address:x} did not resolve after at least {MaxFaultRetries} retries without progress (entry {stuck}{page})");
         }
+    }
+
+    /// <summary>Whether the retries that reached <see cref="MaxFaultRetries"/> also spanned <see cref="LivelockTicks"/> (always, under exploration).</summary>
+    private static bool LivelockConfirmed(ref long stuckSince)
+    {
+        if (SchedulePoints.Hook is not null) return true;
+        long now = System.Diagnostics.Stopwatch.GetTimestamp();
+        if (stuckSince == 0) stuckSince = now;
+        return now - stuckSince >= LivelockTicks;
     }
 
     internal void CheckAlive()
