@@ -14,7 +14,8 @@ namespace Hmm.Package.Tests;
 /// </summary>
 public sealed partial class TemplateEndToEndTests
 {
-    private static readonly TimeSpan StepTimeout = TimeSpan.FromMinutes(6);
+    // Generous: in CI the consumer's restore + build (about 2 min alone) competes with the other test projects for 2 cores.
+    private static readonly TimeSpan StepTimeout = TimeSpan.FromMinutes(10);
     private const string Name = "Something";
 
     private string _project = "";
