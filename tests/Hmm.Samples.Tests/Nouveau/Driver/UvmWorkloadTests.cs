@@ -103,7 +103,7 @@ public sealed class UvmWorkloadTests : GpuTestBase
         {
             Assert.Multiple(() =>
             {
-                Assert.That(c.ThrashingDetected, Is.EqualTo(pages));
+                Assert.That(c.ThrashingDetected, Is.GreaterThanOrEqualTo(pages), "both pages thrash");
                 Assert.That(c.CpuNaps, Is.GreaterThan(0), "the CPU faults napped once the pages thrashed");
                 Assert.That(c.CpuNapNs, Is.GreaterThan(0).And.LessThanOrEqualTo(c.CpuNaps * Svm.Policy.Options.ThrashingNapNs), "a nap lasts at most one throttling period");
                 Assert.That(cpuSideNs, Is.GreaterThanOrEqualTo(c.CpuNapNs), "the naps passed on the simulated clock");
