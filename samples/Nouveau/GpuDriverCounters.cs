@@ -13,7 +13,7 @@ public sealed class GpuDriverCounters
     private long _toVram, _fromVram, _evictions, _evictedPages, _chunks;
     private long _thrashingEvents, _thrashingDetected, _pins, _unpins, _remoteMaps, _resets;
     private long _prefetched, _accessNotifications, _counterMigrations, _bindPages, _exclusive;
-    private long _mappedSystem, _mappedVram, _revocations, _freed;
+    private long _mappedSystem, _mappedVram, _revocations, _freed, _cpuNaps, _cpuNapNs;
 
     /// <summary>Fault entries fetched from the buffer.</summary>
     public long Faults => Volatile.Read(ref _faults);
@@ -70,6 +70,17 @@ public sealed class GpuDriverCounters
     public long Revocations => Volatile.Read(ref _revocations);
     /// <summary>VRAM pages whose last reference dropped (dev_pagemap_ops.page_free).</summary>
     public long PagesFreed => Volatile.Read(ref _freed);
+    /// <summary>CPU faults on a throttled VRAM page that napped before migrating it back (C.3).</summary>
+    public long CpuNaps => Volatile.Read(ref _cpuNaps);
+    /// <summary>Simulated nanoseconds those CPU faults slept.</summary>
+    public long CpuNapNs => Volatile.Read(ref _cpuNapNs);
+
+    /// <summary>Counts a CPU-fault nap of <paramref name="ns"/>.</summary>
+    public void AddCpuNap(long ns)
+    {
+        Interlocked.Increment(ref _cpuNaps);
+        Interlocked.Add(ref _cpuNapNs, ns);
+    }
 
     /// <summary>Counts GPU PTEs to system pages.</summary>
     public void AddMappedSystem(long n) => Interlocked.Add(ref _mappedSystem, n);
@@ -134,7 +145,11 @@ public sealed class GpuDriverCounters
         Faults, Duplicates, Batches, Replays, Cancels, Serviced, Throttled, PagesToVram, PagesFromVram,
         Evictions, EvictedPages, ChunksCreated, ThrashingEvents, ThrashingDetected, Pins, Unpins, RemoteMaps,
         ThrashingResets, PrefetchedPages, AccessCounterNotifications, CounterMigratedPages, BindPages, ExclusiveFaults,
-        PagesMappedSystem, PagesMappedVram, Revocations, PagesFreed);
+        PagesMappedSystem, PagesMappedVram, Revocations, PagesFreed)
+    {
+        CpuNaps = CpuNaps,
+        CpuNapNs = CpuNapNs,
+    };
 
     /// <inheritdoc/>
     public override string ToString() => Snapshot().ToString();
@@ -146,4 +161,11 @@ public readonly record struct GpuCounterSnapshot(
     long PagesToVram, long PagesFromVram, long Evictions, long EvictedPages, long ChunksCreated,
     long ThrashingEvents, long ThrashingDetected, long Pins, long Unpins, long RemoteMaps, long ThrashingResets,
     long PrefetchedPages, long AccessCounterNotifications, long CounterMigratedPages, long BindPages, long ExclusiveFaults,
-    long PagesMappedSystem, long PagesMappedVram, long Revocations, long PagesFreed);
+    long PagesMappedSystem, long PagesMappedVram, long Revocations, long PagesFreed)
+{
+    /// <summary>CPU faults that napped on a throttled page before migrating it back (C.3).</summary>
+    public long CpuNaps { get; init; }
+
+    /// <summary>Simulated nanoseconds those naps took.</summary>
+    public long CpuNapNs { get; init; }
+}

@@ -91,6 +91,23 @@ public sealed class FaultBuffer
         finally { _lock.Unlock(); }
     }
 
+    /// <summary>
+    /// Reads up to <paramref name="destination"/>.Length entries from GET without advancing it: a
+    /// driver parsing the entries between GET and PUT before it writes GET back (UVM looks at a
+    /// whole fetched batch per VA block before servicing any of it). Returns the count.
+    /// </summary>
+    public int Peek(Span<FaultEntry> destination)
+    {
+        _lock.Lock();
+        try
+        {
+            int n = (int)Math.Min(destination.Length, _put - _get);
+            for (int i = 0; i < n; i++) destination[i] = _ring[(_get + i) % _ring.Length];
+            return n;
+        }
+        finally { _lock.Unlock(); }
+    }
+
     /// <summary>Acknowledges the overflow flag (the driver saw it and will replay).</summary>
     public void ClearOverflow()
     {

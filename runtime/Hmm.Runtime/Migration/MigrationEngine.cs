@@ -159,6 +159,7 @@ internal static class MigrationEngine
                         // mk_pte(new, vma->vm_page_prot): a PROT_NONE VMA gets a PROT_NONE entry.
                         if (!priv && (hit.Vma.Flags & (VmFlags.Read | VmFlags.Write | VmFlags.Exec)) == 0) entry = (entry | Pte.ProtNoneBit) & ~Pte.WriteBit;
                         ulong head = frames.FolioHead(target);
+                        if (target != e.Pfn) DropExclusiveIfShared(frames, e.Pfn, target, hit.Huge ? Page.PmdPages : 1);
                         if (hit.Huge) Interlocked.Increment(ref frames.EntireMapCount(head));
                         else Interlocked.Increment(ref frames.MapCount(target));
                         machine.GetPage(head);
@@ -175,6 +176,26 @@ internal static class MigrationEngine
             }
             finally { mm.UnlockForRmap(taken); }
         }
+    }
+
+    /// <summary>
+    /// remove_migration_pte's RMAP_EXCLUSIVE: the destination is mapped exclusive only if the
+    /// migration entry still was. The kernel carries that in the entry (a fork turns a writable or
+    /// readable-exclusive migration entry into a plain readable one in both mms); the simulator
+    /// keeps it on the source page, whose PageAnonExclusive fork clears, while migrate_vma_pages
+    /// (<see cref="CommitPage"/>) already copied it to the destination. A fork that ran between
+    /// pages and finalize must therefore clear the destination's too, or the child's first write
+    /// would reuse a page the parent still maps (found by exploration: fork-migration, PCT seed 45).
+    /// </summary>
+    private static void DropExclusiveIfShared(PageFrames frames, ulong source, ulong target, int pages)
+    {
+        ulong sourceHead = frames.FolioHead(source);
+        if ((frames.Flags(sourceHead) & PageFlags.Anon) == 0) return;
+        // The same rule as CommitPage: a 2 MiB source folio tracks exclusivity on its head.
+        ulong tracked = frames.Order(sourceHead) == Page.PmdOrder ? sourceHead : source;
+        if ((frames.Flags(tracked) & PageFlags.AnonExclusive) != 0) return;
+        for (int k = 0; k < pages; k++)
+            if ((frames.Flags(target + (ulong)k) & PageFlags.AnonExclusive) != 0) frames.ClearFlags(target + (ulong)k, PageFlags.AnonExclusive);
     }
 
     /// <summary>Splits every PMD migration entry of the 2 MiB folio at <paramref name="head"/> into 512 PTE migration entries.</summary>

@@ -67,6 +67,9 @@ public sealed partial class AddressSpace
             Tlb.Exit(tlb);
             // A fault that found the entry changed since the last attempt made progress (someone's).
             if (entry != lastSeen) { attempt = 0; stuckSince = 0; }
+            // The same entry again: only another thread (the page's holder) can make progress, so
+            // under exploration this retry gives way (a real CPU is simply preempted or spins on SMP).
+            else SchedulePoints.Yield(this, address);
             lastSeen = entry;
             switch (HandleFault(address, write))
             {

@@ -19,6 +19,12 @@ public enum SchedulePointKind : byte
     Notifier,
     /// <summary>A point where the kernel may sleep or be preempted (might_sleep, cond_resched).</summary>
     MaySleep,
+    /// <summary>
+    /// A retry that made no progress (a CPU fault finding the same entry again): the thread can
+    /// only go on once another thread moves, so the scheduler lowers it below every other thread
+    /// (Coyote's Yield; under PCT a spinning high-priority thread would otherwise starve the holder).
+    /// </summary>
+    Yield,
 }
 
 /// <summary>
@@ -60,6 +66,21 @@ public static class SchedulePoints
         if (hook is not null)
         {
             hook.Reach(kind, subject, detail);
+        }
+    }
+
+    /// <summary>
+    /// A no-progress retry point: the caller found the same state it failed on last time and can
+    /// only succeed after another thread runs. A preemption point that also lowers the caller's
+    /// priority under exploration; no-op otherwise.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Yield(object? subject, ulong detail = 0)
+    {
+        IScheduleHook? hook = Hook;
+        if (hook is not null)
+        {
+            hook.Reach(SchedulePointKind.Yield, subject, detail);
         }
     }
 

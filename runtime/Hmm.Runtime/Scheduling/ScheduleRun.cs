@@ -260,7 +260,7 @@ internal sealed class ScheduleRun : IScheduleHook, IFaultInjectionHook
         }
 
         Refresh();
-        LogicalThread next = _runnable[_strategy.Pick(_runnable, t, _step)];
+        LogicalThread next = _runnable[_strategy.Pick(_runnable, t, _step, kind == SchedulePointKind.Yield)];
         if (next != t)
         {
             SwitchTo(t, next);

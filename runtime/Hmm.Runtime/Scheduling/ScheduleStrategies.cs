@@ -11,9 +11,25 @@ internal abstract class ScheduleStrategy
 
     /// <summary>
     /// Index into <paramref name="runnable"/> (never empty, in creation order) of the thread to run
-    /// at step <paramref name="step"/>; <paramref name="current"/> is the thread that reached the point.
+    /// at step <paramref name="step"/>; <paramref name="current"/> is the thread that reached the point,
+    /// <paramref name="yielding"/> when it reached it through a no-progress retry
+    /// (<see cref="SchedulePointKind.Yield"/>) and should give way.
     /// </summary>
-    public abstract int Pick(List<LogicalThread> runnable, LogicalThread? current, long step);
+    public abstract int Pick(List<LogicalThread> runnable, LogicalThread? current, long step, bool yielding = false);
+
+    /// <summary>The first runnable thread other than <paramref name="current"/>, or 0 when it is alone.</summary>
+    protected static int FirstOther(List<LogicalThread> runnable, LogicalThread? current)
+    {
+        for (int i = 0; i < runnable.Count; i++)
+        {
+            if (runnable[i] != current)
+            {
+                return i;
+            }
+        }
+
+        return 0;
+    }
 
     /// <summary>The schedule ended.</summary>
     public virtual void End() { }
@@ -37,13 +53,16 @@ internal sealed class RandomWalkStrategy : ScheduleStrategy
         return true;
     }
 
-    public override int Pick(List<LogicalThread> runnable, LogicalThread? current, long step) => _random.Next(runnable.Count);
+    // A yield needs no special case: every other runnable thread already gets its fair chance.
+    public override int Pick(List<LogicalThread> runnable, LogicalThread? current, long step, bool yielding = false) => _random.Next(runnable.Count);
 }
 
 /// <summary>
 /// PCT (Burckhardt et al., ASPLOS 2010): threads get random distinct priorities; the highest
 /// runnable one runs; at <c>d - 1</c> random steps the running thread drops below every other.
-/// A bug of depth d is found with probability at least 1/(n k^(d-1)) per schedule.
+/// A bug of depth d is found with probability at least 1/(n k^(d-1)) per schedule. A thread that
+/// yields (a retry without progress) also drops below every other thread, as in Coyote's PCT:
+/// with strict priorities a spinning thread would never let the holder it waits for run.
 /// </summary>
 internal sealed class PctStrategy : ScheduleStrategy
 {
@@ -73,9 +92,9 @@ internal sealed class PctStrategy : ScheduleStrategy
 
     public override void OnSpawn(LogicalThread thread) => _byPriority.Insert(_random.Next(_byPriority.Count + 1), thread);
 
-    public override int Pick(List<LogicalThread> runnable, LogicalThread? current, long step)
+    public override int Pick(List<LogicalThread> runnable, LogicalThread? current, long step, bool yielding = false)
     {
-        if (current is not null && _changePoints.Contains(step))
+        if (current is not null && (yielding || _changePoints.Contains(step)))
         {
             _byPriority.Remove(current);
             _byPriority.Add(current);
@@ -120,7 +139,7 @@ internal sealed class DfsStrategy : ScheduleStrategy
         return !_exhausted;
     }
 
-    public override int Pick(List<LogicalThread> runnable, LogicalThread? current, long step)
+    public override int Pick(List<LogicalThread> runnable, LogicalThread? current, long step, bool yielding = false)
     {
         if (runnable.Count == 1)
         {
@@ -134,7 +153,9 @@ internal sealed class DfsStrategy : ScheduleStrategy
 
         if (_path.Count >= _depth)
         {
-            return 0;
+            // Past the branching depth the first thread runs; one that spins without progress
+            // gives way so the tail of the schedule ends instead of hitting the step bound.
+            return yielding ? FirstOther(runnable, current) : 0;
         }
 
         _path.Add((0, runnable.Count));

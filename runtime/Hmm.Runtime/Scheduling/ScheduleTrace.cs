@@ -90,6 +90,7 @@ internal sealed partial class ScheduleTrace
         SchedulePointKind.CpuAccess => "cpu",
         SchedulePointKind.DeviceStep => "device",
         SchedulePointKind.Notifier => "notifier",
+        SchedulePointKind.Yield => "yield",
         _ => "sleep",
     };
 

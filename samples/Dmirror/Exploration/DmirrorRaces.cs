@@ -1,13 +1,16 @@
 using System.Buffers.Binary;
 using Hmm.Runtime;
 using Hmm.Runtime.Scheduling;
+using Hmm.Samples.Nouveau.Exploration;
 
 namespace Hmm.Samples.TestHmm.Exploration;
 
 /// <summary>
-/// The dmirror race scenarios (the interleavings lib/test_hmm's self-tests only reach by luck),
-/// each small enough to explore thousands of schedules in seconds. Every scenario honours the
-/// scenario-level faults: an OOM reaper (non-blockable invalidations) and device memory removal.
+/// The exploration catalogue: the dmirror race scenarios (the interleavings lib/test_hmm's
+/// self-tests only reach by luck) on device-private (minor 0) and coherent (minor 2) memory, then
+/// the GPU sample's (<see cref="GpuRaces"/>), each small enough to explore thousands of schedules
+/// in seconds. Every scenario honours the scenario-level faults: an OOM reaper (non-blockable
+/// invalidations) and, for dmirror, device memory removal. NIC (mlx5) scenarios are not listed yet.
 /// </summary>
 public static class DmirrorRaces
 {
@@ -17,11 +20,14 @@ public static class DmirrorRaces
     public static IReadOnlyList<RaceScenario> All { get; } =
     [
         new("dmirror-munmap-read", "munmap of the buffer races a device read (HMM_DMIRROR_READ) and a CPU store", MunmapVsRead),
-        new("migrate-cpu-fault", "migration to device memory races CPU loads and stores on the same pages", MigrateVsCpuFault),
+        new("migrate-cpu-fault", "migration to device memory races CPU loads and stores on the same pages", ctx => MigrateVsCpuFault(ctx)),
         new("fork-migration", "fork (COW write-protect) races migration of the parent's pages", ForkVsMigration),
         new("invalidate-fault-service", "a GPU-style fault-buffer service races munmap and madvise invalidations", FaultServiceRaces.InvalidateVsService),
-        new("device-removal-migration", "device memory removal (RELEASE) races migration to the device and a CPU read", RemovalVsMigration),
-        new("exclusive-cpu-write", "make_device_exclusive races a CPU write to the same page", ExclusiveVsCpuWrite),
+        new("device-removal-migration", "device memory removal (RELEASE) races migration to the device and a CPU read", ctx => RemovalVsMigration(ctx)),
+        new("exclusive-cpu-write", "make_device_exclusive races a CPU write to the same page", ctx => ExclusiveVsCpuWrite(ctx)),
+        new("coherent-migrate-cpu-fault", "migration to coherent device memory (dmirror2) races CPU loads and stores on the same pages", ctx => MigrateVsCpuFault(ctx, minor: 2)),
+        new("coherent-removal-migration", "coherent device memory removal races migration to it and a CPU read", ctx => RemovalVsMigration(ctx, minor: 2)),
+        .. GpuRaces.All.Select(g => new RaceScenario(g.Name, g.Description, g.Body)),
     ];
 
     /// <summary>The scenario named <paramref name="name"/>, or null.</summary>
@@ -46,9 +52,9 @@ public static class DmirrorRaces
         _ = oom;
     }
 
-    private static void MigrateVsCpuFault(ExploreContext ctx)
+    private static void MigrateVsCpuFault(ExploreContext ctx, int minor = 0)
     {
-        var w = new ScenarioWorld(ctx);
+        var w = new ScenarioWorld(ctx, minor);
         bool oom = SpawnScenarioFaults(ctx, w);
         ctx.Spawn("migrate", () => Migrate(w));
         ctx.Spawn("cpu", () => Tolerate(oom, () =>
@@ -85,9 +91,9 @@ public static class DmirrorRaces
         w.CheckAtEnd(ctx, checkContents: !oom);
     }
 
-    private static void RemovalVsMigration(ExploreContext ctx)
+    private static void RemovalVsMigration(ExploreContext ctx, int minor = 0)
     {
-        var w = new ScenarioWorld(ctx);
+        var w = new ScenarioWorld(ctx, minor);
         bool oom = SpawnScenarioFaults(ctx, w, removal: false);
         ctx.Spawn("migrate", () => Migrate(w));
         ctx.Spawn("remove", () => w.Mirror.Release());

@@ -5,7 +5,8 @@ using Hmm.Runtime.Scheduling;
 namespace Hmm.Samples.TestHmm.Exploration;
 
 /// <summary>
-/// The small world every race scenario starts from: a machine, dmirror device 0, one process
+/// The small world every race scenario starts from: a machine, a dmirror device (0: device-private,
+/// 2: coherent device memory), one process
 /// with <see cref="Pages"/> written pages, and the reference model of their contents (the value
 /// of the last write to each page). Registers the common oracles: invariants and no leaked pages.
 /// </summary>
@@ -16,13 +17,13 @@ public sealed class ScenarioWorld
 
     private readonly long _baseline;
 
-    /// <summary>Builds the world for one schedule of <paramref name="ctx"/>.</summary>
-    public ScenarioWorld(ExploreContext ctx)
+    /// <summary>Builds the world for one schedule of <paramref name="ctx"/> on dmirror device <paramref name="minor"/>.</summary>
+    public ScenarioWorld(ExploreContext ctx, int minor = 0)
     {
         ArgumentNullException.ThrowIfNull(ctx);
         Machine = new Machine(new MachineOptions { SystemMemory = 8L << 20, TransparentHugePages = false });
         ctx.Cleanup(Machine.Dispose);
-        Device = DmirrorDevice.Create(Machine, minor: 0, chunkBytes: 2UL << 20);
+        Device = DmirrorDevice.Create(Machine, minor, chunkBytes: 2UL << 20);
         _baseline = Machine.UsedPages;
         Process = Machine.CreateProcess("app");
         Buffer = Process.Mmap(Pages * 4096, Prot.Read | Prot.Write, MapFlags.Private | MapFlags.Anonymous);
@@ -38,7 +39,7 @@ public sealed class ScenarioWorld
     /// <summary>The machine.</summary>
     public Machine Machine { get; }
 
-    /// <summary>dmirror device 0 (device-private memory).</summary>
+    /// <summary>The dmirror device (minor 0: device-private memory, 2: coherent).</summary>
     public DmirrorDevice Device { get; }
 
     /// <summary>The process.</summary>

@@ -116,6 +116,7 @@ public sealed partial class GpuSvm
         {
             while (true)
             {
+                PeekBatch();
                 int n = _gpu.ServiceFaults();
                 if (n == 0) break;
                 total += n;
@@ -127,6 +128,29 @@ public sealed partial class GpuSvm
         var device = _gpu.Device;
         if (total == 0 && device.Faults.Count == 0 && device.Executor.ParkedCount > 0) device.Replay();
         return total;
+    }
+
+    /// <summary>
+    /// UVM mode with prefetch on: reads the batch the generated service is about to fetch (the
+    /// entries between GET and PUT, <see cref="FaultBatchSize"/> of them) and records, per 2 MiB
+    /// VA block, the pages it faulted on, so each block's prefetch is decided once over the whole
+    /// batch (C.4) rather than per coalesced range.
+    /// </summary>
+    private void PeekBatch()
+    {
+        _batchFaulted.Clear();
+        _batchDecided.Clear();
+        if (Policy.Mode != GpuPolicyMode.Uvm || !Policy.Options.PrefetchEnabled) return;
+        if (_peeked.Length < FaultBatchSize) _peeked = new FaultEntry[FaultBatchSize];
+        int n = _gpu.Device.Faults.Peek(_peeked.AsSpan(0, FaultBatchSize));
+        int instance = _gpu.Instance;
+        for (int i = 0; i < n; i++)
+        {
+            ref readonly var e = ref _peeked[i];
+            if (e.Instance != instance || e.Access == DeviceAccess.Prefetch) continue;
+            ref var mask = ref System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(_batchFaulted, e.Address & ~(Page.PmdSize - 1), out _);
+            mask.Set((int)(e.Address >> Page.Shift) & (Page.PmdPages - 1));
+        }
     }
 
     /// <summary>

@@ -42,6 +42,13 @@ public sealed partial class GpuSvm
     private readonly Func<ulong, bool> _isVram;
     private long _fetched, _unloadEvicted;
 
+    // C.4 per batch (bottom-half state, touched only by the thread in ServiceAll): the pages each
+    // VA block faulted on in the batch being serviced, and the blocks whose prefetch this batch
+    // already decided. UVM computes a block's prefetch once per batch over all its faults.
+    private readonly Dictionary<ulong, BlockMask> _batchFaulted = [];
+    private readonly HashSet<ulong> _batchDecided = [];
+    private FaultEntry[] _peeked = [];
+
     /// <summary>
     /// Creates the SVM state of <paramref name="gpu"/> (whose update lock is <paramref name="update"/>)
     /// with <paramref name="vramChunks"/> 2 MiB chunks of VRAM, in <paramref name="mode"/>.
@@ -57,6 +64,12 @@ public sealed partial class GpuSvm
         VramPages = (long)vramChunks << Page.PmdOrder;
         _isVram = pfn => _gpu.DeviceChunkOf(pfn) != null;
     }
+
+    /// <summary>
+    /// Entries the generated fault service fetches per batch (the declaration's
+    /// <c>[FaultBuffer(BatchSize)]</c>): the batch the UVM prefetch looks at as a whole.
+    /// </summary>
+    public int FaultBatchSize { get; init; } = 4096;
 
     /// <summary>The residency policy (mode, UVM options, thrashing, access counters, resident blocks).</summary>
     public GpuResidencyPolicy Policy { get; }
@@ -170,14 +183,26 @@ public sealed partial class GpuSvm
         ulong block = fault.Start & ~(Page.PmdSize - 1);
         ulong blockEnd = block + Page.PmdSize;
         var faulted = BlockMask.Range(PageIn(fault.Start), fault.End >= blockEnd ? Page.PmdPages : PageIn(fault.End));
-        var resident = ResidentInVram(block);
-        var allowed = AllowedPages(block, out bool populated);
+        // The block's prefetch is decided once per batch, over every page the batch faulted on in
+        // it (C.4): later ranges of the same block in this batch only migrate themselves.
+        bool inBatch = _batchFaulted.TryGetValue(block, out var batchFaulted);
+        bool decide = !inBatch || _batchDecided.Add(block);
+        if (inBatch) faulted.Or(batchFaulted);
+        // Read outside the policy spinlock: AllowedPages takes the mmap lock, which may sleep.
+        var resident = decide ? ResidentInVram(block) : default;
+        bool populated = false;
+        var allowed = decide ? AllowedPages(block, out populated) : default;
         long now = Now;
-        BlockMask prefetch;
+        BlockMask prefetch = default;
         _policyLock.Lock();
         try
         {
-            prefetch = Policy.Prefetch(block, faulted, resident, allowed, populated || !resident.IsEmpty(), now);
+            if (decide)
+            {
+                prefetch = Policy.Prefetch(block, faulted, resident, allowed, populated || !resident.IsEmpty(), now);
+                // Pages faulted in this batch migrate as their own faults, not as prefetch.
+                prefetch.AndNot(faulted);
+            }
             Policy.RecordMigration(fault.Start, fault.End, ProcessorIds.Gpu, now, ThrashingCause.FaultMigration);
         }
         finally { _policyLock.Unlock(); }
@@ -292,7 +317,22 @@ public sealed partial class GpuSvm
         _policyLock.Lock();
         try
         {
-            if (cpuTouch) Policy.RecordMigration(range.Start, range.End, ProcessorIds.Cpu, now, ThrashingCause.FaultMigration);
+            if (cpuTouch)
+            {
+                // C.3 on the CPU side: a CPU fault on a page the CPU is being throttled on naps
+                // until the throttling period ends before the page migrates back. This is the
+                // first driver code migrate_to_ram runs (the generated default calls no hook
+                // before migrate_vma_setup), and the data has not moved yet: the nap is charged
+                // to simulated time here, so the page stays in VRAM for the GPU until then.
+                long nap = Policy.CpuNapNs(range.Start, now);
+                if (nap > 0)
+                {
+                    _gpu.Device.Clock.AdvanceTo(now + nap);
+                    Counters.AddCpuNap(nap);
+                    now += nap;
+                }
+                Policy.RecordMigration(range.Start, range.End, ProcessorIds.Cpu, now, ThrashingCause.FaultMigration);
+            }
             if (_exclusive.Count == 0) return;
             if (range.End - range.Start > (ulong)_exclusive.Count << Page.Shift)
             {

@@ -29,7 +29,7 @@ public sealed partial class NouveauGpu : IGeneratedGpuDriver
 
     /// <summary>A driver in <paramref name="mode"/> (nouveau's policy unless told otherwise).</summary>
     public NouveauGpu(GpuPolicyMode mode = GpuPolicyMode.Nouveau, UvmPolicyOptions? options = null)
-        => Svm = new GpuSvm(this, _svmm, DeviceMaxChunks, mode, options);
+        => Svm = new GpuSvm(this, _svmm, DeviceMaxChunks, mode, options) { FaultBatchSize = FaultBatchSize };
 
     /// <summary>The SVM logic: policy, counters, ioctls.</summary>
     public GpuSvm Svm { get; }

@@ -10,7 +10,32 @@ namespace Hmm.Samples.Nouveau;
 // The replay policy is a compile-time property of a DSL declaration ([FaultBuffer(Replay)]), so
 // each of UVM's policies (drivers.md C.1) is its own declaration: the same GPU with UVM's
 // 256-entry batches, one per policy, sharing every callback body through GpuSvm. nouveau's own
-// policy (BATCH, no cap) is NouveauGpu.
+// policy (BATCH, no cap) is NouveauGpu. The declarations cannot share more than that: the DSL
+// finds callbacks among the declaring class's own methods and a [HmmDriver] class is sealed
+// partial, so the five one-line callbacks are repeated (a base class or generic declaration
+// would be invisible to the generator).
+
+/// <summary>The GPU with UVM's BLOCK replay policy: a replay after every serviced fault range, the batch still fetched whole.</summary>
+[HmmDriver("gpu-replay-block", UpdateLock = nameof(_svmm))]
+[DeviceMemory(DevicePageKind.Private, ChunkBytes = 2L << 20, MaxChunks = 64, LargeFolios = false)]
+[FaultBuffer(Entries = 4096, BatchSize = 256, Replay = ReplayPolicy.Block)]
+public sealed partial class BlockReplayGpu : IGeneratedGpuDriver
+{
+    private readonly KernelMutex _svmm = new("gpu.svmm");
+
+    /// <summary>A driver in <paramref name="mode"/>.</summary>
+    public BlockReplayGpu(GpuPolicyMode mode = GpuPolicyMode.Uvm, UvmPolicyOptions? options = null)
+        => Svm = new GpuSvm(this, _svmm, DeviceMaxChunks, mode, (options ?? UvmPolicyOptions.Default) with { ReplayPolicy = ReplayPolicy.Block }) { FaultBatchSize = FaultBatchSize };
+
+    /// <summary>The SVM logic.</summary>
+    public GpuSvm Svm { get; }
+
+    [FaultPolicy] private FaultAction Decide(in FaultRange fault) => Svm.Decide(in fault);
+    [OnInvalidate] private void Invalidate(in NotifierRange range) => Svm.Invalidated(in range);
+    [OnMirrorFault] private void Mapped(HmmRange range, ReadOnlySpan<ulong> hmmPfns) => Svm.Mapped(range, hmmPfns);
+    [CopyPages] private void Copy(ReadOnlySpan<PageCopy> copies) => Svm.Copy(copies);
+    [OnPageFree] private void Free(ulong pfn) => Svm.PageFreed(pfn);
+}
 
 /// <summary>The GPU with UVM's BATCH replay policy: one replay per 256-entry batch.</summary>
 [HmmDriver("gpu-replay-batch", UpdateLock = nameof(_svmm))]
@@ -22,7 +47,7 @@ public sealed partial class BatchReplayGpu : IGeneratedGpuDriver
 
     /// <summary>A driver in <paramref name="mode"/>.</summary>
     public BatchReplayGpu(GpuPolicyMode mode = GpuPolicyMode.Uvm, UvmPolicyOptions? options = null)
-        => Svm = new GpuSvm(this, _svmm, DeviceMaxChunks, mode, (options ?? UvmPolicyOptions.Default) with { ReplayPolicy = ReplayPolicy.Batch });
+        => Svm = new GpuSvm(this, _svmm, DeviceMaxChunks, mode, (options ?? UvmPolicyOptions.Default) with { ReplayPolicy = ReplayPolicy.Batch }) { FaultBatchSize = FaultBatchSize };
 
     /// <summary>The SVM logic.</summary>
     public GpuSvm Svm { get; }
@@ -44,7 +69,7 @@ public sealed partial class BatchFlushReplayGpu : IGeneratedGpuDriver
 
     /// <summary>A driver in <paramref name="mode"/>.</summary>
     public BatchFlushReplayGpu(GpuPolicyMode mode = GpuPolicyMode.Uvm, UvmPolicyOptions? options = null)
-        => Svm = new GpuSvm(this, _svmm, DeviceMaxChunks, mode, (options ?? UvmPolicyOptions.Default) with { ReplayPolicy = ReplayPolicy.BatchFlush });
+        => Svm = new GpuSvm(this, _svmm, DeviceMaxChunks, mode, (options ?? UvmPolicyOptions.Default) with { ReplayPolicy = ReplayPolicy.BatchFlush }) { FaultBatchSize = FaultBatchSize };
 
     /// <summary>The SVM logic.</summary>
     public GpuSvm Svm { get; }
@@ -66,7 +91,7 @@ public sealed partial class OnceReplayGpu : IGeneratedGpuDriver
 
     /// <summary>A driver in <paramref name="mode"/>.</summary>
     public OnceReplayGpu(GpuPolicyMode mode = GpuPolicyMode.Uvm, UvmPolicyOptions? options = null)
-        => Svm = new GpuSvm(this, _svmm, DeviceMaxChunks, mode, (options ?? UvmPolicyOptions.Default) with { ReplayPolicy = ReplayPolicy.Once });
+        => Svm = new GpuSvm(this, _svmm, DeviceMaxChunks, mode, (options ?? UvmPolicyOptions.Default) with { ReplayPolicy = ReplayPolicy.Once }) { FaultBatchSize = FaultBatchSize };
 
     /// <summary>The SVM logic.</summary>
     public GpuSvm Svm { get; }

@@ -148,7 +148,7 @@ public sealed class PlantedBugTests
         ctx.AtEnd(() => { machine.CheckInvariants(); p.Exit(); machine.CheckInvariants(); });
     }
 
-    private static void FindAndReplay(ExploreOptions options, Action<ExploreContext> body, string expected)
+    internal static void FindAndReplay(ExploreOptions options, Action<ExploreContext> body, string expected)
     {
         ExploreReport found = Explorer.Run(options, body);
         TestContext.Out.WriteLine(found.ToString());

@@ -60,6 +60,20 @@ public sealed class ReplayPolicyTests
     }
 
     [Test]
+    public void Block_replays_after_every_serviced_range()
+    {
+        var gpu = new BlockReplayGpu();
+        var (_, c) = Storm(gpu, gpu.Svm);
+        Assert.Multiple(() =>
+        {
+            Assert.That(c.Batches, Is.EqualTo(16), "BLOCK still fetches the ring in batches of 256");
+            Assert.That(c.Replays, Is.EqualTo(gpu.RangesServiced), "one replay per serviced range");
+            Assert.That(c.Replays, Is.EqualTo(16 * 16), "16 ranges (pages) in each of the 16 batches");
+            Assert.That(c.Serviced, Is.EqualTo(16 * 16));
+        });
+    }
+
+    [Test]
     public void BatchFlush_flushes_the_stale_duplicates_and_replays_once()
     {
         var gpu = new BatchFlushReplayGpu();

@@ -78,6 +78,45 @@ public sealed class UvmWorkloadTests : GpuTestBase
         Finish();
     }
 
+    // C.3, CPU side: once a page thrashes and the GPU holds a throttling period, a CPU fault on
+    // it naps (simulated time) until the period ends before migrating it back.
+    [TestCase(GpuPolicyMode.Uvm)]
+    [TestCase(GpuPolicyMode.Nouveau)]
+    public void A_cpu_fault_on_a_throttled_page_naps_before_migrating_it_back(GpuPolicyMode mode)
+    {
+        if (mode == GpuPolicyMode.Uvm) Uvm();
+        const int pages = 2;
+        ulong buf = Filled(pages);
+        var gpuWrite = GpuWorkloads.WriteEveryPage(buf, pages * PageSize, 0);
+        long cpuSideNs = 0;
+        for (int round = 1; round <= 4; round++)
+        {
+            Svm.Run(gpuWrite with { Value = (ulong)round });
+            long before = Device.Clock.Now;
+            for (int i = 0; i < pages; i++)
+                Assert.That(P.Load<ulong>(buf + (ulong)i * PageSize), Is.EqualTo((ulong)round), $"round {round}: the GPU's write, after any nap");
+            cpuSideNs += Device.Clock.Now - before;
+            Device.Clock.Advance(100 * Us);
+        }
+        var c = Counters;
+        if (mode == GpuPolicyMode.Uvm)
+        {
+            Assert.Multiple(() =>
+            {
+                Assert.That(c.ThrashingDetected, Is.GreaterThanOrEqualTo(pages), "both pages thrash");
+                Assert.That(c.CpuNaps, Is.GreaterThan(0), "the CPU faults napped once the pages thrashed");
+                Assert.That(c.CpuNapNs, Is.GreaterThan(0).And.LessThanOrEqualTo(c.CpuNaps * Svm.Policy.Options.ThrashingNapNs), "a nap lasts at most one throttling period");
+                Assert.That(cpuSideNs, Is.GreaterThanOrEqualTo(c.CpuNapNs), "the naps passed on the simulated clock");
+                Assert.That(c.PagesFromVram, Is.GreaterThanOrEqualTo(c.CpuNaps), "a napping CPU fault still brought its page back");
+            });
+        }
+        else
+        {
+            Assert.That(c.CpuNaps, Is.Zero, "nouveau never naps");
+        }
+        Finish();
+    }
+
     // F.3.2: the GPU touches 1 of every k pages of a CPU-filled 2 MiB block; with 64 KiB big-page
     // growth and the 51 % subtree rule the whole block migrates. The policy decides per serviced
     // range (the DSL's [FaultPolicy] granularity), so with k > 1 the ranges come one page at a time
@@ -102,7 +141,7 @@ public sealed class UvmWorkloadTests : GpuTestBase
             Assert.That(run.Completed && run.ThreadsDone == touched, Is.True);
             Assert.That(c.Serviced, Is.EqualTo(touched));
             Assert.That(c.PagesToVram, Is.EqualTo(Page.PmdPages), "the whole 2 MiB block");
-            Assert.That(c.PrefetchedPages, Is.EqualTo(k == 1 ? 0 : 506), "migrated ahead of their own fault");
+            Assert.That(c.PrefetchedPages, Is.EqualTo(Page.PmdPages - touched), "decided once per block per batch: every page the batch did not fault on");
             Assert.That(GpuMapsVram(block + PageSize), Is.True, "prefetched pages are mapped too");
         });
         int firstPage = (int)((block - buf) / PageSize);
