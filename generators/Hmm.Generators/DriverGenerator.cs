@@ -42,6 +42,25 @@ public sealed partial class DriverGenerator : IIncrementalGenerator
         {
             foreach (var file in files) spc.AddSource(file.HintName, file.Text);
         });
+
+        // Device-level memory classes ([DeviceMemory] without [HmmDriver], shared by the drivers
+        // that name them in HmmDriver.Memory): the same three steps, emitting only the memory.
+        IncrementalValuesProvider<EquatableArray<GeneratedSource>> memories = context.SyntaxProvider
+            .ForAttributeWithMetadataName(
+                KnownNames.DeviceMemoryAttribute,
+                static (node, _) => node is ClassDeclarationSyntax,
+                static (ctx, ct) => Parser.ParseMemoryProvider(ctx, ct))
+            .WithTrackingName(TrackingNames.MemoryParse)
+            .Where(static m => m is not null)
+            .Select(static (m, _) => m!)
+            .WithTrackingName(TrackingNames.Memories)
+            .Select(static (m, ct) => Emitter.Emit(m, ct))
+            .WithTrackingName(TrackingNames.MemoryEmit);
+
+        context.RegisterSourceOutput(memories, static (spc, files) =>
+        {
+            foreach (var file in files) spc.AddSource(file.HintName, file.Text);
+        });
     }
 }
 
@@ -56,4 +75,13 @@ public static class TrackingNames
 
     /// <summary>Model → generated sources.</summary>
     public const string Emit = "HmmDriver.Emit";
+
+    /// <summary>The device-level memory classes' transform (<c>[DeviceMemory]</c> without <c>[HmmDriver]</c>).</summary>
+    public const string MemoryParse = "HmmDeviceMemory.Parse";
+
+    /// <summary>The understood device-level memory classes' models.</summary>
+    public const string Memories = "HmmDeviceMemory.Memories";
+
+    /// <summary>Device-level memory model → generated source.</summary>
+    public const string MemoryEmit = "HmmDeviceMemory.Emit";
 }
