@@ -49,9 +49,39 @@ internal static partial class Emitter
                 """
             : "";
         string baseList = m.Memory != null ? " : " + DeviceMemoryUser : "";
+        // Without a substitute allocator, a piece's base pages come from the free lists in one hold of
+        // their spinlock (TryAllocateDevicePages) rather than one lock round trip per page.
+        bool bulk = m.Callback(CallbackKind.AllocatePage) == null;
+        string bulkPrologue = bulk
+            ? $$"""
+
+                    // One hold of the free-list lock for every base page of the piece.
+                    int want = 0, next = 0;
+                    for (int i = 0; i < n; i++)
+                        if ((src[i] & ({{MigratePfn}}.Migrate | {{MigratePfn}}.Compound)) == {{MigratePfn}}.Migrate) want++;
+                    int got = want == 0 ? 0 : {{mem}}.TryAllocateDevicePages(new global::System.Span<ulong>(s.Pages, 0, want));
+            """
+            : "";
+        string basePage = !bulk ? "__HmmAllocateDestination(0, true, out ulong page)"
+            : m.Memory != null ? "next < got && __HmmRecordUser(s.Pages[next++], out ulong page)"
+            : "next < got";
+        string recordUserMethod = bulk && m.Memory != null
+            ? $$"""
+
+                /// <summary>Records this instance as the user of a device page taken in bulk (the shared memory hands it migrate_to_ram).</summary>
+                {{GeneratedCode}}
+                private bool __HmmRecordUser(ulong pfn, out ulong page)
+                {
+                    {{mem}}.SetDevicePageUser(pfn, 0, this);
+                    page = pfn;
+                    return true;
+                }
+
+                """
+            : "";
         return $$"""
             partial class {{m.ClassName}}{{baseList}}
-            {{{sharedUser}}
+            {{{sharedUser}}{{recordUserMethod}}
                 /// <summary>
                 /// Allocates one migration destination: a device page or 2 MiB folio of {{(m.Memory != null ? "the shared device memory" : "this driver's device memory")}} when
                 /// <paramref name="toDevice"/>, else system memory{{(m.Callback(CallbackKind.AllocatePage) != null ? " — through the driver's <c>[AllocatePage]</c> substitute allocator" : "")}}.
@@ -70,6 +100,7 @@ internal static partial class Emitter
                     public readonly ulong[] Src = new ulong[{{Page}}.PmdPages];
                     public readonly ulong[] Dst = new ulong[{{Page}}.PmdPages];
                     public readonly {{PageCopy}}[] Copies = new {{PageCopy}}[{{Page}}.PmdPages];
+                    public readonly ulong[] Pages = new ulong[{{Page}}.PmdPages];
                     public readonly {{MigrateVma}} Args = new();
                 }
 
@@ -206,7 +237,7 @@ internal static partial class Emitter
                 {
                     var src = s.Src;
                     var dst = s.Dst;
-                    int copies = 0;
+                    int copies = 0;{{bulkPrologue}}
                     for (int i = 0; i < n;)
                     {
                         ulong w = src[i];
@@ -236,8 +267,8 @@ internal static partial class Emitter
                             i = stop;
                             continue;
                         }
-                        if (__HmmAllocateDestination(0, true, out ulong page))
-                        {
+                        if ({{basePage}})
+                        {{{(bulk && m.Memory == null ? "\n                ulong page = s.Pages[next++];" : "")}}
                             if (valid) s.Copies[copies++] = new {{PageCopy}}(spfn, page);
                             else Device.Copy.Clear(new global::System.ReadOnlySpan<ulong>(in page));
                             dst[i] = {{MigratePfn}}.FromPfn(page) | write;

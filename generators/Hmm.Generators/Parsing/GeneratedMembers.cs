@@ -19,7 +19,7 @@ internal static class GeneratedMembers
     public static readonly string[] DeviceMemory =
     [
         "DeviceChunkBytes", "DeviceMaxChunks", "DeviceLargeFolios", "DeviceChunkCount", "DeviceChunk", "DevicePagesFree",
-        "DeviceAllocations", "DeviceChunkOf", "TryAllocateDevicePage", "RemoveDeviceMemory",
+        "DeviceAllocations", "DeviceChunkOf", "TryAllocateDevicePage", "TryAllocateDevicePages", "RemoveDeviceMemory",
     ];
 
     public static readonly string[] Migration =

@@ -24,6 +24,7 @@ partial class DevmemDriver
         public readonly ulong[] Src = new ulong[global::Hmm.Runtime.Memory.Page.PmdPages];
         public readonly ulong[] Dst = new ulong[global::Hmm.Runtime.Memory.Page.PmdPages];
         public readonly global::Hmm.Runtime.Devices.PageCopy[] Copies = new global::Hmm.Runtime.Devices.PageCopy[global::Hmm.Runtime.Memory.Page.PmdPages];
+        public readonly ulong[] Pages = new ulong[global::Hmm.Runtime.Memory.Page.PmdPages];
         public readonly global::Hmm.Runtime.Migration.MigrateVma Args = new();
     }
 
@@ -162,6 +163,11 @@ partial class DevmemDriver
         var src = s.Src;
         var dst = s.Dst;
         int copies = 0;
+        // One hold of the free-list lock for every base page of the piece.
+        int want = 0, next = 0;
+        for (int i = 0; i < n; i++)
+            if ((src[i] & (global::Hmm.Runtime.Migration.MigratePfn.Migrate | global::Hmm.Runtime.Migration.MigratePfn.Compound)) == global::Hmm.Runtime.Migration.MigratePfn.Migrate) want++;
+        int got = want == 0 ? 0 : this.TryAllocateDevicePages(new global::System.Span<ulong>(s.Pages, 0, want));
         for (int i = 0; i < n;)
         {
             ulong w = src[i];
@@ -191,8 +197,9 @@ partial class DevmemDriver
                 i = stop;
                 continue;
             }
-            if (__HmmAllocateDestination(0, true, out ulong page))
+            if (next < got)
             {
+                ulong page = s.Pages[next++];
                 if (valid) s.Copies[copies++] = new global::Hmm.Runtime.Devices.PageCopy(spfn, page);
                 else Device.Copy.Clear(new global::System.ReadOnlySpan<ulong>(in page));
                 dst[i] = global::Hmm.Runtime.Migration.MigratePfn.FromPfn(page) | write;

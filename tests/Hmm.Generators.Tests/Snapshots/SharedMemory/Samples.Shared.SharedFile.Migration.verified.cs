@@ -30,6 +30,7 @@ global::Hmm.Runtime.DeviceMemory.VmFaultResult global::Hmm.Dsl.IDeviceMemoryUser
         public readonly ulong[] Src = new ulong[global::Hmm.Runtime.Memory.Page.PmdPages];
         public readonly ulong[] Dst = new ulong[global::Hmm.Runtime.Memory.Page.PmdPages];
         public readonly global::Hmm.Runtime.Devices.PageCopy[] Copies = new global::Hmm.Runtime.Devices.PageCopy[global::Hmm.Runtime.Memory.Page.PmdPages];
+        public readonly ulong[] Pages = new ulong[global::Hmm.Runtime.Memory.Page.PmdPages];
         public readonly global::Hmm.Runtime.Migration.MigrateVma Args = new();
     }
 
