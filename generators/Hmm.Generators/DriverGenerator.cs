@@ -27,8 +27,25 @@ public sealed partial class DriverGenerator : IIncrementalGenerator
                 static (ctx, ct) => Parser.Parse(ctx, ct))
             .WithTrackingName(TrackingNames.Parse);
 
-        // Declarations the parser did not understand drop out here (the analyzer reports them).
+        // Device-level memory classes ([DeviceMemory] without [HmmDriver], shared by the drivers
+        // that name them in HmmDriver.Memory): parsed like drivers, emitting only the memory.
+        IncrementalValuesProvider<DriverModel> memoryModels = context.SyntaxProvider
+            .ForAttributeWithMetadataName(
+                KnownNames.DeviceMemoryAttribute,
+                static (node, _) => node is ClassDeclarationSyntax,
+                static (ctx, ct) => Parser.ParseMemoryProvider(ctx, ct))
+            .WithTrackingName(TrackingNames.MemoryParse)
+            .Where(static m => m is not null)
+            .Select(static (m, _) => m!)
+            .WithTrackingName(TrackingNames.Memories);
+
+        // Declarations the parser did not understand drop out here (the analyzer reports them); a
+        // driver sharing a device-level memory takes that memory's current model (its own transform
+        // does not re-run when only the memory's file changes).
         IncrementalValuesProvider<DriverModel> drivers = parsed
+            .Where(static m => m is not null)
+            .Combine(memoryModels.Collect())
+            .Select(static (pair, _) => Parser.ResolveMemory(pair.Left!, pair.Right))
             .Where(static m => m is not null)
             .Select(static (m, _) => m!)
             .WithTrackingName(TrackingNames.Drivers);
@@ -43,17 +60,7 @@ public sealed partial class DriverGenerator : IIncrementalGenerator
             foreach (var file in files) spc.AddSource(file.HintName, file.Text);
         });
 
-        // Device-level memory classes ([DeviceMemory] without [HmmDriver], shared by the drivers
-        // that name them in HmmDriver.Memory): the same three steps, emitting only the memory.
-        IncrementalValuesProvider<EquatableArray<GeneratedSource>> memories = context.SyntaxProvider
-            .ForAttributeWithMetadataName(
-                KnownNames.DeviceMemoryAttribute,
-                static (node, _) => node is ClassDeclarationSyntax,
-                static (ctx, ct) => Parser.ParseMemoryProvider(ctx, ct))
-            .WithTrackingName(TrackingNames.MemoryParse)
-            .Where(static m => m is not null)
-            .Select(static (m, _) => m!)
-            .WithTrackingName(TrackingNames.Memories)
+        IncrementalValuesProvider<EquatableArray<GeneratedSource>> memories = memoryModels
             .Select(static (m, ct) => Emitter.Emit(m, ct))
             .WithTrackingName(TrackingNames.MemoryEmit);
 

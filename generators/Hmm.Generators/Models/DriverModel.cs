@@ -22,6 +22,7 @@ namespace Hmm.Generators.Models;
 /// <param name="P2pImporter">[P2pImporter] present.</param>
 /// <param name="Callbacks">The well-formed callbacks, ordered by kind (one per kind).</param>
 /// <param name="Memory">HmmDriver(Memory): the member holding the shared device-level memory (then <paramref name="DeviceMemory"/> is that class's), or null.</param>
+/// <param name="MemoryType">The metadata name of that memory class: the driver's <paramref name="DeviceMemory"/> is resolved from its model when emitting (another file's edit must reach this driver).</param>
 /// <param name="MemoryProvider">True for a device-level class carrying [DeviceMemory] without [HmmDriver]: only its memory is generated.</param>
 internal sealed record DriverModel(
     string Namespace,
@@ -39,7 +40,8 @@ internal sealed record DriverModel(
     bool P2pImporter,
     EquatableArray<CallbackModel> Callbacks,
     string? Memory = null,
-    bool MemoryProvider = false)
+    bool MemoryProvider = false,
+    string? MemoryType = null)
 {
     /// <summary>The method name of the <paramref name="kind"/> callback, or null when the driver has none.</summary>
     public string? Callback(CallbackKind kind)

@@ -97,7 +97,23 @@ internal static class Parser
             exporter,
             importer,
             callbacks,
-            memory);
+            memory,
+            MemoryType: memoryType != null ? MetadataName(memoryType) : null);
+    }
+
+    /// <summary>
+    /// Gives a driver that shares a device-level memory that memory's current model: the FAWMN
+    /// transform of the driver does not re-run when only the memory class's file changes, so the
+    /// memory's kind and options are taken from the memory pipeline here. Null when the memory class
+    /// is no longer one the generator implements (the driver is then skipped, as the analyzer reports).
+    /// </summary>
+    public static DriverModel? ResolveMemory(DriverModel driver, ImmutableArray<DriverModel> memories)
+    {
+        if (driver.MemoryType == null) return driver;
+        foreach (var memory in memories)
+            if (memory.MetadataName == driver.MemoryType)
+                return Equals(memory.DeviceMemory, driver.DeviceMemory) ? driver : driver with { DeviceMemory = memory.DeviceMemory };
+        return null;
     }
 
     /// <summary>
