@@ -179,4 +179,27 @@ public sealed class SharedMemoryBehaviourTests
         Assert.That(_memory.DevicePageUser(pfnA), Is.Null, "the page is no longer device memory");
         other.Exit();
     }
+
+    [Test]
+    public void TheGeneratedAllocator_RecordsTheFileOfEveryPageItTakesInBulk()
+    {
+        ulong buf = MapWritten(_process, 32);
+        var file = new PlainSharedFileDriver(_memory);
+        Assert.That(file.Attach(_device, _process), Is.EqualTo(Errno.Ok));
+
+        Assert.That(file.MigrateToDevice(buf, buf + (32 * P), out long moved), Is.EqualTo(Errno.Ok));
+        Assert.That(moved, Is.EqualTo(32));
+        Assert.That(_memory.DeviceAllocations, Is.EqualTo(32));
+        for (int i = 0; i < 32; i++)
+            Assert.That(_memory.DevicePageUser(_process.Mm.EntryAt(buf + ((ulong)i * P)).Pfn), Is.SameAs(file), $"page {i}");
+        // A CPU touch goes to this file's generated migrate_to_ram.
+        Assert.That(_process.Load<ulong>(buf + (5 * P)), Is.EqualTo(0xC005UL));
+        Assert.That(file.PagesMigratedToSystem, Is.EqualTo(1));
+        Assert.That(file.MigrateToSystem(buf, buf + (32 * P), out moved), Is.EqualTo(Errno.Ok));
+        Assert.That(moved, Is.EqualTo(31));
+        AssertData(_process, buf, 32);
+        Assert.That(Interlocked.Read(ref _memory.Freed), Is.EqualTo(32), "every page back through the device's page_free");
+        file.Detach();
+        Assert.That(_memory.RemoveDeviceMemory(), Is.EqualTo(Errno.Ok));
+    }
 }

@@ -76,3 +76,12 @@ internal sealed partial class SharedFileDriver(SharedDevmem memory)
         return toDevice ? Memory.TryAllocateDevicePage(order, out pfn) : SystemPages.TryAllocateLocked(Device.Machine, order, out pfn);
     }
 }
+
+/// <summary>An open file of a <see cref="SharedDevmem"/> device with the generated allocator (bulk base pages, no [AllocatePage]).</summary>
+[HmmDriver("plainfile", Memory = nameof(Memory))]
+internal sealed partial class PlainSharedFileDriver(SharedDevmem memory)
+{
+    public SharedDevmem Memory { get; } = memory;
+
+    [CopyPages] private void Copy(ReadOnlySpan<PageCopy> copies) => Device.Copy.Copy(copies);
+}
