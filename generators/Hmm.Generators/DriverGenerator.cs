@@ -27,8 +27,25 @@ public sealed partial class DriverGenerator : IIncrementalGenerator
                 static (ctx, ct) => Parser.Parse(ctx, ct))
             .WithTrackingName(TrackingNames.Parse);
 
-        // Declarations the parser did not understand drop out here (the analyzer reports them).
+        // Device-level memory classes ([DeviceMemory] without [HmmDriver], shared by the drivers
+        // that name them in HmmDriver.Memory): parsed like drivers, emitting only the memory.
+        IncrementalValuesProvider<DriverModel> memoryModels = context.SyntaxProvider
+            .ForAttributeWithMetadataName(
+                KnownNames.DeviceMemoryAttribute,
+                static (node, _) => node is ClassDeclarationSyntax,
+                static (ctx, ct) => Parser.ParseMemoryProvider(ctx, ct))
+            .WithTrackingName(TrackingNames.MemoryParse)
+            .Where(static m => m is not null)
+            .Select(static (m, _) => m!)
+            .WithTrackingName(TrackingNames.Memories);
+
+        // Declarations the parser did not understand drop out here (the analyzer reports them); a
+        // driver sharing a device-level memory takes that memory's current model (its own transform
+        // does not re-run when only the memory's file changes).
         IncrementalValuesProvider<DriverModel> drivers = parsed
+            .Where(static m => m is not null)
+            .Combine(memoryModels.Collect())
+            .Select(static (pair, _) => Parser.ResolveMemory(pair.Left!, pair.Right))
             .Where(static m => m is not null)
             .Select(static (m, _) => m!)
             .WithTrackingName(TrackingNames.Drivers);
@@ -39,6 +56,15 @@ public sealed partial class DriverGenerator : IIncrementalGenerator
             .WithTrackingName(TrackingNames.Emit);
 
         context.RegisterSourceOutput(sources, static (spc, files) =>
+        {
+            foreach (var file in files) spc.AddSource(file.HintName, file.Text);
+        });
+
+        IncrementalValuesProvider<EquatableArray<GeneratedSource>> memories = memoryModels
+            .Select(static (m, ct) => Emitter.Emit(m, ct))
+            .WithTrackingName(TrackingNames.MemoryEmit);
+
+        context.RegisterSourceOutput(memories, static (spc, files) =>
         {
             foreach (var file in files) spc.AddSource(file.HintName, file.Text);
         });
@@ -56,4 +82,13 @@ public static class TrackingNames
 
     /// <summary>Model → generated sources.</summary>
     public const string Emit = "HmmDriver.Emit";
+
+    /// <summary>The device-level memory classes' transform (<c>[DeviceMemory]</c> without <c>[HmmDriver]</c>).</summary>
+    public const string MemoryParse = "HmmDeviceMemory.Parse";
+
+    /// <summary>The understood device-level memory classes' models.</summary>
+    public const string Memories = "HmmDeviceMemory.Memories";
+
+    /// <summary>Device-level memory model → generated source.</summary>
+    public const string MemoryEmit = "HmmDeviceMemory.Emit";
 }

@@ -34,6 +34,12 @@ internal static class KnownNames
     public const string OnP2pExportAttribute = "Hmm.Dsl.OnP2pExportAttribute";
     /// <summary>Hmm.Dsl.OnP2pImportAttribute.</summary>
     public const string OnP2pImportAttribute = "Hmm.Dsl.OnP2pImportAttribute";
+    /// <summary>Hmm.Dsl.OnMigratedAttribute.</summary>
+    public const string OnMigratedAttribute = "Hmm.Dsl.OnMigratedAttribute";
+    /// <summary>Hmm.Dsl.AllocatePageAttribute.</summary>
+    public const string AllocatePageAttribute = "Hmm.Dsl.AllocatePageAttribute";
+    /// <summary>Hmm.Dsl.IDeviceMemoryUser: what a shared device memory calls back for migrate_to_ram.</summary>
+    public const string DeviceMemoryUser = "Hmm.Dsl.IDeviceMemoryUser";
     /// <summary>Hmm.Runtime.Locking.KernelMutex: the only type an UpdateLock may name.</summary>
     public const string KernelMutex = "Hmm.Runtime.Locking.KernelMutex";
 }

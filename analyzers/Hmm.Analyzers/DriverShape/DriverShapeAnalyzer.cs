@@ -20,7 +20,7 @@ public sealed class DriverShapeAnalyzer : DiagnosticAnalyzer
     /// <inheritdoc/>
     public override ImmutableArray<DiagnosticDescriptor> SupportedDiagnostics { get; } =
         [NotPartial, Nested, Generic, WrongSignature, DuplicateCallback, MissingCallback, UpdateLock, Owner,
-         UnusedCallback, OutsideDriver, BadArgument, ReservedName];
+         UnusedCallback, OutsideDriver, BadArgument, ReservedName, Memory, TwoMemories];
 
     /// <inheritdoc/>
     public override void Initialize(AnalysisContext context)
@@ -58,14 +58,124 @@ public sealed class DriverShapeAnalyzer : DiagnosticAnalyzer
             else if (SymbolEqualityComparer.Default.Equals(a.AttributeClass, dsl.Exporter)) exporter = a;
             else if (SymbolEqualityComparer.Default.Equals(a.AttributeClass, dsl.Importer)) importer = a;
         }
+        if (driver == null && devmem != null)
+        {
+            AnalyzeMemoryClass(context, type, devmem);
+            return;
+        }
         if (driver == null)
         {
-            ReportCallbacksOutsideDriver(context, type);
+            ReportCallbacksOutsideDriver(context, type, null);
             return;
         }
 
         var identifier = IdentifierOf(type, context.CancellationToken);
         if (identifier == null) return;
+        CheckClassShape(context, type, identifier);
+
+        CheckDriverArguments(context, type, driver);
+        CheckDeviceMemory(context, devmem);
+        CheckFaultBuffer(context, faultBuffer);
+        bool shared = CheckMemory(context, type, driver, devmem);
+
+        var callbacks = CheckCallbacks(context, type);
+        bool hasCopy = callbacks[(int)CallbackKind.CopyPages] != null;
+        if (devmem != null && !hasCopy)
+        {
+            var sig = CallbackSignatures.All[(int)CallbackKind.CopyPages];
+            context.ReportDiagnostic(Diagnostic.Create(MissingCallback, AttributeLocation(devmem, identifier, context.CancellationToken), "DeviceMemory", type.Name, sig.ShortName, sig.Text));
+        }
+        if (shared && !hasCopy)
+        {
+            var sig = CallbackSignatures.All[(int)CallbackKind.CopyPages];
+            context.ReportDiagnostic(Diagnostic.Create(MissingCallback, ArgumentLocation(driver, "Memory", context.CancellationToken), "HmmDriver(Memory)", type.Name, sig.ShortName, sig.Text));
+        }
+        // A Memory argument that HMM0013/HMM0014 already reported still means "this driver migrates": no cascade of HMM0009.
+        bool namesMemory = false;
+        foreach (var arg in driver.NamedArguments) namesMemory |= arg.Key == "Memory" && arg.Value.Value is string;
+        bool migrates = devmem != null || namesMemory;
+        Unused(context, callbacks, CallbackKind.CopyPages, migrates, "DeviceMemory");
+        Unused(context, callbacks, CallbackKind.OnPageFree, devmem != null, "DeviceMemory");
+        Unused(context, callbacks, CallbackKind.OnMigrateToRam, migrates, "DeviceMemory");
+        Unused(context, callbacks, CallbackKind.OnMigrated, migrates, "DeviceMemory");
+        Unused(context, callbacks, CallbackKind.AllocatePage, migrates, "DeviceMemory");
+        Unused(context, callbacks, CallbackKind.FaultPolicy, faultBuffer != null, "FaultBuffer");
+        Unused(context, callbacks, CallbackKind.OnP2pExport, exporter != null, "P2pExporter");
+        Unused(context, callbacks, CallbackKind.OnP2pImport, importer != null, "P2pImporter");
+
+        bool generatesDevmem = devmem != null && hasCopy;
+        bool migration = (generatesDevmem && devmem!.ConstructorArguments.Length == 1 && devmem.ConstructorArguments[0].Value is 1 or 2) || (shared && hasCopy);
+        foreach (var member in type.GetMembers())
+        {
+            if (member.IsImplicitlyDeclared || IsGenerated(member)) continue;
+            if (GeneratedMembers.IsReserved(member.Name, generatesDevmem, migration, faultBuffer != null, exporter != null, importer != null)
+                && member.Locations.FirstOrDefault(l => l.IsInSource) is { } location)
+                context.ReportDiagnostic(Diagnostic.Create(ReservedName, location, member.Name, type.Name));
+        }
+    }
+
+    /// <summary>
+    /// A device-level memory class ([DeviceMemory], no [HmmDriver]): the same class shape rules, its
+    /// arguments, the callbacks its generated memory calls ([OnPageFree], [OnMigrateToRam]) and its
+    /// reserved names; any other callback is HMM0010.
+    /// </summary>
+    private static void AnalyzeMemoryClass(SymbolAnalysisContext context, INamedTypeSymbol type, AttributeData devmem)
+    {
+        var identifier = IdentifierOf(type, context.CancellationToken);
+        if (identifier == null) return;
+        CheckClassShape(context, type, identifier);
+        CheckDeviceMemory(context, devmem);
+        ReportCallbacksOutsideDriver(context, type, [CallbackKind.OnPageFree, CallbackKind.OnMigrateToRam]);
+        var found = new IMethodSymbol?[CallbackSignatures.All.Length];
+        foreach (var member in type.GetMembers())
+        {
+            if (member is not IMethodSymbol method || IsGenerated(method)) continue;
+            foreach (var attribute in method.GetAttributes())
+            {
+                var signature = CallbackSignatures.ForAttribute(attribute.AttributeClass);
+                if (signature == null || signature.Kind is not (CallbackKind.OnPageFree or CallbackKind.OnMigrateToRam)) continue;
+                var location = method.Locations.FirstOrDefault(l => l.IsInSource);
+                if (location == null) continue;
+                if (!CallbackSignatures.Matches(signature, method))
+                    context.ReportDiagnostic(Diagnostic.Create(WrongSignature, location, method.Name, signature.ShortName, signature.Text));
+                else if (found[(int)signature.Kind] is { } first)
+                    context.ReportDiagnostic(Diagnostic.Create(DuplicateCallback, location, signature.ShortName, first.Name));
+                else found[(int)signature.Kind] = method;
+            }
+        }
+        foreach (var member in type.GetMembers())
+        {
+            if (member.IsImplicitlyDeclared || IsGenerated(member)) continue;
+            if (GeneratedMembers.IsReservedForMemory(member.Name) && member.Locations.FirstOrDefault(l => l.IsInSource) is { } location)
+                context.ReportDiagnostic(Diagnostic.Create(ReservedName, location, member.Name, type.Name));
+        }
+    }
+
+    /// <summary>HMM0013/HMM0014 for HmmDriver(Memory); true when the driver validly shares a device-level memory.</summary>
+    private static bool CheckMemory(SymbolAnalysisContext context, INamedTypeSymbol type, AttributeData driver, AttributeData? devmem)
+    {
+        foreach (var arg in driver.NamedArguments)
+        {
+            if (arg.Key != "Memory" || arg.Value.Value is not string name) continue;
+            var location = ArgumentLocation(driver, arg.Key, context.CancellationToken);
+            if (!DeclarationRules.IsMemoryMember(type, name, out _))
+            {
+                context.ReportDiagnostic(Diagnostic.Create(Memory, location, name, type.Name));
+                return false;
+            }
+            if (devmem != null)
+            {
+                context.ReportDiagnostic(Diagnostic.Create(TwoMemories, location, type.Name, name));
+                return false;
+            }
+            return true;
+        }
+        return false;
+    }
+
+    /// <summary>HMM0001–HMM0003: partial in every declaration, top-level, not generic.</summary>
+    private static void CheckClassShape(SymbolAnalysisContext context, INamedTypeSymbol type, Location identifier)
+    {
         foreach (var reference in type.DeclaringSyntaxReferences)
         {
             if (reference.GetSyntax(context.CancellationToken) is ClassDeclarationSyntax c && !c.Modifiers.Any(SyntaxKind.PartialKeyword))
@@ -76,34 +186,6 @@ public sealed class DriverShapeAnalyzer : DiagnosticAnalyzer
         }
         if (type.ContainingType != null) context.ReportDiagnostic(Diagnostic.Create(Nested, identifier, type.Name, type.ContainingType.Name));
         if (type.IsGenericType) context.ReportDiagnostic(Diagnostic.Create(Generic, identifier, type.Name));
-
-        CheckDriverArguments(context, type, driver);
-        CheckDeviceMemory(context, devmem);
-        CheckFaultBuffer(context, faultBuffer);
-
-        var callbacks = CheckCallbacks(context, type);
-        bool hasCopy = callbacks[(int)CallbackKind.CopyPages] != null;
-        if (devmem != null && !hasCopy)
-        {
-            var sig = CallbackSignatures.All[(int)CallbackKind.CopyPages];
-            context.ReportDiagnostic(Diagnostic.Create(MissingCallback, AttributeLocation(devmem, identifier, context.CancellationToken), "DeviceMemory", type.Name, sig.ShortName, sig.Text));
-        }
-        Unused(context, callbacks, CallbackKind.CopyPages, devmem != null, "DeviceMemory");
-        Unused(context, callbacks, CallbackKind.OnPageFree, devmem != null, "DeviceMemory");
-        Unused(context, callbacks, CallbackKind.OnMigrateToRam, devmem != null, "DeviceMemory");
-        Unused(context, callbacks, CallbackKind.FaultPolicy, faultBuffer != null, "FaultBuffer");
-        Unused(context, callbacks, CallbackKind.OnP2pExport, exporter != null, "P2pExporter");
-        Unused(context, callbacks, CallbackKind.OnP2pImport, importer != null, "P2pImporter");
-
-        bool generatesDevmem = devmem != null && hasCopy;
-        bool migration = generatesDevmem && devmem!.ConstructorArguments.Length == 1 && devmem.ConstructorArguments[0].Value is 1 or 2;
-        foreach (var member in type.GetMembers())
-        {
-            if (member.IsImplicitlyDeclared || IsGenerated(member)) continue;
-            if (GeneratedMembers.IsReserved(member.Name, generatesDevmem, migration, faultBuffer != null, exporter != null, importer != null)
-                && member.Locations.FirstOrDefault(l => l.IsInSource) is { } location)
-                context.ReportDiagnostic(Diagnostic.Create(ReservedName, location, member.Name, type.Name));
-        }
     }
 
     private static void CheckDriverArguments(SymbolAnalysisContext context, INamedTypeSymbol type, AttributeData driver)
@@ -196,13 +278,14 @@ public sealed class DriverShapeAnalyzer : DiagnosticAnalyzer
         context.ReportDiagnostic(Diagnostic.Create(UnusedCallback, method.Locations[0], CallbackSignatures.All[(int)kind].ShortName, method.Name, needs));
     }
 
-    private static void ReportCallbacksOutsideDriver(SymbolAnalysisContext context, INamedTypeSymbol type)
+    private static void ReportCallbacksOutsideDriver(SymbolAnalysisContext context, INamedTypeSymbol type, CallbackKind[]? allowed)
     {
         foreach (var member in type.GetMembers())
         {
             if (member is not IMethodSymbol method) continue;
             foreach (var attribute in method.GetAttributes())
-                if (CallbackSignatures.ForAttribute(attribute.AttributeClass) is { } signature && method.Locations.FirstOrDefault(l => l.IsInSource) is { } location)
+                if (CallbackSignatures.ForAttribute(attribute.AttributeClass) is { } signature && (allowed == null || System.Array.IndexOf(allowed, signature.Kind) < 0)
+                    && method.Locations.FirstOrDefault(l => l.IsInSource) is { } location)
                     context.ReportDiagnostic(Diagnostic.Create(OutsideDriver, location, signature.ShortName, method.Name, type.Name));
         }
     }

@@ -23,6 +23,8 @@ internal static class DriverShapeDescriptors
     public const string OutsideDriverId = "HMM0010";
     public const string BadArgumentId = "HMM0011";
     public const string ReservedNameId = "HMM0012";
+    public const string MemoryId = "HMM0013";
+    public const string TwoMemoriesId = "HMM0014";
 
     private static DiagnosticDescriptor Rule(string id, string title, string message, DiagnosticSeverity severity = DiagnosticSeverity.Error)
         => new(id, title, message, Category, severity, isEnabledByDefault: true, description: null,
@@ -75,4 +77,12 @@ internal static class DriverShapeDescriptors
     /// <summary>HMM0012: "'{0}' clashes with the generated member '{0}' of driver '{1}'; rename it".</summary>
     public static readonly DiagnosticDescriptor ReservedName = Rule(ReservedNameId, "A member clashes with a generated one",
         "'{0}' clashes with the generated member '{0}' of driver '{1}'; rename it");
+
+    /// <summary>HMM0013: "Memory '{0}' names no instance field or property of '{1}' whose type is a device-level [DeviceMemory] class".</summary>
+    public static readonly DiagnosticDescriptor Memory = Rule(MemoryId, "Memory must name a device-level memory member",
+        "Memory '{0}' names no instance field or property of '{1}' whose type is a device-level [DeviceMemory] class (a class with [DeviceMemory] and no [HmmDriver])");
+
+    /// <summary>HMM0014: "Driver '{0}' declares its own [DeviceMemory] and shares '{1}' (Memory): choose one".</summary>
+    public static readonly DiagnosticDescriptor TwoMemories = Rule(TwoMemoriesId, "A driver has its own and shared device memory",
+        "Driver '{0}' declares its own [DeviceMemory] and shares '{1}' (Memory): migration could use only one; choose one");
 }

@@ -23,10 +23,17 @@ internal static partial class Emitter
         string userFree = Call(m, CallbackKind.OnPageFree, "pfn") is { } f ? "\n        " + f : "";
         string migrateToRam = Call(m, CallbackKind.OnMigrateToRam, "in vmf") is { } r
             ? "return " + r
-            : m.HasMigration && dm.Kind == 1 ? "return __HmmMigrateToRam(in vmf);" : "return global::Hmm.Runtime.DeviceMemory.VmFaultResult.SigBus;";
+            : m.HasMigration && dm.Kind == 1 ? "return __HmmMigrateToRam(in vmf);"
+            : m.MemoryProvider && dm.Kind == 1 ? "return DevicePageUser(vmf.Page) is { } user ? user.MigrateToRam(in vmf) : global::Hmm.Runtime.DeviceMemory.VmFaultResult.SigBus;"
+            : "return global::Hmm.Runtime.DeviceMemory.VmFaultResult.SigBus;";
+        string provider = m.MemoryProvider ? EmitMemoryProvider(m) : "";
+        string freeUser = m.MemoryProvider ? "\n        __HmmClearUser(pgmap, pfn, order);" : "";
+        string moveUsers = m.MemoryProvider ? "\n                    __hmmUsers[kept] = __hmmUsers[i];" : "";
+        string dropUsers = m.MemoryProvider ? "\n            for (int i = kept; i < count; i++) __hmmUsers[i] = null;" : "";
+        string newUsers = m.MemoryProvider ? "\n            __hmmUsers[count] = new " + DeviceMemoryUser + "?[(int)pgmap.PageCount];" : "";
         return $$"""
             partial class {{m.ClassName}} : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
-            {
+            {{{provider}}
                 /// <summary>Bytes hot-added per chunk (<c>[DeviceMemory(ChunkBytes)]</c>).</summary>
                 {{GeneratedCode}}
                 public const long DeviceChunkBytes = {{dm.ChunkBytes}}L;
@@ -138,6 +145,50 @@ internal static partial class Emitter
                     }
                 }
 
+                /// <summary>
+                /// Allocates up to <c>pfns.Length</c> device base pages into <paramref name="pfns"/> under one hold
+                /// of the free-list lock per refill (a migration piece's worth at once), hot-adding chunks as
+                /// needed; each is initialised as a migration destination. Returns how many were had (fewer
+                /// when <see cref="DeviceMaxChunks"/> chunks are in use).
+                /// </summary>
+                {{GeneratedCode}}
+                {{MayBlock}}
+                public int TryAllocateDevicePages(global::System.Span<ulong> pfns)
+                {
+                    int got = 0;
+                    while (got < pfns.Length)
+                    {
+                        __hmmFreeLock.Lock();
+                        try
+                        {
+                            while (got < pfns.Length)
+                            {
+                                if (__hmmFreeCount > 0) pfns[got++] = __hmmFree[--__hmmFreeCount];
+                                else if (__hmmFreeLargeCount > 0)
+                                {
+                                    ulong block = __hmmFreeLarge[--__hmmFreeLargeCount];
+                                    for (ulong i = {{Page}}.PmdPages - 1; i > 0; i--) __hmmFree[__hmmFreeCount++] = block + i;
+                                    pfns[got++] = block;
+                                }
+                                else break;
+                            }
+                        }
+                        finally { __hmmFreeLock.Unlock(); }
+                        if (got < pfns.Length && !__HmmHotAdd(0)) break;
+                    }
+                    // zone_device_page_init outside the spinlock, as TryAllocateDevicePage does; consecutive
+                    // pages share a chunk, so the pagemap lookup is done once per chunk change.
+                    {{DevPagemap}}? chunk = null;
+                    for (int i = 0; i < got; i++)
+                    {
+                        ulong pfn = pfns[i];
+                        if (chunk == null || !chunk.Contains(pfn)) chunk = DeviceChunkOf(pfn)!;
+                        chunk.InitPage(pfn, 0);
+                    }
+                    global::System.Threading.Interlocked.Add(ref __hmmDeviceAllocations, got);
+                    return got;
+                }
+
                 /// <summary>memremap_pages of one more chunk (<see cref="DeviceChunkBytes"/>), its pages pushed on the free lists. False at the limit.</summary>
                 {{GeneratedCode}}
                 private bool __HmmHotAdd(int order)
@@ -172,7 +223,7 @@ internal static partial class Emitter
                                 {{push}}
                             }
                         }
-                        finally { __hmmFreeLock.Unlock(); }
+                        finally { __hmmFreeLock.Unlock(); }{{newUsers}}
                         __hmmChunks[count] = pgmap;
                         global::System.Threading.Volatile.Write(ref __hmmChunkCount, count + 1);
                         return true;
@@ -205,11 +256,11 @@ internal static partial class Emitter
                             __HmmDropFree(chunk);
                             if (e != {{Errno}}.Ok)
                             {
-                                result = e;
+                                result = e;{{moveUsers}}
                                 __hmmChunks[kept++] = chunk;
                             }
                         }
-                        for (int i = kept; i < count; i++) __hmmChunks[i] = null;
+                        for (int i = kept; i < count; i++) __hmmChunks[i] = null;{{dropUsers}}
                         global::System.Threading.Volatile.Write(ref __hmmChunkCount, kept);
                         return result;
                     }
@@ -241,7 +292,7 @@ internal static partial class Emitter
                 {{GeneratedCode}}
                 void global::Hmm.Runtime.DeviceMemory.IDevPagemapOps.PageFree({{DevPagemap}} pgmap, ulong pfn)
                 {
-                    int order = pgmap.FolioOrder(pfn);{{userFree}}
+                    int order = pgmap.FolioOrder(pfn);{{userFree}}{{freeUser}}
                     if (pgmap.IsRemoving) return;
                     __hmmFreeLock.Lock();
                     try
@@ -259,6 +310,74 @@ internal static partial class Emitter
                     {{migrateToRam}}
                 }
             }
+            """;
+    }
+
+    // The members only a device-level memory class gets: the device it is plugged into, its pgmap
+    // owner, and per page the driver instance that migrated it there (test_hmm's zone_device_data →
+    // dmirror), to which a CPU fault on the page (migrate_to_ram) is handed.
+    private static string EmitMemoryProvider(DriverModel m)
+    {
+        var dm = m.DeviceMemory!;
+        return $$"""
+
+                /// <summary>The device this memory is plugged into (<see cref="AttachDeviceMemory"/>); its machine hosts the chunks.</summary>
+                {{GeneratedCode}}
+                public global::Hmm.Runtime.Devices.SimDevice Device { get; private set; } = null!;
+
+                /// <summary>The pgmap owner cookie of every chunk (dev_private_owner of the drivers sharing this memory, HMM-R17).</summary>
+                {{GeneratedCode}}
+                public object PgmapOwner => this;
+
+                // Per chunk, per page: the driver instance a page was migrated for (null when free).
+                {{GeneratedCode}}
+                private readonly {{DeviceMemoryUser}}?[]?[] __hmmUsers = new {{DeviceMemoryUser}}?[{{dm.MaxChunks}}][];
+
+                /// <summary>Plugs this memory into <paramref name="device"/> (before any allocation); chunks are hot-added on demand.</summary>
+                {{GeneratedCode}}
+                public void AttachDeviceMemory(global::Hmm.Runtime.Devices.SimDevice device)
+                {
+                    global::System.ArgumentNullException.ThrowIfNull(device);
+                    if (Device is not null && !ReferenceEquals(Device, device)) throw new global::System.InvalidOperationException({{Literal(m.ClassName + ": already attached to another device")}});
+                    Device = device;
+                }
+
+                /// <summary>The driver instance <paramref name="pfn"/> was migrated for, or null.</summary>
+                {{GeneratedCode}}
+                public {{DeviceMemoryUser}}? DevicePageUser(ulong pfn)
+                {
+                    var users = __HmmUsersOf(pfn, out int index);
+                    return users == null ? null : global::System.Threading.Volatile.Read(ref users[index]);
+                }
+
+                /// <summary>Records <paramref name="user"/> for the 2^<paramref name="order"/> pages at <paramref name="pfn"/> (the generated migration does this for every device page it allocates).</summary>
+                {{GeneratedCode}}
+                public void SetDevicePageUser(ulong pfn, int order, {{DeviceMemoryUser}}? user)
+                {
+                    var users = __HmmUsersOf(pfn, out int index);
+                    if (users == null) return;
+                    for (int k = 0; k < 1 << order && index + k < users.Length; k++) global::System.Threading.Volatile.Write(ref users[index + k], user);
+                }
+
+                {{GeneratedCode}}
+                private {{DeviceMemoryUser}}?[]? __HmmUsersOf(ulong pfn, out int index)
+                {
+                    index = 0;
+                    var pgmap = DeviceChunkOf(pfn);
+                    if (pgmap == null) return null;
+                    int count = global::System.Threading.Volatile.Read(ref __hmmChunkCount);
+                    for (int i = 0; i < count; i++)
+                        if (ReferenceEquals(__hmmChunks[i], pgmap))
+                        {
+                            index = (int)(pfn - pgmap.FirstPfn);
+                            return __hmmUsers[i];
+                        }
+                    return null;
+                }
+
+                {{GeneratedCode}}
+                private void __HmmClearUser({{DevPagemap}} pgmap, ulong pfn, int order) => SetDevicePageUser(pfn, order, null);
+
             """;
     }
 }

@@ -35,6 +35,7 @@ internal static partial class Emitter
         // would be CS0219 (an error under warnings-as-errors) in the consumer's build.
         string anyDeclared = fb.Replay == 0 ? "" : "\n        bool any = false;";
         string anySet = fb.Replay == 0 ? "" : "\n                any = true;";
+        string anySetPage = fb.Replay == 0 ? "\n                            Device.Replay();" : "\n                            any = true;";
         string afterBatch = fb.Replay switch
         {
             1 => "if (any) Device.Replay();",
@@ -89,21 +90,41 @@ internal static partial class Emitter
                     if (n == 0) return 0;
                     int unique = global::Hmm.Runtime.Devices.FaultBatch.SortAndDeduplicate(batch.Slice(0, n));
                     int ranges = global::Hmm.Runtime.Devices.FaultBatch.Coalesce(batch.Slice(0, unique), __hmmRangesOfBatch);{{anyDeclared}}
-                    for (int r = 0; r < ranges; r++)
+                    // Ranges are built from consecutive unique entries, one page each: range r covers
+                    // the entries [first, first + its pages) of the sorted batch.
+                    for (int r = 0, first = 0; r < ranges; r++)
                     {
                         var range = __hmmRangesOfBatch[r];
+                        int pages = (int)((range.End - range.Start) >> {{Page}}.Shift);
                         bool ok = __HmmServiceRange(in range) == {{Errno}}.Ok;
                         if (ok)
                         {{{anySet}}
                             global::System.Threading.Interlocked.Increment(ref __hmmRangesServiced);{{replayEach}}
-                            continue;
                         }
-                        for (int i = 0; i < unique; i++)
-                            if (batch[i].Address >= range.Start && batch[i].Address < range.End)
+                        else
+                        {
+                            // A coalesced range fails as a whole (one unmapped page is EFAULT for the walk), but
+                            // nouveau services a one-page window per fault and cancels only what fails
+                            // (drivers.md A.3/A.4): retry a multi-page range page by page.
+                            for (int i = first; i < first + pages; i++)
                             {
-                                Device.Cancel(in batch[i]);
+                                ref readonly var entry = ref batch[i];
+                                if (pages > 1)
+                                {
+                                    var one = new {{FaultRange}}(entry.Instance, entry.Address, entry.Address + {{Page}}.Size,
+                                        entry.Access == global::Hmm.Runtime.Devices.DeviceAccess.Write,
+                                        entry.Access == global::Hmm.Runtime.Devices.DeviceAccess.Atomic,
+                                        entry.Access == global::Hmm.Runtime.Devices.DeviceAccess.Prefetch);
+                                    if (__HmmServiceRange(in one) == {{Errno}}.Ok)
+                                    {{{anySetPage}}
+                                        continue;
+                                    }
+                                }
+                                Device.Cancel(in entry);
                                 global::System.Threading.Interlocked.Increment(ref __hmmCancelled);
                             }
+                        }
+                        first += pages;
                     }
                     {{afterBatch.Replace("\n", "\n        ")}}
                     return n;

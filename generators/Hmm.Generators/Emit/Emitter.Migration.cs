@@ -24,9 +24,75 @@ internal static partial class Emitter
         string ownRam = m.FilterOwnMigrations
             ? $"\n            __HmmInvalidateOwn(vmf.Mm, start, args.End, {NotifyEvent}.Migrate);"
             : "";
+        string mem = m.MemoryExpr;
+        string migrated = Call(m, CallbackKind.OnMigrated, "args") is { } om
+            ? $$"""
+
+                                {{U(m)}}.Lock();
+                                try { {{om}} }
+                                finally { {{U(m)}}.Unlock(); }
+                """
+            : "";
+        string allocate = Call(m, CallbackKind.AllocatePage, "order, toDevice, out pfn") is { } ap
+            ? "bool ok = " + ap
+            : "bool ok = toDevice ? " + mem + ".TryAllocateDevicePage(order, out pfn) : global::Hmm.Runtime.Migration.SystemPages.TryAllocateLocked(Device.Machine, order, out pfn);";
+        string recordUser = m.Memory != null ? "\n        if (ok && toDevice) " + mem + ".SetDevicePageUser(pfn, order, this);" : "";
+        string userMigrateToRam = Call(m, CallbackKind.OnMigrateToRam, "in vmf") is { } umr ? umr.TrimEnd(';') : dm.Kind == 1 ? "__HmmMigrateToRam(in vmf)" : "global::Hmm.Runtime.DeviceMemory.VmFaultResult.SigBus";
+        string sharedUser = m.Memory != null
+            ? $$"""
+
+                /// <summary>dev_pagemap_ops.migrate_to_ram, handed over by the shared device memory for a page this instance migrated.</summary>
+                {{GeneratedCode}}
+                global::Hmm.Runtime.DeviceMemory.VmFaultResult {{DeviceMemoryUser}}.MigrateToRam(in global::Hmm.Runtime.DeviceMemory.VmFault vmf)
+                    => {{userMigrateToRam}};
+
+                """
+            : "";
+        string baseList = m.Memory != null ? " : " + DeviceMemoryUser : "";
+        // Without a substitute allocator, a piece's base pages come from the free lists in one hold of
+        // their spinlock (TryAllocateDevicePages) rather than one lock round trip per page.
+        bool bulk = m.Callback(CallbackKind.AllocatePage) == null;
+        string bulkPrologue = bulk
+            ? $$"""
+
+                    // One hold of the free-list lock for every base page of the piece.
+                    int want = 0, next = 0;
+                    for (int i = 0; i < n; i++)
+                        if ((src[i] & ({{MigratePfn}}.Migrate | {{MigratePfn}}.Compound)) == {{MigratePfn}}.Migrate) want++;
+                    int got = want == 0 ? 0 : {{mem}}.TryAllocateDevicePages(new global::System.Span<ulong>(s.Pages, 0, want));
+            """
+            : "";
+        string basePage = !bulk ? "__HmmAllocateDestination(0, true, out ulong page)"
+            : m.Memory != null ? "next < got && __HmmRecordUser(s.Pages[next++], out ulong page)"
+            : "next < got";
+        string recordUserMethod = bulk && m.Memory != null
+            ? $$"""
+
+                /// <summary>Records this instance as the user of a device page taken in bulk (the shared memory hands it migrate_to_ram).</summary>
+                {{GeneratedCode}}
+                private bool __HmmRecordUser(ulong pfn, out ulong page)
+                {
+                    {{mem}}.SetDevicePageUser(pfn, 0, this);
+                    page = pfn;
+                    return true;
+                }
+
+                """
+            : "";
         return $$"""
-            partial class {{m.ClassName}}
-            {
+            partial class {{m.ClassName}}{{baseList}}
+            {{{sharedUser}}{{recordUserMethod}}
+                /// <summary>
+                /// Allocates one migration destination: a device page or 2 MiB folio of {{(m.Memory != null ? "the shared device memory" : "this driver's device memory")}} when
+                /// <paramref name="toDevice"/>, else system memory{{(m.Callback(CallbackKind.AllocatePage) != null ? " — through the driver's <c>[AllocatePage]</c> substitute allocator" : "")}}.
+                /// </summary>
+                {{GeneratedCode}}
+                private bool __HmmAllocateDestination(int order, bool toDevice, out ulong pfn)
+                {
+                    {{allocate}}{{recordUser}}
+                    return ok;
+                }
+
                 /// <summary>Scratch for one migrate_vma call: src/dst/copies for 512 entries and the args object.</summary>
                 {{GeneratedCode}}
                 private sealed class __HmmMigrateScratch
@@ -34,6 +100,7 @@ internal static partial class Emitter
                     public readonly ulong[] Src = new ulong[{{Page}}.PmdPages];
                     public readonly ulong[] Dst = new ulong[{{Page}}.PmdPages];
                     public readonly {{PageCopy}}[] Copies = new {{PageCopy}}[{{Page}}.PmdPages];
+                    public readonly ulong[] Pages = new ulong[{{Page}}.PmdPages];
                     public readonly {{MigrateVma}} Args = new();
                 }
 
@@ -72,7 +139,7 @@ internal static partial class Emitter
                 /// migrate_vma system → device: per piece of at most 2 MiB inside one VMA (EFAULT when an
                 /// address has no VMA), with the mmap read lock held across setup → pages → finalize
                 /// (MIG-R01); finalize runs on every path after a successful setup (MIG-R02). Device pages
-                /// come from <see cref="TryAllocateDevicePage"/> (2 MiB folios for COMPOUND entries, falling
+                /// come from <c>TryAllocateDevicePage</c> (2 MiB folios for COMPOUND entries, falling
                 /// back to 512 base pages when the folio cannot be had); pages that get no device page
                 /// stay in system memory. <paramref name="moved"/> counts pages that moved.
                 /// </summary>
@@ -145,7 +212,7 @@ internal static partial class Emitter
                                 int n = args.EntryCount;{{own}}
                                 int copies = toDevice ? __HmmAllocateOnDevice(s, n) : __HmmAllocateInSystem(s, n, out e);
                                 if (copies > 0) {{copy}}
-                                {{MigrateVma}}.Pages(args);
+                                {{MigrateVma}}.Pages(args);{{migrated}}
                                 moved += __HmmCountMoved(s.Src, n);
                             }
                             finally { {{MigrateVma}}.Finalize(args); }
@@ -170,7 +237,7 @@ internal static partial class Emitter
                 {
                     var src = s.Src;
                     var dst = s.Dst;
-                    int copies = 0;
+                    int copies = 0;{{bulkPrologue}}
                     for (int i = 0; i < n;)
                     {
                         ulong w = src[i];
@@ -180,7 +247,7 @@ internal static partial class Emitter
                         ulong write = w & {{MigratePfn}}.Write;
                         if ((w & {{MigratePfn}}.Compound) != 0)
                         {
-                            if (TryAllocateDevicePage({{Page}}.PmdOrder, out ulong folio))
+                            if (__HmmAllocateDestination({{Page}}.PmdOrder, true, out ulong folio))
                             {
                                 if (valid) s.Copies[copies++] = new {{PageCopy}}(spfn, folio, {{Page}}.PmdOrder);
                                 else Device.Copy.Clear(new global::System.ReadOnlySpan<ulong>(in folio), {{Page}}.PmdOrder);
@@ -192,7 +259,7 @@ internal static partial class Emitter
                             int first = i, stop = global::System.Math.Min(n, i + {{Page}}.PmdPages);
                             for (; i < stop; i++)
                             {
-                                if (!TryAllocateDevicePage(0, out ulong d)) break;
+                                if (!__HmmAllocateDestination(0, true, out ulong d)) break;
                                 if (valid) s.Copies[copies++] = new {{PageCopy}}(spfn + (ulong)(i - first), d);
                                 else Device.Copy.Clear(new global::System.ReadOnlySpan<ulong>(in d));
                                 dst[i] = {{MigratePfn}}.FromPfn(d) | write;
@@ -200,8 +267,8 @@ internal static partial class Emitter
                             i = stop;
                             continue;
                         }
-                        if (TryAllocateDevicePage(0, out ulong page))
-                        {
+                        if ({{basePage}})
+                        {{{(bulk && m.Memory == null ? "\n                ulong page = s.Pages[next++];" : "")}}
                             if (valid) s.Copies[copies++] = new {{PageCopy}}(spfn, page);
                             else Device.Copy.Clear(new global::System.ReadOnlySpan<ulong>(in page));
                             dst[i] = {{MigratePfn}}.FromPfn(page) | write;
@@ -222,17 +289,16 @@ internal static partial class Emitter
                     result = {{Errno}}.Ok;
                     var src = s.Src;
                     var dst = s.Dst;
-                    var machine = Device.Machine;
                     int copies = 0;
                     for (int i = 0; i < n;)
                     {
                         ulong w = src[i];
                         if ((w & {{MigratePfn}}.Migrate) == 0 || !{{MigratePfn}}.IsValid(w)) { i++; continue; }
                         ulong spfn = w >> {{MigratePfn}}.Shift;
-                        if (DeviceChunkOf(spfn) == null) { i++; continue; }
+                        if ({{mem}}.DeviceChunkOf(spfn) == null) { i++; continue; }
                         ulong write = w & {{MigratePfn}}.Write;
                         int order = (w & {{MigratePfn}}.Compound) != 0 ? {{Page}}.PmdOrder : 0;
-                        if (global::Hmm.Runtime.Migration.SystemPages.TryAllocateLocked(machine, order, out ulong page))
+                        if (__HmmAllocateDestination(order, false, out ulong page))
                         {
                             s.Copies[copies++] = new {{PageCopy}}(spfn, page, order);
                             dst[i] = {{MigratePfn}}.FromPfn(page) | write | (order != 0 ? {{MigratePfn}}.Compound : 0);
@@ -244,7 +310,7 @@ internal static partial class Emitter
                         int first = i, stop = global::System.Math.Min(n, i + {{Page}}.PmdPages);
                         for (; i < stop; i++)
                         {
-                            if (!global::Hmm.Runtime.Migration.SystemPages.TryAllocateLocked(machine, 0, out ulong d)) { result = {{Errno}}.ENOMEM; break; }
+                            if (!__HmmAllocateDestination(0, false, out ulong d)) { result = {{Errno}}.ENOMEM; break; }
                             s.Copies[copies++] = new {{PageCopy}}(spfn + (ulong)(i - first), d);
                             dst[i] = {{MigratePfn}}.FromPfn(d) | write;
                         }
@@ -273,7 +339,7 @@ internal static partial class Emitter
                 {{GeneratedCode}}
                 private global::Hmm.Runtime.DeviceMemory.VmFaultResult __HmmMigrateToRam(in global::Hmm.Runtime.DeviceMemory.VmFault vmf)
                 {
-                    var chunk = DeviceChunkOf(vmf.Page);
+                    var chunk = {{mem}}.DeviceChunkOf(vmf.Page);
                     if (chunk == null) return global::Hmm.Runtime.DeviceMemory.VmFaultResult.SigBus;
                     int order = vmf.Mm.EntryAt(vmf.Address).IsHuge ? chunk.FolioOrder(vmf.Page) : 0;
                     ulong start = vmf.Address & ~((ulong)({{Page}}.Size << order) - 1);
@@ -298,7 +364,7 @@ internal static partial class Emitter
                         if (e != {{Errno}}.Ok) result = global::Hmm.Runtime.DeviceMemory.VmFaultResult.Oom;
                         else
                         {
-                            {{MigrateVma}}.Pages(args);
+                            {{MigrateVma}}.Pages(args);{{migrated.Replace("\n    ", "\n")}}
                             global::System.Threading.Interlocked.Add(ref __hmmPagesToSystem, __HmmCountMoved(s.Src, n));
                         }
                     }

@@ -40,6 +40,8 @@ internal static partial class Emitter
                     if (device.Pci is null) return {{Errno}}.EINVAL;
             """;
         string attachP2p = m.P2pExporter ? "\n        __HmmAttachP2p(device.Pci!);" : "";
+        // Shared device-level memory is plugged into the first attached driver's device.
+        string attachMemory = m.Memory != null ? "\n        if (this." + m.Memory + " is { Device: null } memory) memory.AttachDeviceMemory(device);" : "";
         string release = Call(m, CallbackKind.OnRelease, "") is { } r ? "\n        " + r : "";
         string filter = m.FilterOwnMigrations
             ? $$"""
@@ -147,7 +149,7 @@ internal static partial class Emitter
                     global::System.ArgumentNullException.ThrowIfNull(process);
                     if (__hmmNotifier != null) return {{Errno}}.EBUSY;{{attachChecks}}
                     Device = device;
-                    Process = process;
+                    Process = process;{{attachMemory}}
                     DeviceTable = new global::Hmm.Runtime.Devices.DevicePageTable();
                     Instance = device.Attach(DeviceTable);
                     var notifier = new {{IntervalNotifier}}(this);

@@ -28,10 +28,17 @@ internal static partial class Emitter
     internal const string MigrateVma = "global::Hmm.Runtime.Migration.MigrateVma";
     internal const string DevPagemap = "global::Hmm.Runtime.DeviceMemory.DevPagemap";
     internal const string MayBlock = "[global::Hmm.Dsl.MayBlock]";
+    internal const string DeviceMemoryUser = "global::Hmm.Dsl.IDeviceMemoryUser";
 
     public static EquatableArray<GeneratedSource> Emit(DriverModel model, CancellationToken ct)
     {
         var files = ImmutableArray.CreateBuilder<GeneratedSource>();
+        if (model.MemoryProvider)
+        {
+            // A device-level memory class: its memory only; the drivers naming it do the rest.
+            files.Add(File(model, "DeviceMemory", EmitDeviceMemory(model)));
+            return new EquatableArray<GeneratedSource>(files.ToImmutable());
+        }
         files.Add(File(model, "Mirror", EmitMirror(model)));
         ct.ThrowIfCancellationRequested();
         if (model.HasDeviceMemory) files.Add(File(model, "DeviceMemory", EmitDeviceMemory(model)));
@@ -65,7 +72,10 @@ internal static partial class Emitter
     internal static string ULockName(DriverModel m) => m.UpdateLock ?? "__hmmUpdateLock";
 
     /// <summary>The pgmap owner cookie as an expression (HMM-R17).</summary>
-    internal static string OwnerExpr(DriverModel m) => m.Owner != null ? "((object?)this." + m.Owner + " ?? this)" : "this";
+    internal static string OwnerExpr(DriverModel m)
+        => m.Owner != null ? "((object?)this." + m.Owner + " ?? this)"
+         : m.Memory != null ? "((object?)this." + m.Memory + "?.PgmapOwner ?? this)"
+         : "this";
 
     /// <summary>A call of the user's callback, or null when the driver has none.</summary>
     internal static string? Call(DriverModel m, CallbackKind kind, string arguments)

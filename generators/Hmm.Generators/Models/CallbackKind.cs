@@ -21,4 +21,8 @@ internal enum CallbackKind
     OnP2pExport,
     /// <summary>[OnP2pImport] Errno M(P2pVmaImport import).</summary>
     OnP2pImport,
+    /// <summary>[OnMigrated] void M(MigrateVma args).</summary>
+    OnMigrated,
+    /// <summary>[AllocatePage] bool M(int order, bool toDevice, out ulong pfn).</summary>
+    AllocatePage,
 }

@@ -21,6 +21,9 @@ namespace Hmm.Generators.Models;
 /// <param name="P2pExporter">[P2pExporter] present.</param>
 /// <param name="P2pImporter">[P2pImporter] present.</param>
 /// <param name="Callbacks">The well-formed callbacks, ordered by kind (one per kind).</param>
+/// <param name="Memory">HmmDriver(Memory): the member holding the shared device-level memory (then <paramref name="DeviceMemory"/> is that class's), or null.</param>
+/// <param name="MemoryType">The metadata name of that memory class: the driver's <paramref name="DeviceMemory"/> is resolved from its model when emitting (another file's edit must reach this driver).</param>
+/// <param name="MemoryProvider">True for a device-level class carrying [DeviceMemory] without [HmmDriver]: only its memory is generated.</param>
 internal sealed record DriverModel(
     string Namespace,
     string ClassName,
@@ -35,7 +38,10 @@ internal sealed record DriverModel(
     FaultBufferModel? FaultBuffer,
     bool P2pExporter,
     bool P2pImporter,
-    EquatableArray<CallbackModel> Callbacks)
+    EquatableArray<CallbackModel> Callbacks,
+    string? Memory = null,
+    bool MemoryProvider = false,
+    string? MemoryType = null)
 {
     /// <summary>The method name of the <paramref name="kind"/> callback, or null when the driver has none.</summary>
     public string? Callback(CallbackKind kind)
@@ -46,8 +52,14 @@ internal sealed record DriverModel(
     }
 
     /// <summary>Whether migration (to device, to system, migrate_to_ram) is generated: private or coherent memory with a [CopyPages] callback.</summary>
-    public bool HasMigration => DeviceMemory is { Kind: 1 or 2 } && Callback(CallbackKind.CopyPages) != null;
+    public bool HasMigration => !MemoryProvider && DeviceMemory is { Kind: 1 or 2 } && Callback(CallbackKind.CopyPages) != null;
 
-    /// <summary>Whether the hotplug allocator is generated ([DeviceMemory] with its required [CopyPages]).</summary>
-    public bool HasDeviceMemory => DeviceMemory != null && Callback(CallbackKind.CopyPages) != null;
+    /// <summary>
+    /// Whether the hotplug allocator is generated in this class: a driver's own [DeviceMemory] with its
+    /// required [CopyPages], or a device-level memory class (whose users do the copying).
+    /// </summary>
+    public bool HasDeviceMemory => DeviceMemory != null && Memory == null && (MemoryProvider || Callback(CallbackKind.CopyPages) != null);
+
+    /// <summary>The expression of the object whose device memory the driver allocates from: itself, or the shared device-level memory.</summary>
+    public string MemoryExpr => Memory != null ? "this." + Memory : "this";
 }

@@ -50,6 +50,10 @@ internal static class CallbackSignatures
             (RefKind.None, "ulong"), (RefKind.None, "ulong"), (RefKind.None, "bool")),
         new(CallbackKind.OnP2pImport, KnownNames.OnP2pImportAttribute, "global::Hmm.Runtime.Errno",
             "Errno M(P2pVmaImport import)", (RefKind.None, "global::Hmm.Runtime.Pci.P2pVmaImport")),
+        new(CallbackKind.OnMigrated, KnownNames.OnMigratedAttribute, "void",
+            "void M(MigrateVma args)", (RefKind.None, "global::Hmm.Runtime.Migration.MigrateVma")),
+        new(CallbackKind.AllocatePage, KnownNames.AllocatePageAttribute, "bool",
+            "bool M(int order, bool toDevice, out ulong pfn)", (RefKind.None, "int"), (RefKind.None, "bool"), (RefKind.Out, "ulong")),
     ];
 
     /// <summary>The callback kind of a callback attribute class, by metadata name.</summary>

@@ -19,13 +19,16 @@ internal static class GeneratedMembers
     public static readonly string[] DeviceMemory =
     [
         "DeviceChunkBytes", "DeviceMaxChunks", "DeviceLargeFolios", "DeviceChunkCount", "DeviceChunk", "DevicePagesFree",
-        "DeviceAllocations", "DeviceChunkOf", "TryAllocateDevicePage", "RemoveDeviceMemory",
+        "DeviceAllocations", "DeviceChunkOf", "TryAllocateDevicePage", "TryAllocateDevicePages", "RemoveDeviceMemory",
     ];
 
     public static readonly string[] Migration =
     [
         "PagesMigratedToDevice", "PagesMigratedToSystem", "LargeAllocationFallbacks", "MigrateToDevice", "MigrateToSystem",
     ];
+
+    /// <summary>A device-level memory class's own members, besides <see cref="DeviceMemory"/>.</summary>
+    public static readonly string[] MemoryProvider = ["Device", "PgmapOwner", "AttachDeviceMemory", "DevicePageUser", "SetDevicePageUser"];
 
     public static readonly string[] FaultBuffer = ["FaultBatchSize", "Cancelled", "RangesServiced", "ServiceFaults", "RunToCompletion"];
 
@@ -44,6 +47,11 @@ internal static class GeneratedMembers
             || (exporter && Contains(P2pExporter, name))
             || (importer && Contains(P2pImporter, name));
     }
+
+    /// <summary>Whether a member name of a device-level memory class collides with its generated members.</summary>
+    public static bool IsReservedForMemory(string name)
+        => name.StartsWith("__hmm", System.StringComparison.OrdinalIgnoreCase) || name.StartsWith("t_hmm", System.StringComparison.Ordinal)
+           || Contains(DeviceMemory, name) || Contains(MemoryProvider, name);
 
     private static bool Contains(IReadOnlyList<string> names, string name)
     {

@@ -23,7 +23,7 @@ internal static class Parser
         var driver = context.Attributes[0];
         if (driver.ConstructorArguments.Length != 1 || driver.ConstructorArguments[0].Value is not string name || name.Length == 0) return null;
 
-        string? updateLock = null, owner = null;
+        string? updateLock = null, owner = null, memory = null;
         int sync = 0, timeout = 1000;
         bool filter = true;
         foreach (var arg in driver.NamedArguments)
@@ -35,11 +35,14 @@ internal static class Parser
                 case "Owner": owner = arg.Value.Value as string; break;
                 case "FilterOwnMigrations": filter = arg.Value.Value is true; break;
                 case "FaultTimeoutMs": timeout = arg.Value.Value is int t ? t : -1; break;
+                case "Memory": memory = arg.Value.Value as string; break;
             }
         }
         if (sync is < 0 or > 2 || timeout <= 0) return null;
         if (updateLock != null && !Parsing.DeclarationRules.IsKernelMutexMember(type, updateLock)) return null;
         if (owner != null && !Parsing.DeclarationRules.IsOwnerMember(type, owner)) return null;
+        INamedTypeSymbol? memoryType = null;
+        if (memory != null && !Parsing.DeclarationRules.IsMemoryMember(type, memory, out memoryType)) return null;
         ct.ThrowIfCancellationRequested();
 
         DeviceMemoryModel? devmem = null;
@@ -51,6 +54,8 @@ internal static class Parser
             switch (fullName)
             {
                 case KnownNames.DeviceMemoryAttribute:
+                    // Own memory and shared memory at once: which one would migration use?
+                    if (memory != null) return null;
                     devmem = ParseDeviceMemory(attribute);
                     if (devmem == null) return null;
                     break;
@@ -63,12 +68,19 @@ internal static class Parser
             }
         }
 
+        if (memoryType != null)
+        {
+            foreach (var attribute in memoryType.GetAttributes())
+                if (attribute.AttributeClass?.ToDisplayString() == KnownNames.DeviceMemoryAttribute) devmem = ParseDeviceMemory(attribute);
+            if (devmem == null) return null;
+        }
+
         var callbacks = ParseCallbacks(type, ct);
         bool hasCopy = false;
         foreach (var c in callbacks) hasCopy |= c.Kind == CallbackKind.CopyPages;
         bool hasDevmem = devmem != null && hasCopy;
         foreach (var member in type.GetMembers())
-            if (!member.IsImplicitlyDeclared && Parsing.GeneratedMembers.IsReserved(member.Name, hasDevmem, hasDevmem && devmem!.Kind is 1 or 2, faultBuffer != null, exporter, importer))
+            if (!member.IsImplicitlyDeclared && Parsing.GeneratedMembers.IsReserved(member.Name, hasDevmem && memory == null, hasDevmem && devmem!.Kind is 1 or 2, faultBuffer != null, exporter, importer))
                 return null;
         return new DriverModel(
             type.ContainingNamespace.IsGlobalNamespace ? "" : type.ContainingNamespace.ToDisplayString(),
@@ -84,7 +96,58 @@ internal static class Parser
             faultBuffer,
             exporter,
             importer,
-            callbacks);
+            callbacks,
+            memory,
+            MemoryType: memoryType != null ? MetadataName(memoryType) : null);
+    }
+
+    /// <summary>
+    /// Gives a driver that shares a device-level memory that memory's current model: the FAWMN
+    /// transform of the driver does not re-run when only the memory class's file changes, so the
+    /// memory's kind and options are taken from the memory pipeline here. Null when the memory class
+    /// is no longer one the generator implements (the driver is then skipped, as the analyzer reports).
+    /// </summary>
+    public static DriverModel? ResolveMemory(DriverModel driver, ImmutableArray<DriverModel> memories)
+    {
+        if (driver.MemoryType == null) return driver;
+        foreach (var memory in memories)
+            if (memory.MetadataName == driver.MemoryType)
+                return Equals(memory.DeviceMemory, driver.DeviceMemory) ? driver : driver with { DeviceMemory = memory.DeviceMemory };
+        return null;
+    }
+
+    /// <summary>
+    /// A device-level memory class ([DeviceMemory] without [HmmDriver]) → a model of which only the
+    /// device memory is emitted; null for a driver's own [DeviceMemory] (the driver pipeline has it)
+    /// or a declaration the generator cannot implement.
+    /// </summary>
+    public static DriverModel? ParseMemoryProvider(GeneratorAttributeSyntaxContext context, CancellationToken ct)
+    {
+        if (context.TargetSymbol is not INamedTypeSymbol type || context.TargetNode is not ClassDeclarationSyntax syntax) return null;
+        if (!Parsing.DeclarationRules.IsMemoryClass(type) || !IsImplementable(type, syntax)) return null;
+        if (context.Attributes.Length != 1) return null;
+        var devmem = ParseDeviceMemory(context.Attributes[0]);
+        if (devmem == null) return null;
+        var callbacks = ParseCallbacks(type, ct);
+        foreach (var member in type.GetMembers())
+            if (!member.IsImplicitlyDeclared && Parsing.GeneratedMembers.IsReservedForMemory(member.Name)) return null;
+        return new DriverModel(
+            type.ContainingNamespace.IsGlobalNamespace ? "" : type.ContainingNamespace.ToDisplayString(),
+            type.Name,
+            MetadataName(type),
+            type.Name,
+            UpdateLock: null,
+            Sync: 0,
+            Owner: null,
+            FilterOwnMigrations: true,
+            FaultTimeoutMs: 1000,
+            devmem,
+            FaultBuffer: null,
+            P2pExporter: false,
+            P2pImporter: false,
+            callbacks,
+            Memory: null,
+            MemoryProvider: true);
     }
 
     /// <summary>A top-level, non-generic, non-static partial class (every declaration partial).</summary>

@@ -91,6 +91,16 @@ public sealed class HmmDriverAttribute(string name) : Attribute
 
     /// <summary>The bound on -EBUSY retries of one fault, in milliseconds (HMM_RANGE_DEFAULT_TIMEOUT = 1000).</summary>
     public int FaultTimeoutMs { get; set; } = 1000;
+
+    /// <summary>
+    /// <c>nameof</c> an instance field or property whose type is a device-level class carrying
+    /// <see cref="DeviceMemoryAttribute"/> (and no <c>[HmmDriver]</c>): the device memory every open
+    /// file (driver instance) of one device shares, as test_hmm's <c>dmirror_device</c> owns the chunks
+    /// all its <c>dmirror</c>s migrate into. The driver then migrates into and out of that memory, and
+    /// its pgmap owner defaults to that object. Null: no shared memory (the driver may carry its own
+    /// <c>[DeviceMemory]</c>).
+    /// </summary>
+    public string? Memory { get; set; }
 }
 
 /// <summary>
@@ -237,4 +247,45 @@ public sealed class OnP2pExportAttribute : Attribute
 [AttributeUsage(AttributeTargets.Method, AllowMultiple = false, Inherited = false)]
 public sealed class OnP2pImportAttribute : Attribute
 {
+}
+
+/// <summary>
+/// Called after every migration this driver runs (to device, to system, and the generated
+/// migrate_to_ram) has moved its pages, between migrate_vma_pages and migrate_vma_finalize, with U
+/// held: maps the migrated pages in the driver's own page table (test_hmm's
+/// <c>dmirror_migrate_finalize_and_map</c>) or counts them. An entry of <c>args.Src</c> that still
+/// carries MIGRATE moved to <c>args.Dst</c>. Must not sleep on anything but U's followers, and must
+/// not call the generated entry points (U is held).
+/// <para>Signature: <c>void M(MigrateVma args)</c>.</para>
+/// </summary>
+[AttributeUsage(AttributeTargets.Method, AllowMultiple = false, Inherited = false)]
+public sealed class OnMigratedAttribute : Attribute
+{
+}
+
+/// <summary>
+/// A substitute allocator for migration destinations: called instead of the generated one for
+/// every destination page (<c>order</c> 0) or 2 MiB folio (order 9) — device memory
+/// when <c>toDevice</c>, system memory otherwise. Return false to fail that allocation (the
+/// generated code then applies the kernel's fallback: a base page stays where it is, a 2 MiB
+/// entry falls back to base pages); test_hmm's FAIL_ALLOC injection and backing-page allocation
+/// live here. A device page must come from the driver's device memory
+/// (<c>TryAllocateDevicePage</c>) and be initialised by it. mmap read lock held, U not held.
+/// <para>Signature: <c>bool M(int order, bool toDevice, out ulong pfn)</c>.</para>
+/// </summary>
+[AttributeUsage(AttributeTargets.Method, AllowMultiple = false, Inherited = false)]
+public sealed class AllocatePageAttribute : Attribute
+{
+}
+
+/// <summary>
+/// Implemented by every generated driver whose device memory is a shared device-level class
+/// (<see cref="HmmDriverAttribute.Memory"/>): the device memory hands a CPU fault on one of its
+/// private pages (dev_pagemap_ops.migrate_to_ram) to the driver instance that migrated the page
+/// there, as test_hmm finds the <c>dmirror</c> through the page's zone_device_data.
+/// </summary>
+public interface IDeviceMemoryUser
+{
+    /// <summary>dev_pagemap_ops.migrate_to_ram for a page this driver instance migrated (mmap read lock held, MIG-R09).</summary>
+    Hmm.Runtime.DeviceMemory.VmFaultResult MigrateToRam(in Hmm.Runtime.DeviceMemory.VmFault vmf);
 }

@@ -117,4 +117,68 @@ public sealed class DriverShapeAnalyzerTests
     [Test]
     public Task HMM0012_DeviceMemoryNames_AreFreeWithoutDeviceMemory()
         => VerifyAsync("""[HmmDriver("m")] partial class M { public void MigrateToDevice() { } public int ServiceFaults => 0; }""");
+
+    private const string SharedMemory = """
+        [DeviceMemory(DevicePageKind.Private, ChunkBytes = 2L << 20)]
+        public sealed partial class Mdevice
+        {
+            [OnPageFree] private void Free(ulong pfn) { }
+            [OnMigrateToRam] private VmFaultResult ToRam(in VmFault vmf) => VmFaultResult.SigBus;
+        }
+
+        """;
+
+    [Test]
+    public Task SharedMemory_DriverAndDeviceClass_AreSilent()
+        => VerifyAsync(SharedMemory + """
+            [HmmDriver("dmirror", Memory = nameof(Mdevice))]
+            public sealed partial class File
+            {
+                public Mdevice Mdevice { get; } = new();
+                [CopyPages] private void Copy(ReadOnlySpan<PageCopy> copies) { }
+                [OnMigrated] private void Migrated(Hmm.Runtime.Migration.MigrateVma args) { }
+                [AllocatePage] private bool Allocate(int order, bool toDevice, out ulong pfn) { pfn = 0; return false; }
+                [OnMigrateToRam] private VmFaultResult ToRam(in VmFault vmf) => VmFaultResult.SigBus;
+            }
+            """);
+
+    [TestCase("private readonly object _mem = new();")]
+    [TestCase("private static Mdevice _mem = new();")]
+    public Task HMM0013_MemoryNamesNoDeviceLevelMemory(string member)
+        => VerifyAsync(SharedMemory + "[HmmDriver(\"m\", Memory = {|HMM0013:\"_mem\"|})] partial class M { " + member + " [CopyPages] void C(ReadOnlySpan<PageCopy> c) { } }");
+
+    [Test]
+    public Task HMM0013_ADriverIsNotADeviceLevelMemory()
+        => VerifyAsync("""
+            [HmmDriver("other")][DeviceMemory(DevicePageKind.Private)] partial class Other { [CopyPages] void C(ReadOnlySpan<PageCopy> c) { } }
+            [HmmDriver("m", Memory = {|HMM0013:"_other"|})] partial class M { private readonly Other _other = new(); }
+            """);
+
+    [Test]
+    public Task HMM0014_OwnAndSharedMemory()
+        => VerifyAsync(SharedMemory + """
+            [HmmDriver("m", Memory = {|HMM0014:nameof(_mem)|})]
+            [DeviceMemory(DevicePageKind.Private)]
+            partial class M { private readonly Mdevice _mem = new(); [CopyPages] void C(ReadOnlySpan<PageCopy> c) { } }
+            """);
+
+    [Test]
+    public Task HMM0006_SharedMemoryWithoutCopyPages()
+        => VerifyAsync(SharedMemory + """[HmmDriver("m", Memory = {|HMM0006:nameof(_mem)|})] partial class M { private readonly Mdevice _mem = new(); }""");
+
+    [TestCase("[OnMigrated] private void {|HMM0009:M1|}(Hmm.Runtime.Migration.MigrateVma a) { }")]
+    [TestCase("[AllocatePage] private bool {|HMM0009:A|}(int o, bool d, out ulong p) { p = 0; return false; }")]
+    public Task HMM0009_MigrationHooksWithoutMemory(string method)
+        => VerifyAsync("[HmmDriver(\"m\")] partial class M { " + method + " }");
+
+    [Test]
+    public Task HMM0004_AllocatePageShowsItsSignature()
+        => VerifyAsync("""[HmmDriver("m")][DeviceMemory(DevicePageKind.Private)] partial class M { [CopyPages] void C(ReadOnlySpan<PageCopy> c) { } [AllocatePage] private bool {|HMM0004:A|}(int order, out ulong pfn) { pfn = 0; return false; } }""");
+
+    [TestCase("[DeviceMemory(DevicePageKind.Private)] public sealed class {|HMM0001:Mem|} { }")]
+    [TestCase("[DeviceMemory(DevicePageKind.Private)] partial class Mem { [OnInvalidate] private void {|HMM0010:I|}(in NotifierRange r) { } }")]
+    [TestCase("[DeviceMemory(DevicePageKind.Private)] partial class Mem { [OnPageFree] private void {|HMM0004:F|}(long pfn) { } }")]
+    [TestCase("[DeviceMemory(DevicePageKind.Private)] partial class Mem { public int {|HMM0012:PgmapOwner|} => 0; }")]
+    [TestCase("[DeviceMemory(DevicePageKind.Private, MaxChunks = {|HMM0011:0|})] partial class Mem { }")]
+    public Task DeviceLevelMemoryClass_Shape(string code) => VerifyAsync(code);
 }

@@ -66,6 +66,34 @@ public sealed class IncrementalTests
     }
 
     [Test]
+    public void EditingTheSharedMemorysFile_ReachesTheDriverThatNamesIt()
+    {
+        const string memory = "namespace S; [DeviceMemory(DevicePageKind.Private)] public sealed partial class Mem { }";
+        const string driver = """
+            namespace S;
+            [HmmDriver("f", Memory = nameof(M))]
+            public sealed partial class F { public Mem M { get; } = new(); [CopyPages] void C(ReadOnlySpan<PageCopy> c) { } }
+            """;
+        var (gen, compilation) = FirstRun(memory, driver);
+        static string Migration(GeneratorDriver d) => d.GetRunResult().Results.Single().GeneratedSources.Single(g => g.HintName == "S.F.Migration.g.cs").SourceText.ToString();
+        Assert.That(Migration(gen), Does.Contain("MigrateSelect.DevicePrivate"));
+
+        // Only the memory's file changes (Private → Coherent): the driver's migration must follow.
+        var edited = compilation.ReplaceSyntaxTree(compilation.SyntaxTrees.Single(t => t.FilePath == "Input0.cs"),
+            CSharpSyntaxTree.ParseText(memory.Replace("Private", "Coherent"), GeneratorHarness.ParseOptions, path: "Input0.cs"));
+        gen = gen.RunGenerators(edited);
+
+        Assert.That(Migration(gen), Does.Contain("MigrateSelect.DeviceCoherent"));
+        Assert.That(Migration(gen), Does.Not.Contain("MigrateSelect.DevicePrivate"));
+
+        // An edit of the memory's file that does not change it leaves every step cached.
+        var again = edited.ReplaceSyntaxTree(edited.SyntaxTrees.Single(t => t.FilePath == "Input0.cs"),
+            CSharpSyntaxTree.ParseText(memory.Replace("Private", "Coherent") + " // edited", GeneratorHarness.ParseOptions, path: "Input0.cs"));
+        gen = gen.RunGenerators(again);
+        AssertAllCachedOrUnchanged(gen);
+    }
+
+    [Test]
     public void ChangingTheShape_RegeneratesTheDriver()
     {
         string source = TestSources.Input("FaultBufferGpu");

@@ -14,6 +14,10 @@ public sealed class SkipTests
     [TestCase("[HmmDriver(\"m\", FaultTimeoutMs = -1)] public partial class M { }", TestName = "BadTimeout")]
     [TestCase("[HmmDriver(\"m\")][DeviceMemory(DevicePageKind.Private, ChunkBytes = 4096)] public partial class M { }", TestName = "BadChunk")]
     [TestCase("[HmmDriver(\"m\")] public partial class M { public void Fault() { } }", TestName = "ReservedName")]
+    [TestCase("[HmmDriver(\"m\", Memory = \"_m\")] public partial class M { private readonly object _m = new(); }", TestName = "MemoryNamesNoDeviceLevelMemory")]
+    [TestCase("[HmmDriver(\"m\", Memory = \"_m\")][DeviceMemory(DevicePageKind.Private)] public partial class M { private readonly M _m = null!; }", TestName = "MemoryNamesADriver")]
+    [TestCase("[DeviceMemory(DevicePageKind.Private)] public sealed class Mem { }", TestName = "DeviceLevelMemoryNotPartial")]
+    [TestCase("[DeviceMemory(DevicePageKind.Private)] public partial class Mem { public object PgmapOwner => this; }", TestName = "DeviceLevelMemoryReservedName")]
     public void ADeclarationItCannotImplement_GetsNoCode_AndNoGeneratorDiagnostic(string source)
     {
         var (result, diagnostics) = GeneratorHarness.Run(source);
@@ -55,5 +59,28 @@ public sealed class SkipTests
             "namespace B { [HmmDriver(\"b\")] public partial class D { } }");
         Assert.That(diagnostics, Is.Empty);
         Assert.That(result.Results.Single().GeneratedSources.Select(s => s.HintName), Is.EquivalentTo(new[] { "A.D.Mirror.g.cs", "B.D.Mirror.g.cs" }));
+    }
+
+    [Test]
+    public void OwnAndSharedMemory_GetsNoDriverCode_ButTheSharedMemoryIsStillGenerated()
+    {
+        var (result, diagnostics) = GeneratorHarness.Run("""
+            [DeviceMemory(DevicePageKind.Private)] public partial class Mem { }
+            [HmmDriver("m", Memory = nameof(_mem))][DeviceMemory(DevicePageKind.Private)]
+            public partial class M { private readonly Mem _mem = new(); [CopyPages] void C(ReadOnlySpan<PageCopy> c) { } }
+            """);
+        Assert.That(diagnostics, Is.Empty);
+        Assert.That(result.Results.Single().GeneratedSources.Select(s => s.HintName), Is.EqualTo(new[] { "Mem.DeviceMemory.g.cs" }));
+    }
+
+    [Test]
+    public void SharedMemoryWithoutCopyPages_GeneratesTheMirrorOnly()
+    {
+        var (result, diagnostics) = GeneratorHarness.Run("""
+            [DeviceMemory(DevicePageKind.Private)] public partial class Mem { }
+            [HmmDriver("m", Memory = nameof(_mem))] public partial class M { private readonly Mem _mem = new(); }
+            """);
+        Assert.That(diagnostics, Is.Empty);
+        Assert.That(result.Results.Single().GeneratedSources.Select(s => s.HintName), Is.EquivalentTo(new[] { "M.Mirror.g.cs", "Mem.DeviceMemory.g.cs" }));
     }
 }

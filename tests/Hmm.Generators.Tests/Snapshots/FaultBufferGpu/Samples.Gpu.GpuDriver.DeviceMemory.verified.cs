@@ -117,6 +117,50 @@ partial class GpuDriver : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
         }
     }
 
+    /// <summary>
+    /// Allocates up to <c>pfns.Length</c> device base pages into <paramref name="pfns"/> under one hold
+    /// of the free-list lock per refill (a migration piece's worth at once), hot-adding chunks as
+    /// needed; each is initialised as a migration destination. Returns how many were had (fewer
+    /// when <see cref="DeviceMaxChunks"/> chunks are in use).
+    /// </summary>
+    [global::System.CodeDom.Compiler.GeneratedCode("Hmm.Generators", "1.0.0")]
+    [global::Hmm.Dsl.MayBlock]
+    public int TryAllocateDevicePages(global::System.Span<ulong> pfns)
+    {
+        int got = 0;
+        while (got < pfns.Length)
+        {
+            __hmmFreeLock.Lock();
+            try
+            {
+                while (got < pfns.Length)
+                {
+                    if (__hmmFreeCount > 0) pfns[got++] = __hmmFree[--__hmmFreeCount];
+                    else if (__hmmFreeLargeCount > 0)
+                    {
+                        ulong block = __hmmFreeLarge[--__hmmFreeLargeCount];
+                        for (ulong i = global::Hmm.Runtime.Memory.Page.PmdPages - 1; i > 0; i--) __hmmFree[__hmmFreeCount++] = block + i;
+                        pfns[got++] = block;
+                    }
+                    else break;
+                }
+            }
+            finally { __hmmFreeLock.Unlock(); }
+            if (got < pfns.Length && !__HmmHotAdd(0)) break;
+        }
+        // zone_device_page_init outside the spinlock, as TryAllocateDevicePage does; consecutive
+        // pages share a chunk, so the pagemap lookup is done once per chunk change.
+        global::Hmm.Runtime.DeviceMemory.DevPagemap? chunk = null;
+        for (int i = 0; i < got; i++)
+        {
+            ulong pfn = pfns[i];
+            if (chunk == null || !chunk.Contains(pfn)) chunk = DeviceChunkOf(pfn)!;
+            chunk.InitPage(pfn, 0);
+        }
+        global::System.Threading.Interlocked.Add(ref __hmmDeviceAllocations, got);
+        return got;
+    }
+
     /// <summary>memremap_pages of one more chunk (<see cref="DeviceChunkBytes"/>), its pages pushed on the free lists. False at the limit.</summary>
     [global::System.CodeDom.Compiler.GeneratedCode("Hmm.Generators", "1.0.0")]
     private bool __HmmHotAdd(int order)

@@ -44,22 +44,43 @@ partial class GpuDriver
         int unique = global::Hmm.Runtime.Devices.FaultBatch.SortAndDeduplicate(batch.Slice(0, n));
         int ranges = global::Hmm.Runtime.Devices.FaultBatch.Coalesce(batch.Slice(0, unique), __hmmRangesOfBatch);
         bool any = false;
-        for (int r = 0; r < ranges; r++)
+        // Ranges are built from consecutive unique entries, one page each: range r covers
+        // the entries [first, first + its pages) of the sorted batch.
+        for (int r = 0, first = 0; r < ranges; r++)
         {
             var range = __hmmRangesOfBatch[r];
+            int pages = (int)((range.End - range.Start) >> global::Hmm.Runtime.Memory.Page.Shift);
             bool ok = __HmmServiceRange(in range) == global::Hmm.Runtime.Errno.Ok;
             if (ok)
             {
                 any = true;
                 global::System.Threading.Interlocked.Increment(ref __hmmRangesServiced);
-                continue;
             }
-            for (int i = 0; i < unique; i++)
-                if (batch[i].Address >= range.Start && batch[i].Address < range.End)
+            else
+            {
+                // A coalesced range fails as a whole (one unmapped page is EFAULT for the walk), but
+                // nouveau services a one-page window per fault and cancels only what fails
+                // (drivers.md A.3/A.4): retry a multi-page range page by page.
+                for (int i = first; i < first + pages; i++)
                 {
-                    Device.Cancel(in batch[i]);
+                    ref readonly var entry = ref batch[i];
+                    if (pages > 1)
+                    {
+                        var one = new global::Hmm.Runtime.Devices.FaultRange(entry.Instance, entry.Address, entry.Address + global::Hmm.Runtime.Memory.Page.Size,
+                            entry.Access == global::Hmm.Runtime.Devices.DeviceAccess.Write,
+                            entry.Access == global::Hmm.Runtime.Devices.DeviceAccess.Atomic,
+                            entry.Access == global::Hmm.Runtime.Devices.DeviceAccess.Prefetch);
+                        if (__HmmServiceRange(in one) == global::Hmm.Runtime.Errno.Ok)
+                        {
+                            any = true;
+                            continue;
+                        }
+                    }
+                    Device.Cancel(in entry);
                     global::System.Threading.Interlocked.Increment(ref __hmmCancelled);
                 }
+            }
+            first += pages;
         }
         if (any) Device.Replay();
         return n;

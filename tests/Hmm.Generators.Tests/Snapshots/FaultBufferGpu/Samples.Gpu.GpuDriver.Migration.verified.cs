@@ -6,6 +6,17 @@ namespace Samples.Gpu;
 
 partial class GpuDriver
 {
+    /// <summary>
+    /// Allocates one migration destination: a device page or 2 MiB folio of this driver's device memory when
+    /// <paramref name="toDevice"/>, else system memory.
+    /// </summary>
+    [global::System.CodeDom.Compiler.GeneratedCode("Hmm.Generators", "1.0.0")]
+    private bool __HmmAllocateDestination(int order, bool toDevice, out ulong pfn)
+    {
+        bool ok = toDevice ? this.TryAllocateDevicePage(order, out pfn) : global::Hmm.Runtime.Migration.SystemPages.TryAllocateLocked(Device.Machine, order, out pfn);
+        return ok;
+    }
+
     /// <summary>Scratch for one migrate_vma call: src/dst/copies for 512 entries and the args object.</summary>
     [global::System.CodeDom.Compiler.GeneratedCode("Hmm.Generators", "1.0.0")]
     private sealed class __HmmMigrateScratch
@@ -13,6 +24,7 @@ partial class GpuDriver
         public readonly ulong[] Src = new ulong[global::Hmm.Runtime.Memory.Page.PmdPages];
         public readonly ulong[] Dst = new ulong[global::Hmm.Runtime.Memory.Page.PmdPages];
         public readonly global::Hmm.Runtime.Devices.PageCopy[] Copies = new global::Hmm.Runtime.Devices.PageCopy[global::Hmm.Runtime.Memory.Page.PmdPages];
+        public readonly ulong[] Pages = new ulong[global::Hmm.Runtime.Memory.Page.PmdPages];
         public readonly global::Hmm.Runtime.Migration.MigrateVma Args = new();
     }
 
@@ -51,7 +63,7 @@ partial class GpuDriver
     /// migrate_vma system → device: per piece of at most 2 MiB inside one VMA (EFAULT when an
     /// address has no VMA), with the mmap read lock held across setup → pages → finalize
     /// (MIG-R01); finalize runs on every path after a successful setup (MIG-R02). Device pages
-    /// come from <see cref="TryAllocateDevicePage"/> (2 MiB folios for COMPOUND entries, falling
+    /// come from <c>TryAllocateDevicePage</c> (2 MiB folios for COMPOUND entries, falling
     /// back to 512 base pages when the folio cannot be had); pages that get no device page
     /// stay in system memory. <paramref name="moved"/> counts pages that moved.
     /// </summary>
@@ -151,6 +163,11 @@ partial class GpuDriver
         var src = s.Src;
         var dst = s.Dst;
         int copies = 0;
+        // One hold of the free-list lock for every base page of the piece.
+        int want = 0, next = 0;
+        for (int i = 0; i < n; i++)
+            if ((src[i] & (global::Hmm.Runtime.Migration.MigratePfn.Migrate | global::Hmm.Runtime.Migration.MigratePfn.Compound)) == global::Hmm.Runtime.Migration.MigratePfn.Migrate) want++;
+        int got = want == 0 ? 0 : this.TryAllocateDevicePages(new global::System.Span<ulong>(s.Pages, 0, want));
         for (int i = 0; i < n;)
         {
             ulong w = src[i];
@@ -160,7 +177,7 @@ partial class GpuDriver
             ulong write = w & global::Hmm.Runtime.Migration.MigratePfn.Write;
             if ((w & global::Hmm.Runtime.Migration.MigratePfn.Compound) != 0)
             {
-                if (TryAllocateDevicePage(global::Hmm.Runtime.Memory.Page.PmdOrder, out ulong folio))
+                if (__HmmAllocateDestination(global::Hmm.Runtime.Memory.Page.PmdOrder, true, out ulong folio))
                 {
                     if (valid) s.Copies[copies++] = new global::Hmm.Runtime.Devices.PageCopy(spfn, folio, global::Hmm.Runtime.Memory.Page.PmdOrder);
                     else Device.Copy.Clear(new global::System.ReadOnlySpan<ulong>(in folio), global::Hmm.Runtime.Memory.Page.PmdOrder);
@@ -172,7 +189,7 @@ partial class GpuDriver
                 int first = i, stop = global::System.Math.Min(n, i + global::Hmm.Runtime.Memory.Page.PmdPages);
                 for (; i < stop; i++)
                 {
-                    if (!TryAllocateDevicePage(0, out ulong d)) break;
+                    if (!__HmmAllocateDestination(0, true, out ulong d)) break;
                     if (valid) s.Copies[copies++] = new global::Hmm.Runtime.Devices.PageCopy(spfn + (ulong)(i - first), d);
                     else Device.Copy.Clear(new global::System.ReadOnlySpan<ulong>(in d));
                     dst[i] = global::Hmm.Runtime.Migration.MigratePfn.FromPfn(d) | write;
@@ -180,8 +197,9 @@ partial class GpuDriver
                 i = stop;
                 continue;
             }
-            if (TryAllocateDevicePage(0, out ulong page))
+            if (next < got)
             {
+                ulong page = s.Pages[next++];
                 if (valid) s.Copies[copies++] = new global::Hmm.Runtime.Devices.PageCopy(spfn, page);
                 else Device.Copy.Clear(new global::System.ReadOnlySpan<ulong>(in page));
                 dst[i] = global::Hmm.Runtime.Migration.MigratePfn.FromPfn(page) | write;
@@ -202,17 +220,16 @@ partial class GpuDriver
         result = global::Hmm.Runtime.Errno.Ok;
         var src = s.Src;
         var dst = s.Dst;
-        var machine = Device.Machine;
         int copies = 0;
         for (int i = 0; i < n;)
         {
             ulong w = src[i];
             if ((w & global::Hmm.Runtime.Migration.MigratePfn.Migrate) == 0 || !global::Hmm.Runtime.Migration.MigratePfn.IsValid(w)) { i++; continue; }
             ulong spfn = w >> global::Hmm.Runtime.Migration.MigratePfn.Shift;
-            if (DeviceChunkOf(spfn) == null) { i++; continue; }
+            if (this.DeviceChunkOf(spfn) == null) { i++; continue; }
             ulong write = w & global::Hmm.Runtime.Migration.MigratePfn.Write;
             int order = (w & global::Hmm.Runtime.Migration.MigratePfn.Compound) != 0 ? global::Hmm.Runtime.Memory.Page.PmdOrder : 0;
-            if (global::Hmm.Runtime.Migration.SystemPages.TryAllocateLocked(machine, order, out ulong page))
+            if (__HmmAllocateDestination(order, false, out ulong page))
             {
                 s.Copies[copies++] = new global::Hmm.Runtime.Devices.PageCopy(spfn, page, order);
                 dst[i] = global::Hmm.Runtime.Migration.MigratePfn.FromPfn(page) | write | (order != 0 ? global::Hmm.Runtime.Migration.MigratePfn.Compound : 0);
@@ -224,7 +241,7 @@ partial class GpuDriver
             int first = i, stop = global::System.Math.Min(n, i + global::Hmm.Runtime.Memory.Page.PmdPages);
             for (; i < stop; i++)
             {
-                if (!global::Hmm.Runtime.Migration.SystemPages.TryAllocateLocked(machine, 0, out ulong d)) { result = global::Hmm.Runtime.Errno.ENOMEM; break; }
+                if (!__HmmAllocateDestination(0, false, out ulong d)) { result = global::Hmm.Runtime.Errno.ENOMEM; break; }
                 s.Copies[copies++] = new global::Hmm.Runtime.Devices.PageCopy(spfn + (ulong)(i - first), d);
                 dst[i] = global::Hmm.Runtime.Migration.MigratePfn.FromPfn(d) | write;
             }
@@ -253,7 +270,7 @@ partial class GpuDriver
     [global::System.CodeDom.Compiler.GeneratedCode("Hmm.Generators", "1.0.0")]
     private global::Hmm.Runtime.DeviceMemory.VmFaultResult __HmmMigrateToRam(in global::Hmm.Runtime.DeviceMemory.VmFault vmf)
     {
-        var chunk = DeviceChunkOf(vmf.Page);
+        var chunk = this.DeviceChunkOf(vmf.Page);
         if (chunk == null) return global::Hmm.Runtime.DeviceMemory.VmFaultResult.SigBus;
         int order = vmf.Mm.EntryAt(vmf.Address).IsHuge ? chunk.FolioOrder(vmf.Page) : 0;
         ulong start = vmf.Address & ~((ulong)(global::Hmm.Runtime.Memory.Page.Size << order) - 1);

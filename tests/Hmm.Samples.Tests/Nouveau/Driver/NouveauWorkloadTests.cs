@@ -176,7 +176,6 @@ public sealed class NouveauWorkloadTests : GpuTestBase
 
     // nouveau services a one-page window per fault and cancels only what fails (A.3 step 3, A.4).
     [Test]
-    [Ignore("The generated ServiceFaults cancels every entry of a failed coalesced range, mapped neighbours included: generator issue reported in /work/notes/issue13-for-issue10.md (item 3).")]
     public void Only_the_unmapped_pages_of_a_coalesced_run_are_cancelled()
     {
         ulong buf = Filled(64);
