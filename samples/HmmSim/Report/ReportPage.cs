@@ -68,12 +68,15 @@ public static class ReportPage
         Figure(html, run, "residency", "Residency per 2 MiB block over simulated time");
         Figure(html, run, "thrashing", "Thrashing events over simulated time");
         html.Append("</div>\n<table class=\"counters\"><thead><tr><th>counter</th><th>value</th></tr></thead><tbody>");
+        var zeros = new List<string>();
         foreach (var (name, value) in run.Result.Counters)
         {
-            html.Append(value == 0 ? "<tr class=\"zero\">" : "<tr>")
-                .Append("<td>").Append(E(name)).Append("</td><td>").Append(value.ToString("N0", CultureInfo.InvariantCulture)).Append("</td></tr>");
+            if (value == 0) { zeros.Add(name); continue; }
+            html.Append("<tr><td>").Append(E(name)).Append("</td><td>").Append(value.ToString("N0", CultureInfo.InvariantCulture)).Append("</td></tr>");
         }
-        html.Append("</tbody></table></section>\n");
+        html.Append("</tbody></table>");
+        if (zeros.Count > 0) html.Append("<p class=\"zero\">Zero: ").Append(E(string.Join(", ", zeros))).Append(".</p>");
+        html.Append("</section>\n");
     }
 
     private static void Figure(StringBuilder html, DemoRun run, string kind, string caption)
@@ -142,7 +145,7 @@ public static class ReportPage
         #all figure.chart{max-width:920px} figcaption{font-size:.85em;color:#555}
         table.counters{border-collapse:collapse;margin-top:.8em;font-variant-numeric:tabular-nums}
         table.counters td,table.counters th{border:1px solid #e3e3e3;padding:.15em .6em;text-align:left}
-        table.counters td:last-child{text-align:right} tr.zero{color:#aaa}
+        table.counters td:last-child{text-align:right} p.zero{color:#999;font-size:.85em}
         .ok{color:#1a7f37;font-weight:bold} .bad{color:#c00;font-weight:bold} .meta{color:#444}
         .sw{display:inline-block;width:.9em;height:.9em;vertical-align:middle;border:1px solid #999}
         .sw.cpu{background:#4e79a7}.sw.vram{background:#59a14f}.sw.remote{background:#f28e2b}
@@ -183,7 +186,7 @@ public static class ReportPage
               const y = m.t + ph - ph * i / 4;
               el(svg, "text", { x: m.l - 4, y: y + 4, "text-anchor": "end" }, fmtNum(yMax * i / 4));
               const x = m.l + pw * i / 4;
-              el(svg, "text", { x: x, y: m.t + ph + 16, "text-anchor": "middle" }, xFmt(xMax * i / 4));
+              el(svg, "text", { x: x, y: m.t + ph + 16, "text-anchor": i === 0 ? "start" : i === 4 ? "end" : "middle" }, xFmt(xMax * i / 4));
             }
             return { x: v => m.l + (xMax > 0 ? pw * v / xMax : 0), y: v => m.t + ph - (yMax > 0 ? ph * v / yMax : 0), m: m, pw: pw, ph: ph };
           }
@@ -199,8 +202,9 @@ public static class ReportPage
           function lines(svg, points, series) {
             const w = 440, h = 240;
             const tMax = points.length ? points[points.length - 1][0] : 0;
-            let yMax = 1;
+            let yMax = 4;
             for (const p of points) for (const s of series) yMax = Math.max(yMax, p[s.index]);
+            yMax = Math.ceil(yMax / 4) * 4;
             const f = frame(svg, w, h, Math.max(tMax, 1), yMax, fmtTime);
             let drawn = 0;
             for (const s of series) {
@@ -222,7 +226,7 @@ public static class ReportPage
           }
           // One column per frame, one row per 2 MiB block, stacked CPU / VRAM / remote shares.
           function residency(svg, r) {
-            const frames = r.frames, w = 440, h = 240;
+            const frames = r.frames.filter(f => f.blocks.length > 0), w = 440, h = 240;
             const blocks = frames.reduce((n, f) => Math.max(n, f.blocks.length), 0);
             const m = { l: 48, r: 10, t: 24, b: 28 };
             const pw = w - m.l - m.r, ph = h - m.t - m.b;
@@ -255,7 +259,7 @@ public static class ReportPage
           function p2p(svg) {
             const w = 900, h = 260;
             const rows = runs.map(r => ({ name: r.run.demo, p2p: r.run.counters.p2pBytes || 0, fb: r.run.counters.fallbackBytes || 0 }));
-            const yMax = Math.max(1, ...rows.map(r => Math.max(r.p2p, r.fb)));
+            const yMax = Math.ceil(Math.max(4, ...rows.map(r => Math.max(r.p2p, r.fb))) / 4) * 4;
             const f = frame(svg, w, h, rows.length, yMax, v => "");
             const bw = f.pw / Math.max(rows.length, 1);
             let drawn = 0;
