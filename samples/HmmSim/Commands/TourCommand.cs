@@ -52,7 +52,18 @@ public static class TourCommand
     private static int RunOne(IAnsiConsole console, Demo demo, int index, int count)
     {
         DemoView.WriteHeading(console, demo, index, count);
-        var run = DemoRun.Execute(demo, demo.Defaults, record: false);
+        DemoRun run;
+        try
+        {
+            run = DemoRun.Execute(demo, demo.Defaults, record: false);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // One broken demo must not hide the others: say what broke and go on; the exit code tells.
+            console.MarkupLine($"[red]{Markup.Escape(demo.Name)} failed:[/] {Markup.Escape(e.GetType().Name + ": " + e.Message)}");
+            console.WriteLine();
+            return 1;
+        }
         DemoView.WriteResult(console, run);
         return run.Result.DataVerified ? 0 : 1;
     }

@@ -195,7 +195,7 @@ public static class ReportPage
             for (const it of items) {
               el(svg, "rect", { x: x, y: 6, width: 10, height: 10, fill: it.color });
               el(svg, "text", { x: x + 14, y: 15 }, it.name);
-              x += 18 + it.name.length * 6.2;
+              x += 22 + it.name.length * 6.8;
             }
           }
           // Lines of cumulative counters over simulated time; returns the number of path points drawn.

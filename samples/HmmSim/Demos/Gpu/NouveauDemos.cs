@@ -42,7 +42,7 @@ public sealed class FirstTouchDemo : GpuDemo
         "drains the fault buffer, sorts and de-duplicates the batch, mirrors the CPU's pages with hmm_range_fault and replays " +
         "once per batch. The GPU page table points at system memory: nouveau never migrates on a fault.";
     /// <inheritdoc/>
-    public override int DefaultPages => 4096;
+    public override int DefaultPages => 16384; // 64 MiB, the F.1.1 figure
 
     /// <inheritdoc/>
     protected override DemoResult Body(GpuRig rig, DemoParameters parameters)
