@@ -129,6 +129,7 @@ public sealed partial class OdpUmem
         var e = mode == OdpMapMode.Snapshot
             ? Fault(new FaultRange(Instance, start, end, Write: false, Atomic: false, PrefetchOnly: true))
             : Fault(start, end, write);
+        if (mode == OdpMapMode.Snapshot) t_fallback.Clear(); // a snapshot never faults: unexportable peer pages stay unmapped
         if (t_fallback.Count > 0 && e == Errno.Ok)
         {
             // B.13: DMA-mapping a p2p page failed → retry only the failing pfns without the flag.

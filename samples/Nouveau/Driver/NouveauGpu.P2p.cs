@@ -17,6 +17,7 @@ public sealed partial class NouveauGpu : IDevicePrivateP2pPages
 {
     private readonly SpinLock _bar1Lock = new("nouveau.bar1");
     private DevPagemap?[] _bar1Windows = [];
+    private readonly HashSet<ulong> _refusedPfns = [];
     private PciBar? _bar1;
     private volatile bool _exportVram;
     private volatile bool _refusePeers;
@@ -47,6 +48,17 @@ public sealed partial class NouveauGpu : IDevicePrivateP2pPages
 
     /// <summary>Whether peers are refused (the exporter's policy says no: every peer page falls back to migration).</summary>
     public bool RefusePeers { get => _refusePeers; set => _refusePeers = value; }
+
+    /// <summary>
+    /// Refuses peers the private page <paramref name="pfn"/> from now on (a page the exporter cannot map
+    /// into BAR1, or one an ACS / bridge limit makes unreachable): peers fall back to migration for it.
+    /// </summary>
+    public void RefuseP2p(ulong pfn)
+    {
+        _bar1Lock.Lock();
+        try { _refusedPfns.Add(pfn); }
+        finally { _bar1Lock.Unlock(); }
+    }
 
     /// <summary>BAR1, once <see cref="ExportVram"/> ran.</summary>
     public PciBar? Bar1 => _bar1;
@@ -81,12 +93,14 @@ public sealed partial class NouveauGpu : IDevicePrivateP2pPages
         _bar1Lock.Lock();
         try
         {
-            for (int i = 0; i < _bar1Windows.Length; i++)
+            if (_refusedPfns.Contains(pfn)) window = -2;
+            for (int i = 0; window != -2 && i < _bar1Windows.Length; i++)
             {
                 if (ReferenceEquals(_bar1Windows[i], pgmap)) { window = i; break; }
                 if (_bar1Windows[i] == null && window < 0) window = i;
             }
             if (window >= 0) _bar1Windows[window] ??= pgmap;
+            else window = -1;
         }
         finally { _bar1Lock.Unlock(); }
         if (window < 0)
