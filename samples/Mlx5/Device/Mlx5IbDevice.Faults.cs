@@ -119,6 +119,14 @@ public sealed partial class Mlx5IbDevice
         return Errno.Ok;
     }
 
+    /// <summary>pagefault_mr for a write of [<paramref name="start"/>, <paramref name="end"/>) on <paramref name="mr"/>, exactly as the fault work runs it, without a QP (tools, tests).</summary>
+    [MayBlock]
+    public static Errno Pagefault(MemoryRegion mr, ulong start, ulong end)
+    {
+        ArgumentNullException.ThrowIfNull(mr);
+        return PagefaultMr(mr, start, end, OdpMapMode.Write, out _);
+    }
+
     /// <summary>
     /// ib_advise_mr (B.8): PREFETCH maps read-only (downgrade), PREFETCH_WRITE writable (EINVAL on a
     /// read-only MR), PREFETCH_NO_FAULT only what is present. Only MRs of <paramref name="pd"/> (EINVAL
