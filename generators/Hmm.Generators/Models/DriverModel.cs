@@ -21,6 +21,7 @@ namespace Hmm.Generators.Models;
 /// <param name="P2pExporter">[P2pExporter] present.</param>
 /// <param name="P2pImporter">[P2pImporter] present.</param>
 /// <param name="Callbacks">The well-formed callbacks, ordered by kind (one per kind).</param>
+/// <param name="RangedNotifier">HmmDriver.RangedNotifier: also emit <c>Attach(device, process, start, end)</c>, whose interval notifier covers only [start, end).</param>
 internal sealed record DriverModel(
     string Namespace,
     string ClassName,
@@ -35,7 +36,8 @@ internal sealed record DriverModel(
     FaultBufferModel? FaultBuffer,
     bool P2pExporter,
     bool P2pImporter,
-    EquatableArray<CallbackModel> Callbacks)
+    EquatableArray<CallbackModel> Callbacks,
+    bool RangedNotifier = false)
 {
     /// <summary>The method name of the <paramref name="kind"/> callback, or null when the driver has none.</summary>
     public string? Callback(CallbackKind kind)

@@ -25,7 +25,7 @@ internal static class Parser
 
         string? updateLock = null, owner = null;
         int sync = 0, timeout = 1000;
-        bool filter = true;
+        bool filter = true, ranged = false;
         foreach (var arg in driver.NamedArguments)
         {
             switch (arg.Key)
@@ -35,6 +35,7 @@ internal static class Parser
                 case "Owner": owner = arg.Value.Value as string; break;
                 case "FilterOwnMigrations": filter = arg.Value.Value is true; break;
                 case "FaultTimeoutMs": timeout = arg.Value.Value is int t ? t : -1; break;
+                case "RangedNotifier": ranged = arg.Value.Value is true; break;
             }
         }
         if (sync is < 0 or > 2 || timeout <= 0) return null;
@@ -84,7 +85,8 @@ internal static class Parser
             faultBuffer,
             exporter,
             importer,
-            callbacks);
+            callbacks,
+            ranged);
     }
 
     /// <summary>A top-level, non-generic, non-static partial class (every declaration partial).</summary>

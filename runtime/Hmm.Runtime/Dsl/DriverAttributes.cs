@@ -91,6 +91,13 @@ public sealed class HmmDriverAttribute(string name) : Attribute
 
     /// <summary>The bound on -EBUSY retries of one fault, in milliseconds (HMM_RANGE_DEFAULT_TIMEOUT = 1000).</summary>
     public int FaultTimeoutMs { get; set; } = 1000;
+
+    /// <summary>
+    /// Also generate <c>Attach(device, process, start, end)</c>, whose interval notifier covers
+    /// only [start, end) (mmu_interval_notifier_insert over one range): a driver with one mirror per
+    /// registered region, like an mlx5 ODP umem over its MR, instead of one over the whole mm.
+    /// </summary>
+    public bool RangedNotifier { get; set; }
 }
 
 /// <summary>
