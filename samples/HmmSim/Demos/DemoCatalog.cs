@@ -1,9 +1,10 @@
 using Hmm.Samples.HmmSim.Demos.Gpu;
+using Hmm.Samples.HmmSim.Demos.Rdma;
 using Hmm.Samples.Nouveau;
 
 namespace Hmm.Samples.HmmSim.Demos;
 
-/// <summary>Every demo hmmsim knows, in tour order (drivers.md F.1, then F.3).</summary>
+/// <summary>Every demo hmmsim knows, in tour order (drivers.md F.1, F.3, then the NIC demos of F.2 and F.4).</summary>
 public static class DemoCatalog
 {
     /// <summary>The demos, in the order the tour runs them.</summary>
@@ -21,6 +22,7 @@ public static class DemoCatalog
         new ThrashingDemo(),
         new PrefetchDensityDemo(),
         new OversubscriptionDemo(),
+        .. RdmaDemo.All,
     ];
 
     /// <summary>The demo named <paramref name="name"/> (exact, case-sensitive), or null.</summary>

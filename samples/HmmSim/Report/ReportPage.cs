@@ -65,8 +65,17 @@ public static class ReportPage
             .Append(run.Result.DataVerified ? "<span class=\"ok\">data verified</span>" : "<span class=\"bad\">DATA MISMATCH</span>")
             .Append("</p>\n<div class=\"charts\">");
         Figure(html, run, "timeline", "Faults and migrations over simulated time");
-        Figure(html, run, "residency", "Residency per 2 MiB block over simulated time");
-        Figure(html, run, "thrashing", "Thrashing events over simulated time");
+        if (run.Timeline.Frames.Count > 0)
+        {
+            Figure(html, run, "residency", "Residency per 2 MiB block over simulated time");
+            Figure(html, run, "thrashing", "Thrashing events over simulated time");
+        }
+        else
+        {
+            // The NIC workloads run as one step of the mlx5 sample: only their start and end are known.
+            html.Append("<p class=\"note\">This workload runs as one step of the mlx5 sample: the timeline shows its start and end; ")
+                .Append("residency and thrashing are not sampled (no GPU residency policy is involved).</p>");
+        }
         html.Append("</div>\n<table class=\"counters\"><thead><tr><th>counter</th><th>value</th></tr></thead><tbody>");
         var zeros = new List<string>();
         foreach (var (name, value) in run.Result.Counters)
@@ -146,7 +155,7 @@ public static class ReportPage
         table.counters{border-collapse:collapse;margin-top:.8em;font-variant-numeric:tabular-nums}
         table.counters td,table.counters th{border:1px solid #e3e3e3;padding:.15em .6em;text-align:left}
         table.counters td:last-child{text-align:right} p.zero{color:#999;font-size:.85em}
-        .ok{color:#1a7f37;font-weight:bold} .bad{color:#c00;font-weight:bold} .meta{color:#444}
+        p.note{color:#666;font-style:italic;max-width:420px} .ok{color:#1a7f37;font-weight:bold} .bad{color:#c00;font-weight:bold} .meta{color:#444}
         .sw{display:inline-block;width:.9em;height:.9em;vertical-align:middle;border:1px solid #999}
         .sw.cpu{background:#4e79a7}.sw.vram{background:#59a14f}.sw.remote{background:#f28e2b}
         svg text{font:11px system-ui,sans-serif;fill:#333}

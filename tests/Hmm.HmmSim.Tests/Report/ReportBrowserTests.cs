@@ -15,7 +15,9 @@ public sealed class ReportBrowserTests
 {
     // What the charts of these demos must at least draw: a line chart's path points (one per
     // sample and series), a residency chart's cells, the p2p chart's bars (two per demo).
-    private static readonly string[] Demos = ["first-touch", "ping-pong-uvm", "thrashing", "oversubscription"];
+    private static readonly string[] GpuDemos = ["first-touch", "ping-pong-uvm", "thrashing", "oversubscription"];
+    private static readonly string[] NicDemos = ["rdma-into-gpu-fallback", "rdma-into-gpu-p2p"];
+    private static readonly string[] Demos = [.. GpuDemos, .. NicDemos];
 
     private static string ChromiumPath => Environment.GetEnvironmentVariable("HMMSIM_CHROMIUM") is { Length: > 0 } p ? p : "/usr/bin/chromium";
 
@@ -70,7 +72,8 @@ public sealed class ReportBrowserTests
               const svg = f.querySelector("svg");
               const d = Array.from(svg.querySelectorAll("path.series")).map(p => (p.getAttribute("d").match(/[ML]/g) || []).length);
               return { kind: f.dataset.chart, demo: f.dataset.demo || "", drawn: Number(svg.getAttribute("data-drawn") || "0"),
-                       pathPoints: d.reduce((a, b) => a + b, 0), shapes: svg.querySelectorAll("rect.cell, rect.bar").length };
+                       pathPoints: d.reduce((a, b) => a + b, 0), shapes: svg.querySelectorAll("rect.cell, rect.bar").length,
+                       tallBars: Array.from(svg.querySelectorAll("rect.bar")).filter(b => Number(b.getAttribute("height")) > 2).length };
             })
             """);
 
@@ -83,15 +86,18 @@ public sealed class ReportBrowserTests
             Assert.That(errors, Is.Empty, "no script or console error");
             Assert.That(blocked, Is.Empty, "the page asked for nothing outside the file");
             Assert.That(charts.Count(c => c.Kind == "p2p"), Is.EqualTo(1));
-            foreach (string kind in new[] { "timeline", "residency", "thrashing" })
-                Assert.That(charts.Where(c => c.Kind == kind).Select(c => c.Demo), Is.EquivalentTo(Demos), $"one {kind} chart per demo");
+            Assert.That(charts.Where(c => c.Kind == "timeline").Select(c => c.Demo), Is.EquivalentTo(Demos), "one timeline per demo");
+            // The NIC workloads run as one step: no residency frames, so those two charts are GPU demos' only.
+            foreach (string kind in new[] { "residency", "thrashing" })
+                Assert.That(charts.Where(c => c.Kind == kind).Select(c => c.Demo), Is.EquivalentTo(GpuDemos), $"one {kind} chart per GPU demo");
             foreach (var c in charts)
             {
                 string what = $"{c.Kind} chart of {(c.Demo.Length > 0 ? c.Demo : "all demos")}";
                 switch (c.Kind)
                 {
                     case "timeline":
-                        Assert.That(c.PathPoints, Is.GreaterThanOrEqualTo(3 * 3), what + ": three series of at least three points");
+                        Assert.That(c.PathPoints, Is.GreaterThanOrEqualTo(Array.IndexOf(GpuDemos, c.Demo) >= 0 ? 3 * 3 : 3 * 2),
+                            what + ": three series, of at least three points for a GPU demo, start and end for a NIC one");
                         break;
                     case "thrashing":
                         Assert.That(c.PathPoints, Is.GreaterThanOrEqualTo(3), what);
@@ -101,6 +107,7 @@ public sealed class ReportBrowserTests
                         break;
                     case "p2p":
                         Assert.That(c.Shapes, Is.EqualTo(2 * Demos.Length), what + ": two bars per demo");
+                        Assert.That(c.TallBars, Is.EqualTo(3), what + ": fallback bytes of both NIC demos and p2p bytes of the p2p one");
                         break;
                 }
                 Assert.That(c.Drawn, Is.GreaterThan(0), what + " reports what it drew");
@@ -123,5 +130,7 @@ public sealed class ReportBrowserTests
         public int PathPoints { get; set; }
         /// <summary>Residency cells and bars.</summary>
         public int Shapes { get; set; }
+        /// <summary>Bars taller than the 1-pixel baseline a zero draws.</summary>
+        public int TallBars { get; set; }
     }
 }
