@@ -31,6 +31,17 @@ public static class Cli
             io.Fail(parsed.Errors[0].Message);
             return UsageError;
         }
-        return parsed.Invoke(new InvocationConfiguration { Output = output, Error = error, EnableDefaultExceptionHandler = false });
+        try
+        {
+            return parsed.Invoke(new InvocationConfiguration { Output = output, Error = error, EnableDefaultExceptionHandler = false });
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // Not a usage mistake but a bug in a demo or the simulator: the one-line summary, then
+            // the whole exception for the report of it.
+            io.Fail($"internal error: {e.GetType().Name}: {e.Message}");
+            error.WriteLine(e);
+            return 1;
+        }
     }
 }

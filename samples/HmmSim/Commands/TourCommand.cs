@@ -19,7 +19,7 @@ public static class TourCommand
         ArgumentNullException.ThrowIfNull(io);
         var demos = DemoCatalog.All;
         var console = io.Console;
-        console.MarkupLine($"[bold]hmmsim tour[/]: {demos.Count} demos of Linux HMM drivers on a simulated machine (drivers.md F.1, F.3)");
+        console.MarkupLine($"[bold]hmmsim tour[/]: {demos.Count} demos of Linux HMM drivers on a simulated machine (drivers.md F.1–F.4)");
         console.WriteLine();
         var watch = Stopwatch.StartNew();
         int failed = 0;
