@@ -99,6 +99,35 @@ public sealed class RdmaDemoMechanismTests
     }
 
     [Test]
+    public void Evicting_or_touching_p2p_pages_revokes_the_nic_entries_and_they_re_fault_into_ram()
+    {
+        var r = HmmSimProcess.RunJson("p2p-revocation", "--pages", "64");
+        Assert.Multiple(() =>
+        {
+            Assert.That(r.DataVerified(), Is.True);
+            Assert.That(r.Counter("p2p_entries_before_revocation"), Is.EqualTo(64));
+            Assert.That(r.Counter("revoked_pages"), Is.EqualTo(32 + 1), "the evicted half and the CPU-touched page");
+            Assert.That(r.Counter("migrations"), Is.EqualTo(33));
+            Assert.That(r.Counter("p2p_entries_after_refault"), Is.EqualTo(64 - 33), "the rest stays peer-to-peer");
+            Assert.That(r.Counter("p2pBytes") + r.Counter("fallbackBytes"), Is.EqualTo(64 * 4096));
+        });
+    }
+
+    [Test]
+    public void A_second_gpu_reading_another_gpus_private_pages_migrates_them_to_ram()
+    {
+        var r = HmmSimProcess.RunJson("two-gpus", "--pages", "64");
+        Assert.Multiple(() =>
+        {
+            Assert.That(r.DataVerified(), Is.True);
+            Assert.That(r.Counter("gpu_a_bound_pages"), Is.EqualTo(64));
+            Assert.That(r.Counter("gpu_b_faults"), Is.EqualTo(64));
+            Assert.That(r.Counter("gpu_a_pages_migrated_to_ram"), Is.EqualTo(64), "a different pgmap owner: migrated, not mapped in place");
+            Assert.That(r.Counter("gpu_a_vram_pages_in_use"), Is.Zero);
+        });
+    }
+
+    [Test]
     public void A_seed_too_large_for_the_nic_workloads_is_refused()
     {
         var o = HmmSimProcess.Invoke("run", "odp-rdma-write", "--seed", "4294967296");

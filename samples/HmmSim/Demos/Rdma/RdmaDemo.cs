@@ -82,5 +82,14 @@ public sealed class RdmaDemo(string name, string section, string description, st
             "BAR, so the data lands in VRAM with no migration and the GPU reads it without faulting. One page the GPU refuses " +
             "to export falls back to migrate-to-RAM, page by page, in the same transfer.",
             64, 2, 4096, P2pWorkloads.RdmaIntoGpuP2p),
+        new RdmaDemo("p2p-revocation", "F.4.2", "the GPU evicts / the CPU touches VRAM the NIC maps p2p: entries revoked, re-faulted into RAM",
+            "After a p2p transfer into VRAM, the GPU evicts the first half of the buffer and the CPU touches one page of the " +
+            "second half (migrate_to_ram). Both invalidate the NIC's BAR entries for those pages; the next transfer re-faults " +
+            "the revoked pages and maps them in RAM, while the rest stays peer-to-peer.",
+            64, 4, 4096, P2pWorkloads.P2pRevocation),
+        new RdmaDemo("two-gpus", "F.4.4", "GPU B reads pages private to GPU A: hmm_range_fault migrates them to RAM (another owner)",
+            "GPU A binds a buffer to its VRAM; GPU B's kernel then reads it. The pages are device-private to another pgmap " +
+            "owner, so GPU B's faults make hmm_range_fault migrate them back to system memory before B maps them.",
+            64, 1, 4096, P2pWorkloads.TwoGpus),
     ];
 }
