@@ -69,6 +69,60 @@ public sealed partial class OdpUmem
     }
 
     /// <summary>
+    /// The loopback wire's DMA: up to <paramref name="length"/> bytes from <paramref name="src"/> at
+    /// <paramref name="srcVa"/> straight into <paramref name="dst"/> at <paramref name="dstVa"/>, page
+    /// by page through both MTTs, with both umems' <c>umem_mutex</c> held for the burst (taken in a
+    /// fixed order — lower <see cref="Id"/> first, the second as a nested subclass — so two QPs moving
+    /// data in opposite directions cannot deadlock). Stops at the first page either side cannot
+    /// translate; <paramref name="dstStalled"/> says which side. Returns the bytes moved.
+    /// </summary>
+    [MayBlock]
+    internal static int Copy(OdpUmem src, ulong srcVa, OdpUmem dst, ulong dstVa, int length, out bool dstStalled)
+    {
+        dstStalled = false;
+        var copy = dst._nic.Device.Copy;
+        bool same = ReferenceEquals(src, dst);
+        var first = src.Id < dst.Id ? src : dst;
+        var second = same ? null : ReferenceEquals(first, src) ? dst : src;
+        first.LockUmem(0);
+        second?.LockUmem(1);
+        int done = 0;
+        try
+        {
+            while (done < length)
+            {
+                ulong s = srcVa + (ulong)done, d = dstVa + (ulong)done;
+                if (!src.TranslateHeld(s, write: false, out ulong sp)) break;
+                if (!dst.TranslateHeld(d, write: true, out ulong dp))
+                {
+                    dstStalled = true;
+                    break;
+                }
+                int so = (int)(s & Page.OffsetMask), dof = (int)(d & Page.OffsetMask);
+                int n = Math.Min(Page.Size - Math.Max(so, dof), length - done);
+                copy.CopyBetween(sp, so, dp, dof, n);
+                done += n;
+            }
+        }
+        finally
+        {
+            second?.UnlockUmem();
+            first.UnlockUmem();
+        }
+        return done;
+    }
+
+    /// <summary>Takes <c>umem_mutex</c> (<paramref name="subclass"/> 1 when nested inside another umem's, lockdep's SINGLE_DEPTH_NESTING).</summary>
+    [Acquires(nameof(_umemMutex))]
+    private void LockUmem(int subclass) => _umemMutex.Lock(subclass);
+
+    [Releases(nameof(_umemMutex))]
+    private void UnlockUmem() => _umemMutex.Unlock();
+
+    /// <summary>The translation, for a caller that holds <c>umem_mutex</c> through <see cref="LockUmem"/>.</summary>
+    private bool TranslateHeld(ulong va, bool write, out ulong pfn) => TranslateLocked(va, write, out pfn);
+
+    /// <summary>
     /// An 8-byte RDMA atomic at <paramref name="va"/> (8-byte aligned): atomic with respect to every
     /// other NIC access to the umem (all of them hold <c>umem_mutex</c>), not to the CPU — as IB
     /// atomics without global atomicity. False when the page has no writable translation.

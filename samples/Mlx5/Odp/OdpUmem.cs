@@ -75,6 +75,11 @@ public sealed partial class OdpUmem
     private IDevicePrivateP2pPages? _peer;
     private long _npages;
 
+    private static long s_nextId;
+
+    /// <summary>A creation-order number: nested umem locks are taken lower id first.</summary>
+    internal readonly long Id = Interlocked.Increment(ref s_nextId);
+
     /// <summary>Users of an implicit child (faults and DMA bursts in progress); the reaper only destroys a child nobody uses. Changed under the parent's lock.</summary>
     internal int ChildUsers;
 

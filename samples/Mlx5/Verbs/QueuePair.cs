@@ -6,8 +6,8 @@ namespace Hmm.Samples.Mlx5;
 /// <summary>
 /// A reliable-connected queue pair (<c>struct ib_qp</c>) and the hardware that executes its work
 /// requests: RDMA WRITE, RDMA READ and the two atomics, moved over a <see cref="LoopbackFabric"/> to
-/// the connected QP (another process, possibly another NIC). Data moves in bursts through the
-/// requester's DMA read, the wire (a per-QP packet buffer) and the responder's DMA write; a burst
+/// the connected QP (another process, possibly another NIC). Data moves in bursts from the source's
+/// translation straight into the destination's (the loopback wire, <see cref="OdpUmem.Copy"/>); a burst
 /// that finds no translation stalls the QP, which raises a page fault on the NIC owning the key —
 /// a WQE fault on the requester side, an RDMA fault (length unknown for WRITE) on the responder side
 /// — and sleeps until the driver resumes it (drivers.md B.4, B.12 item 1).
@@ -19,7 +19,6 @@ public sealed class QueuePair
     private const int MaxFaultsWithoutProgress = 10_000;
 
     private readonly PageFaultCompletion _fault;
-    private readonly byte[] _wire;
     private long _stalls, _bytes;
 
     internal QueuePair(Mlx5IbDevice nic, ProtectionDomain pd, uint number, PageFaultCompletion fault)
@@ -28,7 +27,6 @@ public sealed class QueuePair
         Pd = pd;
         Number = number;
         _fault = fault;
-        _wire = new byte[nic.Options.BurstBytes];
     }
 
     /// <summary>The NIC.</summary>
@@ -104,27 +102,40 @@ public sealed class QueuePair
         try
         {
             var responder = Remote!;
-            for (uint done = 0; done < local.Length;)
+            // WRITE: the requester's DMA read of its SGE, the responder's DMA write (RDMA fault, length unknown).
+            // READ: the responder's DMA read (the request carries the length), the requester's DMA write.
+            var src = toRemote ? new Side(lmr!, local.Key, local.Address, this, PageFaultKind.Wqe) : new Side(rmr!, rkey, remoteAddress, responder, PageFaultKind.Rdma);
+            var dst = toRemote ? new Side(rmr!, rkey, remoteAddress, responder, PageFaultKind.Rdma) : new Side(lmr!, local.Key, local.Address, this, PageFaultKind.Wqe);
+            ulong length = local.Length, done = 0;
+            int stalls = 0;
+            while (done < length)
             {
-                int n = (int)Math.Min((uint)_wire.Length, local.Length - done);
-                var packet = _wire.AsSpan(0, n);
-                if (toRemote)
+                int n = (int)Math.Min((ulong)Nic.Options.BurstBytes, length - done);
+                var su = Resolve(src.Mr, src.Address + done, ref n);
+                var du = su == null ? null : Resolve(dst.Mr, dst.Address + done, ref n);
+                int moved = 0;
+                bool dstStalled = su != null;
+                try
                 {
-                    // Requester: DMA read of the local buffer (WQE fault on a miss, whole rest of the SGE).
-                    e = Move(lmr!, local.Key, local.Address + done, packet, write: false, PageFaultKind.Wqe, local.Length - done);
-                    // Responder: DMA write into the target (RDMA fault, operation length unknown).
-                    if (e == Errno.Ok) e = responder.Move(rmr!, rkey, remoteAddress + done, packet, write: true, PageFaultKind.Rdma, 0);
+                    if (su != null && du != null) moved = OdpUmem.Copy(su, src.Address + done, du, dst.Address + done, n, out dstStalled);
                 }
-                else
+                finally
                 {
-                    // Responder: DMA read of the target (the READ request carries its length).
-                    e = responder.Move(rmr!, rkey, remoteAddress + done, packet, write: false, PageFaultKind.Rdma, local.Length - done);
-                    if (e == Errno.Ok) e = Move(lmr!, local.Key, local.Address + done, packet, write: true, PageFaultKind.Wqe, local.Length - done);
+                    if (su?.Parent != null) ImplicitOdp.Release(su);
+                    if (du?.Parent != null) ImplicitOdp.Release(du);
                 }
+                if (moved > 0)
+                {
+                    Nic.ChargeTransfer(moved);
+                    Interlocked.Add(ref _bytes, moved);
+                    done += (ulong)moved;
+                    stalls = 0;
+                }
+                if (moved == n) continue;
+                var side = dstStalled ? dst : src;
+                ulong faultLength = toRemote && dstStalled ? 0 : length - done; // an RDMA WRITE responder cannot tell the length
+                e = Stall(side.Qp.Nic, side.Qp._fault, new PageFaultEvent(side.Kind, side.Key, side.Address + done, faultLength, dstStalled), ref stalls);
                 if (e != Errno.Ok) return e;
-                Nic.ChargeTransfer(n);
-                done += (uint)n;
-                Interlocked.Add(ref _bytes, n);
             }
             return Errno.Ok;
         }
@@ -133,6 +144,18 @@ public sealed class QueuePair
             lmr!.Put();
             rmr!.Put();
         }
+    }
+
+    /// <summary>One end of a transfer: its MR and key, base address, the QP (and NIC) that faults for it, and the fault sub-type.</summary>
+    private readonly record struct Side(MemoryRegion Mr, uint Key, ulong Address, QueuePair Qp, PageFaultKind Kind);
+
+    /// <summary>The umem translating <paramref name="va"/> (an implicit MR's child, with a use taken; <paramref name="n"/> clipped to it), or null for the null mkey.</summary>
+    private static OdpUmem? Resolve(MemoryRegion mr, ulong va, ref int n)
+    {
+        if (mr.Umem is { } umem) return umem;
+        var child = mr.Implicit!.Acquire(va);
+        if (child != null) n = (int)Math.Min((ulong)n, child.End - va);
+        return child;
     }
 
     /// <summary>Looks both keys up (references taken on success): local key in this QP's PD, remote key in the peer's PD with <paramref name="remoteAccess"/>.</summary>

@@ -15,6 +15,12 @@ public sealed class DevicePrivateP2pDmaTests
 {
     private const ushort Nvidia = 0x10de;
 
+    private sealed class PlainOps : IDevPagemapOps
+    {
+        public void PageFree(DevPagemap pgmap, ulong pfn) { }
+        public VmFaultResult MigrateToRam(in VmFault vmf) => VmFaultResult.SigBus;
+    }
+
     private sealed class BarExporter(PciFunction function) : IDevPagemapOps, IDevicePrivateP2pPages
     {
         public bool Allow { get; set; } = true;
@@ -59,7 +65,7 @@ public sealed class DevicePrivateP2pDmaTests
         Assert.That(DevicePrivateP2pDma.Map(pgmap, pfn, far, out _), Is.EqualTo(Errno.EOPNOTSUPP), "NOT_SUPPORTED path");
         exporter.Allow = false;
         Assert.That(DevicePrivateP2pDma.Map(pgmap, pfn, nic, out _), Is.EqualTo(Errno.EPERM), "the exporter refuses");
-        Assert.That(DevPagemap.Create(machine, DevicePageKind.Private, 2UL << 20, new object(), ops: null, out var plain), Is.EqualTo(Errno.Ok));
+        Assert.That(DevPagemap.Create(machine, DevicePageKind.Private, 2UL << 20, new object(), new PlainOps(), out var plain), Is.EqualTo(Errno.Ok));
         Assert.That(DevicePrivateP2pDma.Map(plain!, plain!.FirstPfn, nic, out _), Is.EqualTo(Errno.EOPNOTSUPP), "no exporter hook");
         Assert.That(pgmap.Remove(), Is.EqualTo(Errno.Ok));
         Assert.That(plain.Remove(), Is.EqualTo(Errno.Ok));
