@@ -1,31 +1,47 @@
+using System.CommandLine;
+using Hmm.Samples.HmmSim.Commands;
+
 namespace Hmm.Samples.HmmSim;
 
-/// <summary>The hmmsim command line: <c>hmmsim [tour|help]</c>.</summary>
+/// <summary>
+/// The hmmsim command line (System.CommandLine): the tour by default, <c>list</c>, <c>run</c>,
+/// <c>report</c>, <c>dmirror</c>, <c>explore</c>. A command-line mistake (unknown demo, a size out
+/// of range, an unknown policy, a missing value) is one line on the error writer and exit code 2,
+/// before anything runs or is written.
+/// </summary>
 public static class Cli
 {
-    /// <summary>Runs the command named by <paramref name="args"/>, writing to <paramref name="output"/>; returns the exit code.</summary>
-    public static int Run(string[] args, TextWriter output)
+    /// <summary>Exit code of a command-line mistake.</summary>
+    public const int UsageError = 2;
+
+    /// <summary>Runs hmmsim on the process's console.</summary>
+    public static int Run(string[] args) => Run(args, Console.Out, Console.Error);
+
+    /// <summary>Runs hmmsim with <paramref name="args"/>, writing to <paramref name="output"/> and <paramref name="error"/>; returns the exit code.</summary>
+    public static int Run(string[] args, TextWriter output, TextWriter error)
     {
-        string command = args.Length == 0 ? "tour" : args[0];
-        switch (command)
+        ArgumentNullException.ThrowIfNull(args);
+        ArgumentNullException.ThrowIfNull(output);
+        ArgumentNullException.ThrowIfNull(error);
+        var io = new CommandIO(output, error);
+        RootCommand root = CommandTree.Build(io);
+        ParseResult parsed = root.Parse(args);
+        if (parsed.Errors.Count > 0)
         {
-            case "tour":
-                Tour.Run(output);
-                return 0;
-            case "dmirror":
-                DmirrorScenario.Run(output);
-                return 0;
-            case "explore":
-                return ExploreCommand.Run(args.AsSpan(1), output);
-            case "help" or "--help" or "-h":
-                output.WriteLine("usage: hmmsim [tour|dmirror|explore]");
-                output.WriteLine("  tour      walk through address spaces, COW, notifiers and hmm_range_fault");
-                output.WriteLine("  dmirror   drive the dmirror test device: migrate to device memory, snapshot, CPU touch, eviction");
-                output.WriteLine("  explore   explore a race scenario's interleavings with injected faults (explore --list)");
-                return 0;
-            default:
-                output.WriteLine($"hmmsim: unknown command '{command}' (try 'hmmsim help')");
-                return 2;
+            io.Fail(parsed.Errors[0].Message);
+            return UsageError;
+        }
+        try
+        {
+            return parsed.Invoke(new InvocationConfiguration { Output = output, Error = error, EnableDefaultExceptionHandler = false });
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // Not a usage mistake but a bug in a demo or the simulator: the one-line summary, then
+            // the whole exception for the report of it.
+            io.Fail($"internal error: {e.GetType().Name}: {e.Message}");
+            error.WriteLine(e);
+            return 1;
         }
     }
 }

@@ -1,3 +1,3 @@
 using Hmm.Samples.HmmSim;
 
-return Cli.Run(args, Console.Out);
+return Cli.Run(args);

@@ -75,7 +75,7 @@ internal static partial class Emitter
                 private {{IntervalNotifier}}? __hmmNotifier;
 
                 {{GeneratedCode}}
-                private long __hmmPagesMirrored, __hmmFaultRetries, __hmmInvalidations, __hmmOwnEventsSkipped, __hmmPagesExclusive;
+                private long __hmmPagesMirrored, __hmmFaultRetries, __hmmInvalidations, {{(m.FilterOwnMigrations ? "__hmmOwnEventsSkipped, " : "")}}__hmmPagesExclusive;
 
                 // Per-thread scratch ranges, one per size up to 2 MiB (what the hand-written mirror keeps
                 // per driver), so the fault loop allocates nothing after warm-up and concurrent
@@ -100,7 +100,7 @@ internal static partial class Emitter
                 {{GeneratedCode}}
                 public int Instance { get; private set; }
 
-                /// <summary>Whether <see cref="Attach"/> succeeded and <see cref="Detach"/> has not run.</summary>
+                /// <summary>Whether <see cref="{{AttachCref(m)}}"/> succeeded and <see cref="Detach"/> has not run.</summary>
                 {{GeneratedCode}}
                 public bool IsAttached => global::System.Threading.Volatile.Read(ref __hmmNotifier) != null;
 
@@ -126,7 +126,7 @@ internal static partial class Emitter
 
                 /// <summary>Own MIGRATE/EXCLUSIVE events skipped by the trampoline (HMM-R19/R20).</summary>
                 {{GeneratedCode}}
-                public long OwnEventsSkipped => global::System.Threading.Volatile.Read(ref __hmmOwnEventsSkipped);
+                public long OwnEventsSkipped => {{(m.FilterOwnMigrations ? "global::System.Threading.Volatile.Read(ref __hmmOwnEventsSkipped)" : "0")}};
 
                 /// <summary>Pages mapped for device atomics by <see cref="MakeExclusive"/>.</summary>
                 {{GeneratedCode}}
@@ -161,7 +161,7 @@ internal static partial class Emitter
                     }{{attachP2p}}
                     global::System.Threading.Volatile.Write(ref __hmmNotifier, notifier);
                     return {{Errno}}.Ok;
-                }
+                }{{EmitRangedAttach(m, attachChecks, attachP2p)}}
 
                 /// <summary>
                 /// Stops mirroring: removes the interval notifier (no invalidation runs afterwards), calls
@@ -365,6 +365,50 @@ internal static partial class Emitter
                     return e;
                 }
             }
+            """;
+    }
+
+    // HmmDriver.RangedNotifier: the Attach overload whose interval notifier covers one range only
+    // (an ODP umem's notifier over its MR). Emitted only when asked, so other drivers' output is unchanged.
+    // With the ranged overload a bare cref to Attach would be ambiguous (CS0419).
+    private static string AttachCref(DriverModel m)
+        => m.RangedNotifier ? "Attach(global::Hmm.Runtime.Devices.SimDevice, global::Hmm.Runtime.Mm.Process)" : "Attach";
+
+    private static string EmitRangedAttach(DriverModel m, string attachChecks, string attachP2p)
+    {
+        if (!m.RangedNotifier) return "";
+        return $$"""
+
+
+                /// <summary>
+                /// Attaches the driver to <paramref name="device"/> and mirrors [<paramref name="start"/>,
+                /// <paramref name="end"/>) of <paramref name="process"/>: a device page table for the instance
+                /// and an interval notifier over that range only (mmu_interval_notifier_insert); invalidations
+                /// elsewhere in the mm never reach the driver, and faults must stay inside the range.
+                /// EBUSY when already attached, EINVAL for an empty or unaligned range.
+                /// </summary>
+                {{GeneratedCode}}
+                {{MayBlock}}
+                public {{Errno}} Attach(global::Hmm.Runtime.Devices.SimDevice device, global::Hmm.Runtime.Mm.Process process, ulong start, ulong end)
+                {
+                    global::System.ArgumentNullException.ThrowIfNull(device);
+                    global::System.ArgumentNullException.ThrowIfNull(process);
+                    if (__hmmNotifier != null) return {{Errno}}.EBUSY;
+                    if (end <= start || !{{Page}}.IsAligned(start) || !{{Page}}.IsAligned(end)) return {{Errno}}.EINVAL;{{attachChecks}}
+                    Device = device;
+                    Process = process;
+                    DeviceTable = new global::Hmm.Runtime.Devices.DevicePageTable();
+                    Instance = device.Attach(DeviceTable);
+                    var notifier = new {{IntervalNotifier}}(this);
+                    var e = notifier.Insert(process.Mm, start, end - start);
+                    if (e != {{Errno}}.Ok)
+                    {
+                        device.Detach(Instance);
+                        return e;
+                    }{{attachP2p}}
+                    global::System.Threading.Volatile.Write(ref __hmmNotifier, notifier);
+                    return {{Errno}}.Ok;
+                }
             """;
     }
 

@@ -22,7 +22,7 @@ internal static partial class Emitter
                     private global::Hmm.Runtime.Pci.P2pBarExporter? __hmmP2pExporter;
 
                     /// <summary>
-                    /// The p2p exporter over the device's PCI function (set by <see cref="Attach"/>): map its
+                    /// The p2p exporter over the device's PCI function (set by <see cref="{{AttachCref(m)}}"/>): map its
                     /// special VMAs with <c>Process.Mmap(..., exporter)</c>; peers' p2p_map requests are
                     /// decided by the <c>[OnP2pExport]</c> callback (all allowed without one).
                     /// </summary>

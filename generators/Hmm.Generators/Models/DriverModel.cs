@@ -24,6 +24,7 @@ namespace Hmm.Generators.Models;
 /// <param name="Memory">HmmDriver(Memory): the member holding the shared device-level memory (then <paramref name="DeviceMemory"/> is that class's), or null.</param>
 /// <param name="MemoryType">The metadata name of that memory class: the driver's <paramref name="DeviceMemory"/> is resolved from its model when emitting (another file's edit must reach this driver).</param>
 /// <param name="MemoryProvider">True for a device-level class carrying [DeviceMemory] without [HmmDriver]: only its memory is generated.</param>
+/// <param name="RangedNotifier">HmmDriver.RangedNotifier: also emit <c>Attach(device, process, start, end)</c>, whose interval notifier covers only [start, end).</param>
 internal sealed record DriverModel(
     string Namespace,
     string ClassName,
@@ -41,7 +42,8 @@ internal sealed record DriverModel(
     EquatableArray<CallbackModel> Callbacks,
     string? Memory = null,
     bool MemoryProvider = false,
-    string? MemoryType = null)
+    string? MemoryType = null,
+    bool RangedNotifier = false)
 {
     /// <summary>The method name of the <paramref name="kind"/> callback, or null when the driver has none.</summary>
     public string? Callback(CallbackKind kind)

@@ -25,7 +25,7 @@ internal static class Parser
 
         string? updateLock = null, owner = null, memory = null;
         int sync = 0, timeout = 1000;
-        bool filter = true;
+        bool filter = true, ranged = false;
         foreach (var arg in driver.NamedArguments)
         {
             switch (arg.Key)
@@ -36,6 +36,7 @@ internal static class Parser
                 case "FilterOwnMigrations": filter = arg.Value.Value is true; break;
                 case "FaultTimeoutMs": timeout = arg.Value.Value is int t ? t : -1; break;
                 case "Memory": memory = arg.Value.Value as string; break;
+                case "RangedNotifier": ranged = arg.Value.Value is true; break;
             }
         }
         if (sync is < 0 or > 2 || timeout <= 0) return null;
@@ -98,7 +99,8 @@ internal static class Parser
             importer,
             callbacks,
             memory,
-            MemoryType: memoryType != null ? MetadataName(memoryType) : null);
+            MemoryType: memoryType != null ? MetadataName(memoryType) : null,
+            RangedNotifier: ranged);
     }
 
     /// <summary>

@@ -101,6 +101,19 @@ public sealed class CopyEngine
     public unsafe void Read(ulong pfn, int offset, Span<byte> destination)
         => new ReadOnlySpan<byte>(_machine.DmaAddress(pfn) + offset, destination.Length).CopyTo(destination);
 
+    /// <summary>
+    /// Moves <paramref name="length"/> bytes from one page a device can reach to another, both
+    /// already translated (a DMA between two devices' translations, e.g. an RDMA NIC's loopback
+    /// transfer from the requester's buffer into the responder's). Neither charges time nor counts:
+    /// the caller accounts for its own link. The bytes must stay inside both pages.
+    /// </summary>
+    public unsafe void CopyBetween(ulong srcPfn, int srcOffset, ulong dstPfn, int dstOffset, int length)
+    {
+        if ((uint)srcOffset + (uint)length > Page.Size || (uint)dstOffset + (uint)length > Page.Size)
+            throw new ArgumentOutOfRangeException(nameof(length), "a page-to-page DMA stays inside both pages");
+        Buffer.MemoryCopy(_machine.DmaAddress(srcPfn) + srcOffset, _machine.DmaAddress(dstPfn) + dstOffset, length, length);
+    }
+
     /// <summary>Writes bytes into any page a device can reach (for device stores).</summary>
     public unsafe void Write(ulong pfn, int offset, ReadOnlySpan<byte> source)
         => source.CopyTo(new Span<byte>(_machine.DmaAddress(pfn) + offset, source.Length));

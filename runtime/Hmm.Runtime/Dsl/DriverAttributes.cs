@@ -101,6 +101,13 @@ public sealed class HmmDriverAttribute(string name) : Attribute
     /// <c>[DeviceMemory]</c>).
     /// </summary>
     public string? Memory { get; set; }
+
+    /// <summary>
+    /// Also generate <c>Attach(device, process, start, end)</c>, whose interval notifier covers
+    /// only [start, end) (mmu_interval_notifier_insert over one range): a driver with one mirror per
+    /// registered region, like an mlx5 ODP umem over its MR, instead of one over the whole mm.
+    /// </summary>
+    public bool RangedNotifier { get; set; }
 }
 
 /// <summary>

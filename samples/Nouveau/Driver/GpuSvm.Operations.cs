@@ -199,20 +199,32 @@ public sealed partial class GpuSvm
     /// are released first, faults are serviced by <see cref="ServiceAll"/>, remote accesses feed
     /// the access counters (UVM mode), and notifications are serviced after the kernel.
     /// </summary>
-    public KernelRun Run(KernelDescription kernel)
+    public KernelRun Run(KernelDescription kernel) => Run(kernel, afterService: null);
+
+    /// <summary>
+    /// As <see cref="Run(KernelDescription)"/>, calling <paramref name="afterService"/> after every
+    /// bottom-half pass (hmmsim's report samples counters and residency there, on the simulated
+    /// clock, without reaching into the runner). Null: no observer, nothing extra on the path.
+    /// </summary>
+    public KernelRun Run(KernelDescription kernel, Action? afterService)
     {
         ArgumentNullException.ThrowIfNull(kernel);
         ExpirePins();
         var counters = Policy.Mode == GpuPolicyMode.Uvm ? Policy.AccessCounters : null;
-        var run = KernelRunner.Run(_gpu.Device, _gpu.Instance, kernel.Build(), new BottomHalf(this), counters, _isVram);
+        var run = KernelRunner.Run(_gpu.Device, _gpu.Instance, kernel.Build(), new BottomHalf(this, afterService), counters, _isVram);
         ServiceAccessCounters();
         return run;
     }
 
-    /// <summary>The runner's view of the bottom half.</summary>
-    private readonly struct BottomHalf(GpuSvm svm) : IGpuFaultService
+    /// <summary>The runner's view of the bottom half (with the optional observer of each pass).</summary>
+    private readonly struct BottomHalf(GpuSvm svm, Action? afterService) : IGpuFaultService
     {
-        public int ServiceFaults() => svm.ServiceAll();
+        public int ServiceFaults()
+        {
+            int n = svm.ServiceAll();
+            afterService?.Invoke();
+            return n;
+        }
     }
 
     // ------------------------------------------------------------------ shared steps
