@@ -57,7 +57,17 @@ public sealed partial class Mlx5IbDevice
                 return;
             }
             var mode = ev.Write ? OdpMapMode.Write : OdpMapMode.Read;
-            var e = PagefaultMr(mr, start, end, mode, out long mapped);
+            Errno e;
+            long mapped;
+            if (ev.Kind == PageFaultKind.Memory && (ev.PrefetchBefore | ev.PrefetchAfter) != 0)
+            {
+                // Memory-scheme fault: [VA − before, VA + demand + after], clipped to the MR; on failure the demand alone.
+                ulong wideStart = Math.Max(mr.Start, Page.AlignDown(start - Math.Min(start, ev.PrefetchBefore)));
+                ulong wideEnd = Math.Min(mr.End, end + ev.PrefetchAfter);
+                e = PagefaultMr(mr, wideStart, wideEnd, mode, out mapped);
+                if (e != Errno.Ok) e = PagefaultMr(mr, start, end, mode, out mapped);
+            }
+            else e = PagefaultMr(mr, start, end, mode, out mapped);
             Device.Clock.Advance(Device.Options.Costs.OdpFaultServiceNs(pathological: false));
             var resume = Account(mr, e, mapped);
             fault.Resume(resume);

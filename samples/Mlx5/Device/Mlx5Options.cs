@@ -24,6 +24,12 @@ public sealed record Mlx5Options
     /// <summary>Bytes the hardware moves per DMA burst (between two looks at the MTT).</summary>
     public int BurstBytes { get; init; } = 64 << 10;
 
+    /// <summary>
+    /// A "memory scheme" device (B.4): every stall raises a memory fault (mkey, VA, demand bytes, plus
+    /// prefetch-after up to <see cref="PrefetchWindowBytes"/>) instead of WQE / RDMA faults.
+    /// </summary>
+    public bool MemoryScheme { get; init; }
+
     /// <summary>Compare every translation the DMA uses with the CPU page table (the model check of F.2.5; costs a page-table walk per page).</summary>
     public bool CheckTranslations { get; init; }
 

@@ -22,7 +22,14 @@ public enum PageFaultKind
 /// <param name="Address">The faulting virtual address.</param>
 /// <param name="Length">Bytes the operation needs from <paramref name="Address"/> (0 = unknown, RDMA responder).</param>
 /// <param name="Write">Whether the access writes.</param>
-public readonly record struct PageFaultEvent(PageFaultKind Kind, uint Key, ulong Address, ulong Length, bool Write);
+public readonly record struct PageFaultEvent(PageFaultKind Kind, uint Key, ulong Address, ulong Length, bool Write)
+{
+    /// <summary>Memory-scheme faults: bytes to map before <see cref="Address"/> as well (4 KiB units on the hardware).</summary>
+    public ulong PrefetchBefore { get; init; }
+
+    /// <summary>Memory-scheme faults: bytes to map after the demand as well.</summary>
+    public ulong PrefetchAfter { get; init; }
+}
 
 /// <summary>
 /// A stalled queue pair's pending page fault: the EQE the hardware raised and the

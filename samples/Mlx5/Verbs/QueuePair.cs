@@ -203,7 +203,14 @@ public sealed class QueuePair
     {
         Interlocked.Increment(ref _stalls);
         if (++stalls > MaxFaultsWithoutProgress) return Errno.EFAULT;
-        var e = nic.RaisePageFault(fault, ev);
+        var raised = ev;
+        if (nic.Options.MemoryScheme)
+        {
+            // A memory-scheme device reports the demand (at least the page) and how much to prefetch after it.
+            ulong demand = Math.Max(ev.Length, (ulong)Hmm.Runtime.Memory.Page.Size - (ev.Address & Hmm.Runtime.Memory.Page.OffsetMask));
+            raised = new PageFaultEvent(PageFaultKind.Memory, ev.Key, ev.Address, demand, ev.Write) { PrefetchAfter = ev.Length == 0 ? nic.Options.PrefetchWindowBytes : 0 };
+        }
+        var e = nic.RaisePageFault(fault, raised);
         return e == Errno.EAGAIN ? Errno.Ok : e;
     }
 

@@ -17,10 +17,18 @@ public static partial class OdpWorkloads
     /// responder faults (one packet, then the 4 MiB post-resume prefetch window), per-fault page
     /// counts and the B.10 counters of the target MR.
     /// </summary>
-    public static Mlx5WorkloadResult RdmaWrite(int pages, int seed)
+    public static Mlx5WorkloadResult RdmaWrite(int pages, int seed) => RdmaWrite(pages, seed, memoryScheme: false);
+
+    /// <summary>
+    /// F.2.1 on a "memory scheme" NIC (B.4): the responder's stall raises one memory fault carrying the
+    /// demand and a 4 MiB prefetch-after, serviced as one range — one fault handled instead of two.
+    /// </summary>
+    public static Mlx5WorkloadResult RdmaWriteMemoryScheme(int pages, int seed) => RdmaWrite(pages, seed, memoryScheme: true);
+
+    private static Mlx5WorkloadResult RdmaWrite(int pages, int seed, bool memoryScheme)
     {
         pages = Math.Max(pages, 1);
-        using var tb = new Mlx5Testbed();
+        using var tb = new Mlx5Testbed(new Mlx5TestbedOptions { Nic = new Mlx5Options { InlineFaults = true, MemoryScheme = memoryScheme } });
         long mrPages = 4L * pages;
         ulong target = Mlx5Testbed.Map(tb.Server, mrPages);
         var mrB = tb.Register(tb.NicB, tb.PdB, target, mrPages);
@@ -36,7 +44,7 @@ public static partial class OdpWorkloads
         counters["qp_stalls"] = tb.QpA.Stalls;
         counters["mr_pages"] = mrPages;
         counters["bytes_written"] = bytes;
-        return Finish(tb, "odp-rdma-write", counters, ok);
+        return Finish(tb, memoryScheme ? "odp-rdma-write-memory-scheme" : "odp-rdma-write", counters, ok);
     }
 
     /// <summary>

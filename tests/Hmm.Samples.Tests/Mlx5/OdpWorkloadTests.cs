@@ -27,6 +27,18 @@ public sealed class OdpWorkloadTests
         Assert.That(r.Migrations, Is.Zero);
     }
 
+    // B.4 memory-scheme faults: demand + prefetch-after in one fault.
+    [Test]
+    public void RdmaWrite_OnAMemorySchemeNic_MapsDemandAndPrefetchAfterInOneFault()
+    {
+        var r = OdpWorkloads.RdmaWriteMemoryScheme(pages: 256, seed: 8);
+        Assert.That(r.DataVerified, Is.True);
+        Assert.That(r.Name, Is.EqualTo("odp-rdma-write-memory-scheme"));
+        Assert.That(r.Counters["page_faults_handled"], Is.EqualTo(1));
+        Assert.That(r.Counters["page_faults"], Is.EqualTo(1024), "the demanded page and the window after it, clipped to the MR");
+        Assert.That(r.Counters["prefetch_window_pages"], Is.Zero, "no separate post-resume prefetch");
+    }
+
     // F.2.2: three slots, three lazily created children (null-key faults, KSM updates); one reaped.
     [Test]
     public void ImplicitOdp_CreatesAChildPerSlotLazily_AndReapsTheEmptiedOne()
