@@ -424,6 +424,14 @@ internal sealed class MethodFlow
             Report(HmmRules.ReleaseNotHeld, loc, Display(key));
             return state;
         }
+        // MIG-R01: one mmap lock hold covers Setup, Pages and Finalize.
+        if (key == KnownNames.MmapLockClass)
+            foreach (var r in state.Refs)
+                if (r.Must && r.Kind == "migration" && r.Site.IsInSource)
+                {
+                    Report(HmmRules.MigrationLockDropped, loc, r.Site.GetLineSpan().StartLinePosition.Line + 1);
+                    break;
+                }
         var s = state.WithLocks(locks.RemoveAt(idx));
         if (s.ValidationLock == key && s.Has(FlowFlags.HasSnapshot)) s = s.WithValidation(s.Flags | FlowFlags.SnapshotPending, null);
         return s;
