@@ -215,6 +215,12 @@ internal sealed class MethodFlow
                 return state;
             case IFlowCaptureOperation cap:
                 _captures[cap.Id] = cap.Value;
+                // `pfns[i] = c ? a : b` captures the element reference before the branch: an lvalue, not a read.
+                if (cap.Value is IArrayElementReferenceOperation lvalue && WrittenCaptures.Contains(cap.Id))
+                {
+                    foreach (var c in lvalue.ChildOperations) state = Visit(c, state);
+                    return state;
+                }
                 return Visit(cap.Value, state);
             case IInvocationOperation inv:
                 if (inv.Instance != null) state = Visit(inv.Instance, state);
@@ -240,6 +246,23 @@ internal sealed class MethodFlow
             default:
                 foreach (var c in op.ChildOperations) state = Visit(c, state);
                 return state;
+        }
+    }
+
+    private HashSet<CaptureId>? _writtenCaptures;
+
+    /// <summary>Flow captures the graph later assigns through (captured lvalues).</summary>
+    private HashSet<CaptureId> WrittenCaptures
+    {
+        get
+        {
+            if (_writtenCaptures != null) return _writtenCaptures;
+            var set = new HashSet<CaptureId>();
+            foreach (var b in _cfg.Blocks)
+                foreach (var op in b.Operations)
+                    foreach (var d in op.DescendantsAndSelf())
+                        if (d is IAssignmentOperation { Target: IFlowCaptureReferenceOperation r }) set.Add(r.Id);
+            return _writtenCaptures = set;
         }
     }
 
@@ -335,6 +358,10 @@ internal sealed class MethodFlow
         if (_report && (inSource || c.HasEffects || blockingBcl || !c.LockEffects.IsEmpty))
             _facts.Calls.Add(new CallSite(m.OriginalDefinition, c, loc, state.Locks, state.Flags, blockingBcl));
         if (c.ConsumesSnapshot) Consume(state, loc);
+        if (c.Migrates && _report)
+            foreach (var a in inv.Arguments)
+                if (RefKey(a.Value) is { } mk && state.FindRef(mk) is var mi && mi >= 0 && state.Refs[mi] is { Kind: "migration", DroppedAt: { } dropped } mr)
+                    Report(HmmRules.MigrationLockDropped, dropped, mr.Site.GetLineSpan().StartLinePosition.Line + 1);
 
         foreach (var e in c.LockEffects)
         {
@@ -362,7 +389,7 @@ internal sealed class MethodFlow
             {
                 var fr = state.Refs[fi];
                 if (fr.Key.StartsWith("field:", StringComparison.Ordinal) && !fr.Escapes.Contains(m.OriginalDefinition, SymbolEqualityComparer.Default))
-                    state = state.WithRefs(state.Refs.SetItem(fi, new OwnedRef(fr.Key, fr.Kind, fr.Must, fr.Site, fr.Escapes.Add(m.OriginalDefinition))));
+                    state = state.WithRefs(state.Refs.SetItem(fi, new OwnedRef(fr.Key, fr.Kind, fr.Must, fr.Site, fr.Escapes.Add(m.OriginalDefinition), fr.DroppedAt)));
             }
             foreach (var a in inv.Arguments)
             {
@@ -371,7 +398,7 @@ internal sealed class MethodFlow
                 if (i < 0) continue;
                 var r = state.Refs[i];
                 if (!r.Escapes.Contains(m, SymbolEqualityComparer.Default))
-                    state = state.WithRefs(state.Refs.SetItem(i, new OwnedRef(r.Key, r.Kind, r.Must, r.Site, r.Escapes.Add(m.OriginalDefinition))));
+                    state = state.WithRefs(state.Refs.SetItem(i, new OwnedRef(r.Key, r.Kind, r.Must, r.Site, r.Escapes.Add(m.OriginalDefinition), r.DroppedAt)));
                 if (_report)
                     _facts.ParamPasses.Add(new ParamPass(m.OriginalDefinition, a.Parameter.Name, Unwrap(a.Value) is IParameterReferenceOperation p ? p.Parameter.Name : null));
             }
@@ -424,14 +451,15 @@ internal sealed class MethodFlow
             Report(HmmRules.ReleaseNotHeld, loc, Display(key));
             return state;
         }
-        // MIG-R01: one mmap lock hold covers Setup, Pages and Finalize.
+        // MIG-R01: one mmap lock hold covers Setup, Pages and Finalize. The drop is remembered on the
+        // migration and reported when a later step uses it (a path that just leaks it is HMM1020's).
         if (key == KnownNames.MmapLockClass)
-            foreach (var r in state.Refs)
-                if (r.Must && r.Kind == "migration" && r.Site.IsInSource)
-                {
-                    Report(HmmRules.MigrationLockDropped, loc, r.Site.GetLineSpan().StartLinePosition.Line + 1);
-                    break;
-                }
+            for (int i = 0; i < state.Refs.Length; i++)
+            {
+                var r = state.Refs[i];
+                if (r.Must && r.Kind == "migration" && r.DroppedAt == null)
+                    state = state.WithRefs(state.Refs.SetItem(i, new OwnedRef(r.Key, r.Kind, r.Must, r.Site, r.Escapes, loc)));
+            }
         var s = state.WithLocks(locks.RemoveAt(idx));
         if (s.ValidationLock == key && s.Has(FlowFlags.HasSnapshot)) s = s.WithValidation(s.Flags | FlowFlags.SnapshotPending, null);
         return s;
