@@ -45,6 +45,8 @@ internal static class KnownNames
     public const string VmFault = "Hmm.Runtime.DeviceMemory.VmFault";
     public const string DevPagemap = "Hmm.Runtime.DeviceMemory.DevPagemap";
     public const string DevicePageKind = "Hmm.Runtime.DeviceMemory.DevicePageKind";
+    public const string IntervalNotifier = "Hmm.Runtime.Notifiers.IntervalNotifier";
+    public const string MigrateVma = "Hmm.Runtime.Migration.MigrateVma";
 
     /// <summary>The lock class of every mm's mmap lock: first in the kernel's fixed order.</summary>
     public const string MmapLockClass = AddressSpace + ".MmapLock";
@@ -56,7 +58,7 @@ internal static class KnownNames
         AcquiresShared, TryAcquires, AcquiresReference, ReleasesReference, NotifierCallback, AtomicContext,
         MayDropMmReference, WaitsForCallbacks, ReadBegin, Snapshot, ReadRetry, SetsSeq, ConsumesSnapshot, Migrates, MayReclaim,
         HmmDriver, OnInvalidate, OnMirrorFault, OnPageFree, OnMigrateToRam, OnRelease,
-        NotifierRange, HmmRange, HmmPfn, SpinLock, AddressSpace, VmFault, DevPagemap, DevicePageKind,
+        NotifierRange, HmmRange, HmmPfn, SpinLock, AddressSpace, VmFault, DevPagemap, DevicePageKind, IntervalNotifier, MigrateVma,
     ];
 
     /// <summary>BCL members that sleep, for the no-sleep rules (the runtime's own are [MayBlock]).</summary>

@@ -75,7 +75,7 @@ internal sealed class MethodContract
     public CallbackContext Context { get; set; }
 
     /// <summary>Whether any attribute changes flow state at a call (so the caller's body needs the CFG walk).</summary>
-    public bool ChangesState => !LockEffects.IsEmpty || ReadBegin || Snapshot || ReadRetry || SetsSeq || ConsumesSnapshot
+    public bool ChangesState => !LockEffects.IsEmpty || ReadBegin || Snapshot || ReadRetry || SetsSeq || ConsumesSnapshot || WaitsForCallbacks
         || RefAcquireKind != null || RefReleaseKind != null || !Requires.IsEmpty || !Excludes.IsEmpty;
 
     /// <summary>Whether a call to it matters to the whole-program rules even without state change.</summary>

@@ -320,6 +320,9 @@ internal sealed class MethodFlow
 
     private FlowState Assign(ISimpleAssignmentOperation asg, FlowState state)
     {
+        // A fresh notifier in the variable: the removed one is gone.
+        if (RefKey(asg.Target) is { } tk && state.FindRef(tk) is var ti && ti >= 0 && state.Refs[ti].Kind == RemovedNotifier)
+            state = state.WithRefs(state.Refs.RemoveAt(ti));
         if (Unwrap(asg.Target) is not ILocalReferenceOperation lr) return state;
         var local = lr.Local;
         var tries = state.Tries;
@@ -358,6 +361,7 @@ internal sealed class MethodFlow
         if (_report && (inSource || c.HasEffects || blockingBcl || !c.LockEffects.IsEmpty))
             _facts.Calls.Add(new CallSite(m.OriginalDefinition, c, loc, state.Locks, state.Flags, blockingBcl));
         if (c.ConsumesSnapshot) Consume(state, loc);
+        if (inv.Instance != null && _contracts.Is(m.ContainingType, KnownNames.IntervalNotifier)) state = NotifierLifetime(inv, m, state, loc);
         if (c.Migrates && _report)
             foreach (var a in inv.Arguments)
                 if (RefKey(a.Value) is { } mk && state.FindRef(mk) is var mi && mi >= 0 && state.Refs[mi] is { Kind: "migration", DroppedAt: { } dropped } mr)
@@ -415,6 +419,23 @@ internal sealed class MethodFlow
             state = state.WithValidation(state.Flags | FlowFlags.HasSnapshot | FlowFlags.SnapshotPending | FlowFlags.FaultedSinceBegin, null);
         }
         if (c.SetsSeq) state = state.WithFlags(state.Flags | FlowFlags.SeqSet);
+        return state;
+    }
+
+    /// <summary>Kind of the pseudo-reference marking a notifier removed on this path (not a leak at exit).</summary>
+    private const string RemovedNotifier = "removed-notifier";
+
+    /// <summary>A removed interval notifier is off the tree until inserted again: no sequence use, no second remove.</summary>
+    private FlowState NotifierLifetime(IInvocationOperation inv, IMethodSymbol m, FlowState state, Location loc)
+    {
+        if (RefKey(inv.Instance) is not { } key) return state;
+        int i = state.FindRef(key);
+        if (m.Name is "Insert" or "InsertLocked")
+            return i >= 0 && state.Refs[i].Kind == RemovedNotifier ? state.WithRefs(state.Refs.RemoveAt(i)) : state;
+        if (i >= 0 && state.Refs[i] is { Kind: RemovedNotifier, Must: true } removed)
+            Report(HmmRules.NotifierUsedAfterRemove, loc, m.Name, removed.Site.GetLineSpan().StartLinePosition.Line + 1,
+                m.Name == "Remove" ? ": removing it twice corrupts the interval tree" : ": its sequence never advances again, so every collision is missed");
+        if (m.Name == "Remove" && i < 0) state = AddRef(state, key, RemovedNotifier, loc);
         return state;
     }
 
@@ -612,6 +633,7 @@ internal sealed class MethodFlow
         if (_self.RefAcquireKind != null) return;   // a wrapper that hands its reference to the caller
         foreach (var r in state.Refs)
         {
+            if (r.Kind == RemovedNotifier) continue;
             if (r.Escapes.IsEmpty) Report(HmmRules.ForReference(r.Kind), r.Site, r.Kind);
             else _facts.PendingLeaks.Add(r);
         }

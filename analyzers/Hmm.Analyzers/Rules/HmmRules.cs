@@ -106,6 +106,16 @@ internal static class HmmRules
         "The mmap lock is released here while the migration set up at line {0} is not finalized: Setup, Pages and Finalize need one hold", MigrationCategory,
         "migrate_vma_setup, _pages and _finalize must run under one and the same mmap lock hold; dropping it in between lets the VMA be unmapped or changed under the migration.", end: false);
 
+    public static readonly DiagnosticDescriptor NotifierNeverRemoved = Rule("HMM1031", "Interval notifier inserted but never removed (HMM-R12)",
+        "The notifier inserted here is never removed: the mm stays pinned (mm_count) and callbacks keep running into the driver after it is gone", NotifierCategory,
+        "Every mmu_interval_notifier_insert needs exactly one mmu_interval_notifier_remove, also after the process exited; a notifier never removed leaks the mm and calls into freed driver state.");
+    public static readonly DiagnosticDescriptor NotifierUsedAfterRemove = Rule("HMM1032", "Interval notifier used after it was removed",
+        "'{0}' on a notifier removed at line {1}{2}", NotifierCategory,
+        "After mmu_interval_notifier_remove the notifier is off the interval tree: its sequence is never advanced again (ReadBegin/ReadRetry see no invalidation) and removing it twice corrupts the tree. Insert it again first.", end: false);
+    public static readonly DiagnosticDescriptor MigrateToRamWithoutFaultPage = Rule("HMM1033", "migrate_to_ram migrates without the faulting page (MIG-R08)",
+        "This migration in migrate_to_ram does not pass the faulting page (FaultPage = vmf.Page): Setup cannot lock the page the core already locked, so it never migrates and the CPU refaults forever", MigrationCategory,
+        "In migrate_to_ram the core holds the faulting page locked and referenced; migrate_vma_setup must be told (args->fault_page) or it skips that page and the fault livelocks.", end: false);
+
     public static DiagnosticDescriptor ForReference(string kind) => kind switch
     {
         "migration" => MigrationNotFinalized,
@@ -121,5 +131,6 @@ internal static class HmmRules
         SetSeqMissing, NotifierRemovalInCallback, MmDropInCallback, ReqWriteWithoutFault, OwnerWithoutEvent,
         MigrationNotFinalized, MigrationInCallback, ExclusiveNotReleased, MmReferenceLeaked, SleepInAtomic, ReferenceLeaked, FaultWithoutReadBegin,
         RangeShape, OwnerNotSet, ReclaimUnderUpdateLock, MigrationLockDropped,
+        NotifierNeverRemoved, NotifierUsedAfterRemove, MigrateToRamWithoutFaultPage,
     ];
 }
