@@ -432,6 +432,7 @@ internal sealed class MethodFlow
         int i = state.FindRef(key);
         if (m.Name is "Insert" or "InsertLocked")
             return i >= 0 && state.Refs[i].Kind == RemovedNotifier ? state.WithRefs(state.Refs.RemoveAt(i)) : state;
+        if (m.Name is not ("ReadBegin" or "ReadRetry" or "CheckRetry" or "SetSeq" or "Remove")) return state;
         if (i >= 0 && state.Refs[i] is { Kind: RemovedNotifier, Must: true } removed)
             Report(HmmRules.NotifierUsedAfterRemove, loc, m.Name, removed.Site.GetLineSpan().StartLinePosition.Line + 1,
                 m.Name == "Remove" ? ": removing it twice corrupts the interval tree" : ": its sequence never advances again, so every collision is missed");
