@@ -29,6 +29,7 @@ internal static class KnownNames
     public const string ConsumesSnapshot = "Hmm.Dsl.ConsumesSnapshotAttribute";
     public const string Migrates = "Hmm.Dsl.MigratesAttribute";
     public const string MayReclaim = "Hmm.Dsl.MayReclaimAttribute";
+    public const string SystemPagesOnly = "Hmm.Dsl.SystemPagesOnlyAttribute";
 
     public const string HmmDriver = "Hmm.Dsl.HmmDriverAttribute";
     public const string OnInvalidate = "Hmm.Dsl.OnInvalidateAttribute";
@@ -56,7 +57,7 @@ internal static class KnownNames
     [
         GuardedBy, Requires, RequiresShared, Excludes, Acquires, Releases, AcquiredAfter, MayBlock,
         AcquiresShared, TryAcquires, AcquiresReference, ReleasesReference, NotifierCallback, AtomicContext,
-        MayDropMmReference, WaitsForCallbacks, ReadBegin, Snapshot, ReadRetry, SetsSeq, ConsumesSnapshot, Migrates, MayReclaim,
+        MayDropMmReference, WaitsForCallbacks, ReadBegin, Snapshot, ReadRetry, SetsSeq, ConsumesSnapshot, Migrates, MayReclaim, SystemPagesOnly,
         HmmDriver, OnInvalidate, OnMirrorFault, OnPageFree, OnMigrateToRam, OnRelease,
         NotifierRange, HmmRange, HmmPfn, SpinLock, AddressSpace, VmFault, DevPagemap, DevicePageKind, IntervalNotifier, MigrateVma,
     ];

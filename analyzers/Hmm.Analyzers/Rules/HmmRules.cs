@@ -116,6 +116,10 @@ internal static class HmmRules
         "This migration in migrate_to_ram does not pass the faulting page (FaultPage = vmf.Page): Setup cannot lock the page the core already locked, so it never migrates and the CPU refaults forever", MigrationCategory,
         "In migrate_to_ram the core holds the faulting page locked and referenced; migrate_vma_setup must be told (args->fault_page) or it skips that page and the fault livelocks.", end: false);
 
+    public static readonly DiagnosticDescriptor OwnerOnSystemPagesPath = Rule("HMM1034", "Device-private owner on a range whose pfns feed a system-pages-only path",
+        "This range reports the owner's device-private pages, but its pfns go to '{0}', which can only map system pages", MirrorCategory,
+        "A range whose output is DMA-mapped or used as a user pointer must not set DevPrivateOwner: device-private pfns are not CPU/bus addressable. Leave the owner null so hmm_range_fault migrates such pages back to system memory.", end: false);
+
     public static DiagnosticDescriptor ForReference(string kind) => kind switch
     {
         "migration" => MigrationNotFinalized,
@@ -131,6 +135,6 @@ internal static class HmmRules
         SetSeqMissing, NotifierRemovalInCallback, MmDropInCallback, ReqWriteWithoutFault, OwnerWithoutEvent,
         MigrationNotFinalized, MigrationInCallback, ExclusiveNotReleased, MmReferenceLeaked, SleepInAtomic, ReferenceLeaked, FaultWithoutReadBegin,
         RangeShape, OwnerNotSet, ReclaimUnderUpdateLock, MigrationLockDropped,
-        NotifierNeverRemoved, NotifierUsedAfterRemove, MigrateToRamWithoutFaultPage,
+        NotifierNeverRemoved, NotifierUsedAfterRemove, MigrateToRamWithoutFaultPage, OwnerOnSystemPagesPath,
     ];
 }

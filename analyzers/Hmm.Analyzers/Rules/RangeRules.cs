@@ -54,8 +54,11 @@ internal static class RangeRules
         {
             var asg = (ISimpleAssignmentOperation)c.Operation;
             if (asg.Target is IPropertyReferenceOperation { Property.Name: "DevPrivateOwner" } p && contracts.Is(p.Property.ContainingType, KnownNames.HmmRange)
-                && !IsNullConstant(asg.Value) && c.ContainingSymbol.ContainingType is { } t)
-                ownerSetters.TryAdd(t, true);
+                && !IsNullConstant(asg.Value))
+            {
+                if (c.ContainingSymbol.ContainingType is { } t) ownerSetters.TryAdd(t, true);
+                CheckSystemPagesOnly(c, asg, p, contracts);
+            }
         }, OperationKind.SimpleAssignment);
         start.RegisterCompilationEndAction(end =>
         {
@@ -237,6 +240,44 @@ internal static class RangeRules
             return null;
         }
         return SymbolOf(member.Instance);
+    }
+
+    // ---- HMM-R17's inverse: no owner on a system-pages-only path -----------------------------
+
+    /// <summary>DevPrivateOwner set on a range whose HmmPfns (in the same method) come from a [SystemPagesOnly] type or member.</summary>
+    private static void CheckSystemPagesOnly(OperationAnalysisContext context, ISimpleAssignmentOperation ownerSet, IPropertyReferenceOperation owner, ContractSet contracts)
+    {
+        if (contracts.Type(KnownNames.SystemPagesOnly) is not { } marker) return;
+        var range = OwnerOf(owner);
+        IOperation root = ownerSet;
+        if (range == null)
+        {
+            // new HmmRange { HmmPfns = …, DevPrivateOwner = … } used without a variable: that initializer alone.
+            while (root.Parent != null && root is not IObjectOrCollectionInitializerOperation) root = root.Parent;
+            if (root is not IObjectOrCollectionInitializerOperation) return;
+        }
+        else
+            while (root.Parent != null) root = root.Parent;
+        foreach (var op in root.Descendants())
+        {
+            if (op is not ISimpleAssignmentOperation { Target: IPropertyReferenceOperation { Property.Name: "HmmPfns" } pfns } asg
+                || !contracts.Is(pfns.Property.ContainingType, KnownNames.HmmRange) || !SymbolEqualityComparer.Default.Equals(OwnerOf(pfns), range)) continue;
+            if (range == null && asg.Parent != root) continue;
+            if (Unwrap(asg.Value) is not IMemberReferenceOperation source) continue;
+            if (HasMarker(source.Member, marker) || HasMarker(source.Member.ContainingType, marker))
+            {
+                context.ReportDiagnostic(Diagnostic.Create(HmmRules.OwnerOnSystemPagesPath, ownerSet.Syntax.GetLocation(), source.Member.ContainingType.Name + "." + source.Member.Name));
+                return;
+            }
+        }
+    }
+
+    private static bool HasMarker(ISymbol? symbol, INamedTypeSymbol marker)
+    {
+        if (symbol == null) return false;
+        foreach (var a in symbol.GetAttributes())
+            if (SymbolEqualityComparer.Default.Equals(a.AttributeClass, marker)) return true;
+        return false;
     }
 
     // ---- HMM-R17 helpers -----------------------------------------------------------------------

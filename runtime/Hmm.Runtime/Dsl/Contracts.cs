@@ -149,3 +149,13 @@ public sealed class MigratesAttribute : Attribute
 public sealed class MayReclaimAttribute : Attribute
 {
 }
+
+/// <summary>
+/// The type or member consumes system pages only (a DMA mapping, a user pointer): it cannot
+/// handle device-private pfns, so a range whose output feeds it must not report them — no
+/// <c>dev_private_owner</c> (HMM-R17's inverse; the core then migrates such pages back to RAM).
+/// </summary>
+[AttributeUsage(AttributeTargets.Class | AttributeTargets.Method | AttributeTargets.Property, AllowMultiple = false)]
+public sealed class SystemPagesOnlyAttribute : Attribute
+{
+}

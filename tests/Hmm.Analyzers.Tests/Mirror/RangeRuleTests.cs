@@ -244,4 +244,52 @@ public sealed class RangeRuleTests
             }
         }
         """);
+
+    // ---- HMM1034: no device-private owner when the pfns feed a DMA map ----
+    [Test]
+    public Task Owner_in_the_initializer_of_a_dma_mapped_range_fires() => HmmVerifier.VerifyAsync(Owner + """
+            public HmmRange Make(HmmDmaMap map, ulong a) => new HmmRange(_n, a, a + 0x2000) { HmmPfns = map.Pfns, {|HMM1034:DevPrivateOwner = this|} };
+        }
+        """);
+
+    [Test]
+    public Task Owner_assigned_after_the_dma_pfns_fires() => HmmVerifier.VerifyAsync(Owner + """
+            public HmmRange Make(HmmDmaMap map, ulong a)
+            {
+                var r = new HmmRange(_n, a, a + 0x2000);
+                r.HmmPfns = map.Pfns;
+                {|HMM1034:r.DevPrivateOwner = this|};
+                return r;
+            }
+        }
+        """);
+
+    [Test]
+    public Task Owner_set_before_the_dma_pfns_on_a_field_range_fires() => HmmVerifier.VerifyAsync(Owner + """
+            private HmmDmaMap _map = null!;
+            public void Prepare()
+            {
+                {|HMM1034:_range.DevPrivateOwner = this|};
+                _range.HmmPfns = _map.Pfns;
+            }
+        }
+        """);
+
+    [Test]
+    public Task Dma_mapped_range_without_owner_is_silent() => HmmVerifier.VerifyAsync(Owner + """
+            public HmmRange Make(HmmDmaMap map, ulong a) => new HmmRange(_n, a, a + 0x2000) { HmmPfns = map.Pfns };
+        }
+        """);
+
+    [Test]
+    public Task Owner_with_the_drivers_own_array_is_silent() => HmmVerifier.VerifyAsync(Owner + """
+            public HmmRange Make(HmmDmaMap map, ulong a) { var unused = map.Pfns.Length; return new HmmRange(_n, a, a + 0x2000) { HmmPfns = new ulong[2], DevPrivateOwner = this }; }
+        }
+        """);
+
+    [Test]
+    public Task Null_owner_on_a_dma_mapped_range_is_silent() => HmmVerifier.VerifyAsync(Owner + """
+            public HmmRange Make(HmmDmaMap map, ulong a) => new HmmRange(_n, a, a + 0x2000) { HmmPfns = map.Pfns, DevPrivateOwner = null };
+        }
+        """);
 }
