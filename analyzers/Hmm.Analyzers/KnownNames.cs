@@ -28,6 +28,8 @@ internal static class KnownNames
     public const string SetsSeq = "Hmm.Dsl.SetsSeqAttribute";
     public const string ConsumesSnapshot = "Hmm.Dsl.ConsumesSnapshotAttribute";
     public const string Migrates = "Hmm.Dsl.MigratesAttribute";
+    public const string MayReclaim = "Hmm.Dsl.MayReclaimAttribute";
+    public const string SystemPagesOnly = "Hmm.Dsl.SystemPagesOnlyAttribute";
 
     public const string HmmDriver = "Hmm.Dsl.HmmDriverAttribute";
     public const string OnInvalidate = "Hmm.Dsl.OnInvalidateAttribute";
@@ -42,6 +44,10 @@ internal static class KnownNames
     public const string SpinLock = "Hmm.Runtime.Locking.SpinLock";
     public const string AddressSpace = "Hmm.Runtime.Mm.AddressSpace";
     public const string VmFault = "Hmm.Runtime.DeviceMemory.VmFault";
+    public const string DevPagemap = "Hmm.Runtime.DeviceMemory.DevPagemap";
+    public const string DevicePageKind = "Hmm.Runtime.DeviceMemory.DevicePageKind";
+    public const string IntervalNotifier = "Hmm.Runtime.Notifiers.IntervalNotifier";
+    public const string MigrateVma = "Hmm.Runtime.Migration.MigrateVma";
 
     /// <summary>The lock class of every mm's mmap lock: first in the kernel's fixed order.</summary>
     public const string MmapLockClass = AddressSpace + ".MmapLock";
@@ -51,9 +57,9 @@ internal static class KnownNames
     [
         GuardedBy, Requires, RequiresShared, Excludes, Acquires, Releases, AcquiredAfter, MayBlock,
         AcquiresShared, TryAcquires, AcquiresReference, ReleasesReference, NotifierCallback, AtomicContext,
-        MayDropMmReference, WaitsForCallbacks, ReadBegin, Snapshot, ReadRetry, SetsSeq, ConsumesSnapshot, Migrates,
+        MayDropMmReference, WaitsForCallbacks, ReadBegin, Snapshot, ReadRetry, SetsSeq, ConsumesSnapshot, Migrates, MayReclaim, SystemPagesOnly,
         HmmDriver, OnInvalidate, OnMirrorFault, OnPageFree, OnMigrateToRam, OnRelease,
-        NotifierRange, HmmRange, HmmPfn, SpinLock, AddressSpace, VmFault,
+        NotifierRange, HmmRange, HmmPfn, SpinLock, AddressSpace, VmFault, DevPagemap, DevicePageKind, IntervalNotifier, MigrateVma,
     ];
 
     /// <summary>BCL members that sleep, for the no-sleep rules (the runtime's own are [MayBlock]).</summary>

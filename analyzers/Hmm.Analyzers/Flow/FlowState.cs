@@ -18,8 +18,11 @@ internal readonly struct HeldLock(string key, bool shared, bool must, Location s
 }
 
 /// <summary>A reference owned at a program point (mm, migration, exclusive folio, pin) and the source methods it was handed to.</summary>
-internal readonly struct OwnedRef(string key, string kind, bool must, Location site, ImmutableArray<IMethodSymbol> escapes)
+internal readonly struct OwnedRef(string key, string kind, bool must, Location site, ImmutableArray<IMethodSymbol> escapes, Location? droppedAt = null)
 {
+    /// <summary>Where the mmap lock was released while this migration was set up (MIG-R01), reported if a later step uses it.</summary>
+    public Location? DroppedAt { get; } = droppedAt;
+
     public string Key { get; } = key;
     public string Kind { get; } = kind;
     public bool Must { get; } = must;
@@ -113,13 +116,13 @@ internal sealed class FlowState : IEquatable<FlowState>
         foreach (var r in a.Refs)
         {
             int j = b.FindRef(r.Key);
-            if (j < 0) { refs.Add(new OwnedRef(r.Key, r.Kind, false, r.Site, r.Escapes)); continue; }
+            if (j < 0) { refs.Add(new OwnedRef(r.Key, r.Kind, false, r.Site, r.Escapes, r.DroppedAt)); continue; }
             var o = b.Refs[j];
             var esc = r.Escapes;
             foreach (var e in o.Escapes) if (!esc.Contains(e, SymbolEqualityComparer.Default)) esc = esc.Add(e);
-            refs.Add(new OwnedRef(r.Key, r.Kind, r.Must && o.Must, r.Site, esc));
+            refs.Add(new OwnedRef(r.Key, r.Kind, r.Must && o.Must, r.Site, esc, r.DroppedAt ?? o.DroppedAt));
         }
-        foreach (var r in b.Refs) if (a.FindRef(r.Key) < 0) refs.Add(new OwnedRef(r.Key, r.Kind, false, r.Site, r.Escapes));
+        foreach (var r in b.Refs) if (a.FindRef(r.Key) < 0) refs.Add(new OwnedRef(r.Key, r.Kind, false, r.Site, r.Escapes, r.DroppedAt));
         var tries = a.Tries;
         foreach (var t in b.Tries) if (!tries.Contains(t)) tries = tries.Add(t);
         var flags = ((a.Flags & b.Flags) & MustFlags) | ((a.Flags | b.Flags) & ~MustFlags);
@@ -138,7 +141,8 @@ internal sealed class FlowState : IEquatable<FlowState>
         foreach (var r in Refs)
         {
             int j = other.FindRef(r.Key);
-            if (j < 0 || other.Refs[j].Must != r.Must || other.Refs[j].Escapes.Length != r.Escapes.Length) return false;
+            if (j < 0 || other.Refs[j].Must != r.Must || other.Refs[j].Escapes.Length != r.Escapes.Length
+                || (other.Refs[j].DroppedAt == null) != (r.DroppedAt == null)) return false;
         }
         foreach (var t in Tries) if (!other.Tries.Contains(t)) return false;
         return true;

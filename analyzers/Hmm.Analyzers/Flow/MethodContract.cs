@@ -65,6 +65,8 @@ internal sealed class MethodContract
     public bool SetsSeq { get; set; }
     public bool ConsumesSnapshot { get; set; }
     public bool Migrates { get; set; }
+    /// <summary>Allocates with reclaim (GFP_KERNEL): never under U or in a callback (HMM-R09).</summary>
+    public bool MayReclaim { get; set; }
     public string? RefAcquireKind { get; set; }
     public string? RefAcquireTarget { get; set; }
     public int RefAcquireWhen { get; set; }
@@ -73,11 +75,11 @@ internal sealed class MethodContract
     public CallbackContext Context { get; set; }
 
     /// <summary>Whether any attribute changes flow state at a call (so the caller's body needs the CFG walk).</summary>
-    public bool ChangesState => !LockEffects.IsEmpty || ReadBegin || Snapshot || ReadRetry || SetsSeq || ConsumesSnapshot
+    public bool ChangesState => !LockEffects.IsEmpty || ReadBegin || Snapshot || ReadRetry || SetsSeq || ConsumesSnapshot || WaitsForCallbacks
         || RefAcquireKind != null || RefReleaseKind != null || !Requires.IsEmpty || !Excludes.IsEmpty;
 
     /// <summary>Whether a call to it matters to the whole-program rules even without state change.</summary>
-    public bool HasEffects => MayBlock || MayDropMm || WaitsForCallbacks || Migrates || ReadBegin || SnapshotFaults;
+    public bool HasEffects => MayBlock || MayDropMm || WaitsForCallbacks || Migrates || ReadBegin || SnapshotFaults || MayReclaim;
 }
 
 /// <summary>
@@ -214,6 +216,7 @@ internal sealed class ContractSet
                 case "SetsSeqAttribute": (c ??= new()).SetsSeq = true; break;
                 case "ConsumesSnapshotAttribute": (c ??= new()).ConsumesSnapshot = true; break;
                 case "MigratesAttribute": (c ??= new()).Migrates = true; break;
+                case "MayReclaimAttribute": (c ??= new()).MayReclaim = true; break;
                 case "NotifierCallbackAttribute" when !own:
                     bool inv = false;
                     foreach (var n in a.NamedArguments) if (n.Key == "Invalidate" && n.Value.Value is bool v) inv = v;

@@ -215,6 +215,12 @@ internal sealed class MethodFlow
                 return state;
             case IFlowCaptureOperation cap:
                 _captures[cap.Id] = cap.Value;
+                // `pfns[i] = c ? a : b` captures the element reference before the branch: an lvalue, not a read.
+                if (cap.Value is IArrayElementReferenceOperation lvalue && WrittenCaptures.Contains(cap.Id))
+                {
+                    foreach (var c in lvalue.ChildOperations) state = Visit(c, state);
+                    return state;
+                }
                 return Visit(cap.Value, state);
             case IInvocationOperation inv:
                 if (inv.Instance != null) state = Visit(inv.Instance, state);
@@ -240,6 +246,23 @@ internal sealed class MethodFlow
             default:
                 foreach (var c in op.ChildOperations) state = Visit(c, state);
                 return state;
+        }
+    }
+
+    private HashSet<CaptureId>? _writtenCaptures;
+
+    /// <summary>Flow captures the graph later assigns through (captured lvalues).</summary>
+    private HashSet<CaptureId> WrittenCaptures
+    {
+        get
+        {
+            if (_writtenCaptures != null) return _writtenCaptures;
+            var set = new HashSet<CaptureId>();
+            foreach (var b in _cfg.Blocks)
+                foreach (var op in b.Operations)
+                    foreach (var d in op.DescendantsAndSelf())
+                        if (d is IAssignmentOperation { Target: IFlowCaptureReferenceOperation r }) set.Add(r.Id);
+            return _writtenCaptures = set;
         }
     }
 
@@ -297,6 +320,9 @@ internal sealed class MethodFlow
 
     private FlowState Assign(ISimpleAssignmentOperation asg, FlowState state)
     {
+        // A fresh notifier in the variable: the removed one is gone.
+        if (RefKey(asg.Target) is { } tk && state.FindRef(tk) is var ti && ti >= 0 && state.Refs[ti].Kind == RemovedNotifier)
+            state = state.WithRefs(state.Refs.RemoveAt(ti));
         if (Unwrap(asg.Target) is not ILocalReferenceOperation lr) return state;
         var local = lr.Local;
         var tries = state.Tries;
@@ -335,6 +361,11 @@ internal sealed class MethodFlow
         if (_report && (inSource || c.HasEffects || blockingBcl || !c.LockEffects.IsEmpty))
             _facts.Calls.Add(new CallSite(m.OriginalDefinition, c, loc, state.Locks, state.Flags, blockingBcl));
         if (c.ConsumesSnapshot) Consume(state, loc);
+        if (inv.Instance != null && _contracts.Is(m.ContainingType, KnownNames.IntervalNotifier)) state = NotifierLifetime(inv, m, state, loc);
+        if (c.Migrates && _report)
+            foreach (var a in inv.Arguments)
+                if (RefKey(a.Value) is { } mk && state.FindRef(mk) is var mi && mi >= 0 && state.Refs[mi] is { Kind: "migration", DroppedAt: { } dropped } mr)
+                    Report(HmmRules.MigrationLockDropped, dropped, mr.Site.GetLineSpan().StartLinePosition.Line + 1);
 
         foreach (var e in c.LockEffects)
         {
@@ -362,7 +393,7 @@ internal sealed class MethodFlow
             {
                 var fr = state.Refs[fi];
                 if (fr.Key.StartsWith("field:", StringComparison.Ordinal) && !fr.Escapes.Contains(m.OriginalDefinition, SymbolEqualityComparer.Default))
-                    state = state.WithRefs(state.Refs.SetItem(fi, new OwnedRef(fr.Key, fr.Kind, fr.Must, fr.Site, fr.Escapes.Add(m.OriginalDefinition))));
+                    state = state.WithRefs(state.Refs.SetItem(fi, new OwnedRef(fr.Key, fr.Kind, fr.Must, fr.Site, fr.Escapes.Add(m.OriginalDefinition), fr.DroppedAt)));
             }
             foreach (var a in inv.Arguments)
             {
@@ -371,7 +402,7 @@ internal sealed class MethodFlow
                 if (i < 0) continue;
                 var r = state.Refs[i];
                 if (!r.Escapes.Contains(m, SymbolEqualityComparer.Default))
-                    state = state.WithRefs(state.Refs.SetItem(i, new OwnedRef(r.Key, r.Kind, r.Must, r.Site, r.Escapes.Add(m.OriginalDefinition))));
+                    state = state.WithRefs(state.Refs.SetItem(i, new OwnedRef(r.Key, r.Kind, r.Must, r.Site, r.Escapes.Add(m.OriginalDefinition), r.DroppedAt)));
                 if (_report)
                     _facts.ParamPasses.Add(new ParamPass(m.OriginalDefinition, a.Parameter.Name, Unwrap(a.Value) is IParameterReferenceOperation p ? p.Parameter.Name : null));
             }
@@ -388,6 +419,24 @@ internal sealed class MethodFlow
             state = state.WithValidation(state.Flags | FlowFlags.HasSnapshot | FlowFlags.SnapshotPending | FlowFlags.FaultedSinceBegin, null);
         }
         if (c.SetsSeq) state = state.WithFlags(state.Flags | FlowFlags.SeqSet);
+        return state;
+    }
+
+    /// <summary>Kind of the pseudo-reference marking a notifier removed on this path (not a leak at exit).</summary>
+    private const string RemovedNotifier = "removed-notifier";
+
+    /// <summary>A removed interval notifier is off the tree until inserted again: no sequence use, no second remove.</summary>
+    private FlowState NotifierLifetime(IInvocationOperation inv, IMethodSymbol m, FlowState state, Location loc)
+    {
+        if (RefKey(inv.Instance) is not { } key) return state;
+        int i = state.FindRef(key);
+        if (m.Name is "Insert" or "InsertLocked")
+            return i >= 0 && state.Refs[i].Kind == RemovedNotifier ? state.WithRefs(state.Refs.RemoveAt(i)) : state;
+        if (m.Name is not ("ReadBegin" or "ReadRetry" or "CheckRetry" or "SetSeq" or "Remove")) return state;
+        if (i >= 0 && state.Refs[i] is { Kind: RemovedNotifier, Must: true } removed)
+            Report(HmmRules.NotifierUsedAfterRemove, loc, m.Name, removed.Site.GetLineSpan().StartLinePosition.Line + 1,
+                m.Name == "Remove" ? ": removing it twice corrupts the interval tree" : ": its sequence never advances again, so every collision is missed");
+        if (m.Name == "Remove" && i < 0) state = AddRef(state, key, RemovedNotifier, loc);
         return state;
     }
 
@@ -424,6 +473,15 @@ internal sealed class MethodFlow
             Report(HmmRules.ReleaseNotHeld, loc, Display(key));
             return state;
         }
+        // MIG-R01: one mmap lock hold covers Setup, Pages and Finalize. The drop is remembered on the
+        // migration and reported when a later step uses it (a path that just leaks it is HMM1020's).
+        if (key == KnownNames.MmapLockClass)
+            for (int i = 0; i < state.Refs.Length; i++)
+            {
+                var r = state.Refs[i];
+                if (r.Must && r.Kind == "migration" && r.DroppedAt == null)
+                    state = state.WithRefs(state.Refs.SetItem(i, new OwnedRef(r.Key, r.Kind, r.Must, r.Site, r.Escapes, loc)));
+            }
         var s = state.WithLocks(locks.RemoveAt(idx));
         if (s.ValidationLock == key && s.Has(FlowFlags.HasSnapshot)) s = s.WithValidation(s.Flags | FlowFlags.SnapshotPending, null);
         return s;
@@ -576,6 +634,7 @@ internal sealed class MethodFlow
         if (_self.RefAcquireKind != null) return;   // a wrapper that hands its reference to the caller
         foreach (var r in state.Refs)
         {
+            if (r.Kind == RemovedNotifier) continue;
             if (r.Escapes.IsEmpty) Report(HmmRules.ForReference(r.Kind), r.Site, r.Kind);
             else _facts.PendingLeaks.Add(r);
         }

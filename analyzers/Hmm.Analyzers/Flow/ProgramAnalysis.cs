@@ -13,6 +13,7 @@ internal sealed class MethodSummary
     public string? MigratesVia;
     public string? ReadBeginVia;
     public string? FaultsVia;
+    public string? ReclaimsVia;
     public HashSet<string> Takes { get; } = new(StringComparer.Ordinal);
 }
 
@@ -94,6 +95,7 @@ internal sealed class ProgramAnalysis
                     if (s.MigratesVia == null && (c.Migrates || cs?.MigratesVia != null)) { s.MigratesVia = Via(name, cs?.MigratesVia, c.Migrates); changed = true; }
                     if (s.ReadBeginVia == null && (c.ReadBegin || cs?.ReadBeginVia != null)) { s.ReadBeginVia = Via(name, cs?.ReadBeginVia, c.ReadBegin); changed = true; }
                     if (s.FaultsVia == null && (c.SnapshotFaults || cs?.FaultsVia != null)) { s.FaultsVia = Via(name, cs?.FaultsVia, c.SnapshotFaults); changed = true; }
+                    if (s.ReclaimsVia == null && (c.MayReclaim || cs?.ReclaimsVia != null)) { s.ReclaimsVia = Via(name, cs?.ReclaimsVia, c.MayReclaim); changed = true; }
                     if (cs != null)
                         foreach (var k in cs.Takes)
                             if (s.Takes.Add(k)) changed = true;
@@ -217,6 +219,7 @@ internal sealed class ProgramAnalysis
                 string? migrates = c.Migrates ? name : cs?.MigratesVia is { } mg ? name + " → " + mg : null;
                 string? readBegin = c.ReadBegin ? name : cs?.ReadBeginVia is { } rb ? name + " → " + rb : null;
                 string? faults = c.SnapshotFaults ? name : cs?.FaultsVia is { } fl ? name + " → " + fl : null;
+                string? reclaims = c.MayReclaim ? name : cs?.ReclaimsVia is { } rc ? name + " → " + rc : null;
 
                 if (blocks != null)
                 {
@@ -236,6 +239,12 @@ internal sealed class ProgramAnalysis
                 {
                     if ((f.Context & (CallbackContext.Notifier | CallbackContext.Atomic)) != 0) Emit(Diagnostic.Create(HmmRules.MmDropInCallback, site.Location, name, Chain(drops, name) + " inside a callback"));
                     else if (HeldOf(site, invalidateLocks) is { } u) Emit(Diagnostic.Create(HmmRules.MmDropInCallback, site.Location, name, Chain(drops, name) + " while holding '" + MethodFlow.Display(u) + "', which " + invalidateLocks[u] + " takes"));
+                }
+                // HMM-R09: reclaim unmaps pages and so raises invalidations that wait for U.
+                if (reclaims != null)
+                {
+                    if ((f.Context & CallbackContext.Notifier) != 0) Emit(Diagnostic.Create(HmmRules.ReclaimUnderUpdateLock, site.Location, name, Chain(reclaims, name) + " inside a notifier callback"));
+                    else if (HeldOf(site, invalidateLocks) is { } u) Emit(Diagnostic.Create(HmmRules.ReclaimUnderUpdateLock, site.Location, name, Chain(reclaims, name) + " while holding '" + MethodFlow.Display(u) + "', which " + invalidateLocks[u] + " takes"));
                 }
                 if (migrates != null && (f.Context & CallbackContext.Notifier) != 0)
                     Emit(Diagnostic.Create(HmmRules.MigrationInCallback, site.Location, name, Chain(migrates, name)));

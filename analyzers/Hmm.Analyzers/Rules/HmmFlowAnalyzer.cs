@@ -34,6 +34,8 @@ public sealed class HmmFlowAnalyzer : DiagnosticAnalyzer
         start.RegisterOperationBlockAction(b => AnalyzeBody(b, contracts, facts));
         start.RegisterSymbolAction(s => DeclaredOrder(s, contracts, declared), SymbolKind.Field, SymbolKind.Property);
         start.RegisterOperationAction(o => WriteWithoutFault(o, contracts), OperationKind.SimpleAssignment);
+        RangeRules.Register(start, contracts);
+        LifetimeRules.Register(start, contracts);
         start.RegisterCompilationEndAction(end => new ProgramAnalysis(contracts, facts, declared).Run(end.ReportDiagnostic, end.CancellationToken));
     }
 

@@ -93,6 +93,33 @@ internal static class HmmRules
         "hmm_range_fault is called again on a path where no ReadBegin started a new attempt since the previous call", MirrorCategory,
         "Each attempt must take a fresh sequence from ReadBegin (after dropping the mmap lock); retrying with the old one spins on -EBUSY or validates against a stale sequence.", end: false);
 
+    public static readonly DiagnosticDescriptor RangeShape = Rule("HMM1027", "hmm_pfns does not match the range, or stale per-entry requests (HMM-R16)",
+        "{0}", MirrorCategory,
+        "hmm_pfns must hold exactly (End − Start) / 4096 entries of a page-aligned range, and when PfnFlagsMask honours per-entry inputs they must be rewritten before each attempt: the previous attempt's outputs are not requests.", end: false);
+    public static readonly DiagnosticDescriptor OwnerNotSet = Rule("HMM1028", "hmm_range_fault without the driver's device-private owner (HMM-R17)",
+        "'{0}' creates device-private memory, but this range's DevPrivateOwner is never set: its own device pages are migrated back to RAM on every fault", MirrorCategory,
+        "A driver that owns device-private memory must set HmmRange.DevPrivateOwner to its pgmap owner, or hmm_range_fault faults its own device pages back to system memory (ping-pong) instead of reporting them.");
+    public static readonly DiagnosticDescriptor ReclaimUnderUpdateLock = Rule("HMM1029", "Allocation that may reclaim under U or in a callback (HMM-R09)",
+        "'{0}' may enter reclaim{1}: reclaim raises invalidations that wait for it", NotifierCategory,
+        "A reclaim-capable allocation (GFP_KERNEL) may unmap pages and run invalidate callbacks that take U; never allocate that way holding U or a lock a callback takes, nor inside a notifier callback.");
+    public static readonly DiagnosticDescriptor MigrationLockDropped = Rule("HMM1030", "mmap lock dropped between migrate_vma steps (MIG-R01)",
+        "The mmap lock is released here while the migration set up at line {0} is not finalized: Setup, Pages and Finalize need one hold", MigrationCategory,
+        "migrate_vma_setup, _pages and _finalize must run under one and the same mmap lock hold; dropping it in between lets the VMA be unmapped or changed under the migration.", end: false);
+
+    public static readonly DiagnosticDescriptor NotifierNeverRemoved = Rule("HMM1031", "Interval notifier inserted but never removed (HMM-R12)",
+        "The notifier inserted here is never removed: the mm stays pinned (mm_count) and callbacks keep running into the driver after it is gone", NotifierCategory,
+        "Every mmu_interval_notifier_insert needs exactly one mmu_interval_notifier_remove, also after the process exited; a notifier never removed leaks the mm and calls into freed driver state.");
+    public static readonly DiagnosticDescriptor NotifierUsedAfterRemove = Rule("HMM1032", "Interval notifier used after it was removed",
+        "'{0}' on a notifier removed at line {1}{2}", NotifierCategory,
+        "After mmu_interval_notifier_remove the notifier is off the interval tree: its sequence is never advanced again (ReadBegin/ReadRetry see no invalidation) and removing it twice corrupts the tree. Insert it again first.", end: false);
+    public static readonly DiagnosticDescriptor MigrateToRamWithoutFaultPage = Rule("HMM1033", "migrate_to_ram migrates without the faulting page (MIG-R08)",
+        "This migration in migrate_to_ram does not pass the faulting page (FaultPage = vmf.Page): Setup cannot lock the page the core already locked, so it never migrates and the CPU refaults forever", MigrationCategory,
+        "In migrate_to_ram the core holds the faulting page locked and referenced; migrate_vma_setup must be told (args->fault_page) or it skips that page and the fault livelocks.", end: false);
+
+    public static readonly DiagnosticDescriptor OwnerOnSystemPagesPath = Rule("HMM1034", "Device-private owner on a range whose pfns feed a system-pages-only path",
+        "This range reports the owner's device-private pages, but its pfns go to '{0}', which can only map system pages", MirrorCategory,
+        "A range whose output is DMA-mapped or used as a user pointer must not set DevPrivateOwner: device-private pfns are not CPU/bus addressable. Leave the owner null so hmm_range_fault migrates such pages back to system memory.", end: false);
+
     public static DiagnosticDescriptor ForReference(string kind) => kind switch
     {
         "migration" => MigrationNotFinalized,
@@ -107,5 +134,7 @@ internal static class HmmRules
         MmapLockRequired, FaultUnderCallbackLock, SnapshotWithoutRetry, BlockingInNonBlockable, FalseOnBlockable,
         SetSeqMissing, NotifierRemovalInCallback, MmDropInCallback, ReqWriteWithoutFault, OwnerWithoutEvent,
         MigrationNotFinalized, MigrationInCallback, ExclusiveNotReleased, MmReferenceLeaked, SleepInAtomic, ReferenceLeaked, FaultWithoutReadBegin,
+        RangeShape, OwnerNotSet, ReclaimUnderUpdateLock, MigrationLockDropped,
+        NotifierNeverRemoved, NotifierUsedAfterRemove, MigrateToRamWithoutFaultPage, OwnerOnSystemPagesPath,
     ];
 }

@@ -13,6 +13,7 @@ namespace Hmm.Runtime.Devices;
 /// hot path allocates nothing. P2P pages (HMM_PFN_P2PDMA / _BUS) are not modelled.
 /// Serialised by the caller (the driver's update lock), like the kernel helper.
 /// </summary>
+[Hmm.Dsl.SystemPagesOnly]
 public sealed class HmmDmaMap
 {
     private readonly Iommu _iommu;

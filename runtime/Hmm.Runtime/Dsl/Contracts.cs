@@ -137,3 +137,25 @@ public sealed class ConsumesSnapshotAttribute : Attribute
 public sealed class MigratesAttribute : Attribute
 {
 }
+
+/// <summary>
+/// The method allocates memory in a way that may enter direct reclaim (GFP_KERNEL /
+/// GFP_HIGHUSER): reclaim unmaps pages, which raises invalidations whose callbacks take the
+/// driver's update lock U — so never call it holding U or a lock an invalidate callback takes,
+/// nor from inside a notifier callback (HMM-R09; use a non-reclaiming allocation there, as
+/// dmirror's GFP_NOWAIT xarray stores do).
+/// </summary>
+[AttributeUsage(AttributeTargets.Method, AllowMultiple = false)]
+public sealed class MayReclaimAttribute : Attribute
+{
+}
+
+/// <summary>
+/// The type or member consumes system pages only (a DMA mapping, a user pointer): it cannot
+/// handle device-private pfns, so a range whose output feeds it must not report them — no
+/// <c>dev_private_owner</c> (HMM-R17's inverse; the core then migrates such pages back to RAM).
+/// </summary>
+[AttributeUsage(AttributeTargets.Class | AttributeTargets.Method | AttributeTargets.Property, AllowMultiple = false)]
+public sealed class SystemPagesOnlyAttribute : Attribute
+{
+}

@@ -190,6 +190,7 @@ public static class SystemPages
     /// refcount 1 and locked, contents undefined (the caller copies or clears). False when RAM
     /// is exhausted.
     /// </summary>
+    [MayReclaim]
     public static bool TryAllocateLocked(Machine machine, int order, out ulong pfn)
     {
         if (!machine.Allocator.TryAllocate(order, out pfn)) return false;
@@ -202,6 +203,7 @@ public static class SystemPages
     /// reference), e.g. to <see cref="Vma.InsertPage"/> into a device-file mapping. The driver
     /// drops its reference with <see cref="PutKernelPage"/>.
     /// </summary>
+    [MayReclaim]
     public static bool TryAllocateKernelPage(Machine machine, out ulong pfn)
     {
         if (!machine.Allocator.TryAllocate(0, out pfn)) return false;
@@ -217,6 +219,7 @@ public static class SystemPages
     /// pages). Contents are undefined unless <paramref name="zero"/>. Released with
     /// <see cref="PutKernelPage"/>.
     /// </summary>
+    [MayReclaim]
     public static bool TryAllocateKernelPage(Machine machine, int order, bool zero, out ulong pfn)
     {
         if (order != 0 && order != Page.PmdOrder) throw new ArgumentOutOfRangeException(nameof(order));

@@ -118,6 +118,22 @@ public sealed partial class AddressSpace
         if (left == 0) ExitMmap();
     }
 
+    /// <summary>
+    /// mmput_async: drops a reference taken by <see cref="TryGet"/> without ever tearing the
+    /// address space down in the caller. When it was the last user, exit teardown (exit_mmap, the
+    /// notifier release) is queued on <see cref="Machine.SystemWork"/> and runs later in process
+    /// context with none of the caller's locks. For callers that must not run teardown: notifier
+    /// callbacks, atomic context (page_free), holders of U or of a lock a callback takes — the
+    /// code fix for HMM1017. Neither sleeps nor drops the mm synchronously.
+    /// </summary>
+    [ReleasesReference("mm", "this")]
+    public void PutDeferred()
+    {
+        int left = Interlocked.Decrement(ref _users);
+        if (left < 0) throw new KernelBugException("MM-R01", $"mm {Id}: mmput_async without a matching mmget");
+        if (left == 0) Machine.SystemWork.Queue(ExitMmap);
+    }
+
     /// <summary>The notifier subscriptions (mm->notifier_subscriptions), installed on first registration.</summary>
     internal IMmuNotifierHook? NotifierHook => Volatile.Read(ref _notifierHook);
 

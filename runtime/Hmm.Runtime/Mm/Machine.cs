@@ -288,5 +288,10 @@ public sealed unsafe partial class Machine : IDisposable
     }
 
     /// <summary>Frees the machine's memory. Processes and files become unusable.</summary>
-    public void Dispose() => Memory.Dispose();
+    public void Dispose()
+    {
+        // Deferred work (an mmput_async teardown) still touches memory: let it finish first.
+        SystemWork.Flush();
+        Memory.Dispose();
+    }
 }

@@ -192,4 +192,66 @@ public sealed class FixerTests
             }
         }
         """);
+
+    [Test]
+    public Task Put_in_a_dsl_invalidate_becomes_the_deferred_put() => HmmFixVerifier<DeferredMmPutFixer>.VerifyAsync(compilationEnd: true, before: """
+        [HmmDriver("d", UpdateLock = nameof(_update))]
+        partial class G
+        {
+            private readonly KernelMutex _update = new("u");
+            private AddressSpace _mm = null!;
+            [OnInvalidate] void Inval(in NotifierRange range) { if (range.Blockable) {|HMM1017:_mm.Put()|}; }
+        }
+        """, after: """
+        [HmmDriver("d", UpdateLock = nameof(_update))]
+        partial class G
+        {
+            private readonly KernelMutex _update = new("u");
+            private AddressSpace _mm = null!;
+            [OnInvalidate] void Inval(in NotifierRange range) { if (range.Blockable) _mm.PutDeferred(); }
+        }
+        """);
+
+    [Test]
+    public Task Put_under_the_update_lock_becomes_the_deferred_put() => HmmFixVerifier<DeferredMmPutFixer>.VerifyAsync(compilationEnd: true, before: """
+        class D : IIntervalNotifierOps
+        {
+            private readonly KernelMutex _update = new("u");
+            private AddressSpace _mm = null!;
+            public bool Invalidate(IntervalNotifier n, in NotifierRange range, ulong seq)
+            {
+                if (range.Blockable) _update.Lock();
+                else if (!_update.TryLock()) return false;
+                try { n.SetSeq(seq); return true; }
+                finally { _update.Unlock(); }
+            }
+            public void Work()
+            {
+                if (!_mm.TryGet()) return;
+                _update.Lock();
+                try { }
+                finally { {|HMM1017:_mm.Put()|}; _update.Unlock(); }
+            }
+        }
+        """, after: """
+        class D : IIntervalNotifierOps
+        {
+            private readonly KernelMutex _update = new("u");
+            private AddressSpace _mm = null!;
+            public bool Invalidate(IntervalNotifier n, in NotifierRange range, ulong seq)
+            {
+                if (range.Blockable) _update.Lock();
+                else if (!_update.TryLock()) return false;
+                try { n.SetSeq(seq); return true; }
+                finally { _update.Unlock(); }
+            }
+            public void Work()
+            {
+                if (!_mm.TryGet()) return;
+                _update.Lock();
+                try { }
+                finally { _mm.PutDeferred(); _update.Unlock(); }
+            }
+        }
+        """);
 }

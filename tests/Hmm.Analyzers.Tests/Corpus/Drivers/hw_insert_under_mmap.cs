@@ -26,4 +26,5 @@ public sealed class HwInsertUnderMmap : IIntervalNotifierOps
         }
         finally { _mm.MmapLock.WriteUnlock(); }
     }
+    public void Unwatch() => _notifier.Remove();
 }
