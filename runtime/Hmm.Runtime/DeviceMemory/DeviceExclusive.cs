@@ -70,7 +70,10 @@ public static class DeviceExclusive
             }
             ulong pfn = entry.Pfn, head = machine.Frames.FolioHead(pfn);
             if ((machine.Frames.Flags(head) & PageFlags.Anon) == 0 || machine.IsDevicePage(head)) return Errno.EOPNOTSUPP;
-            machine.GetPage(head);
+            // folio_try_get (GUP): the entry was read without the PTL; a folio frozen by a THP
+            // split in progress (or freed) is retried.
+            if (!machine.TryGetPage(head)) continue;
+            if (machine.Frames.FolioHead(pfn) != head) { machine.PutPage(head); continue; }
             machine.LockPage(head);
             var hook = mm.InvalidateStart(NotifyEvent.Exclusive, addr, addr + Page.Size, owner);
             bool done = false;

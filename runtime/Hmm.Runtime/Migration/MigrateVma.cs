@@ -230,6 +230,11 @@ public sealed class MigrateVma : IDisposable
                             {
                                 if (ptl) { mm.PageTableLock.Unlock(); ptl = false; }
                                 if (!SplitLargeFolio(machine, pte.Pfn)) break;
+                                // The split put the mapping back through a migration entry:
+                                // collect what the slot holds now (migrate_vma_collect_pmd walks
+                                // the PMD again after split_folio).
+                                pte = new Pte(Volatile.Read(ref slot));
+                                if (pte.Kind is not (PteKind.Present or PteKind.DevicePrivate) || !Selects(machine, pte) || !IsBasePage(machine, pte.Pfn)) break;
                             }
                             src[i] = CollectBasePage(machine, mm, ref slot, pte, ref ptl);
                             break;

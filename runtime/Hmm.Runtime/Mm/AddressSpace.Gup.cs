@@ -110,8 +110,12 @@ public sealed partial class AddressSpace
             }
             if (!IsZeroPfn(head))
             {
+                // try_grab_folio, then the entry re-checked (as gup_fast does): it was read
+                // without the PTL, so the folio may be frozen by a THP split in progress, or
+                // unmapped and freed meanwhile; then walk again.
+                if (!Machine.TryGetPage(head)) continue;
+                if (ReadEntry(va, out _).Raw != entry.Raw || Frames.FolioHead(pfn) != head) { Machine.PutPage(head); continue; }
                 Interlocked.Increment(ref Frames.PinCount(head));
-                Machine.GetPage(head);
                 // FOLL_TOUCH | FOLL_WRITE: the device will write it, so the folio is dirty (and no
                 // longer a clean lazy-free candidate).
                 if (write)
