@@ -67,6 +67,10 @@ public sealed partial class AddressSpace
             Tlb.Exit(tlb);
             // A fault that found the entry changed since the last attempt made progress (someone's).
             if (entry != lastSeen) { attempt = 0; stuckSince = 0; }
+            // No progress since the last attempt: someone else holds what the fault needs (a
+            // migration, a split's frozen folio). Give the CPU to them instead of spinning on the
+            // shared cores; under exploration the controlled scheduler decides instead.
+            else if (SchedulePoints.Hook is null) Thread.Yield();
             lastSeen = entry;
             switch (HandleFault(address, write))
             {

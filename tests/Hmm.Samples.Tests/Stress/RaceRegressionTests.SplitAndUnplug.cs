@@ -62,9 +62,9 @@ public partial class RaceRegressionTests
             else if (point == TestHookPoint.MigrationEntryWait && Environment.CurrentManagedThreadId == Volatile.Read(ref pinThread))
                 pinDoneOrWaiting.Set();
         };
-        // Migrating one subpage makes migrate_vma_collect split the PTE-mapped folio.
+        // Migrating one subpage (not the head) makes migrate_vma_collect split the PTE-mapped folio.
         var mirror = Mirror(1);
-        Assert.That(m.MigrateToDevice(buf, 1, mirror, out _), Is.EqualTo(Errno.Ok));
+        Assert.That(m.MigrateToDevice(buf + 3UL * PageSize, 1, mirror, out _), Is.EqualTo(Errno.Ok));
         Assert.That(splits, Is.EqualTo(1), "the migration should have split the folio");
         Assert.That(pinner!.Join(Watchdog), Is.True, "the pin never finished");
         TestHooks.Callback = null;
@@ -76,8 +76,8 @@ public partial class RaceRegressionTests
         Assert.That(Machine.Frames.PinCount(pfn), Is.EqualTo(1), "the pin was lost by the split");
         Assert.That(Machine.Frames.RefCount(pfn), Is.EqualTo(2), "mapping + pin");
         pin.Dispose();
-        Assert.That(CpuRead(buf + PageSize, 8), Is.EqualTo(Pattern(Page.PmdPages, 21).AsSpan(PageSize, 8 * PageSize).ToArray()));
-        Assert.That(mirror, Is.EqualTo(Pattern(1, 21)));
+        Assert.That(CpuRead(buf, 8), Is.EqualTo(Pattern(Page.PmdPages, 21).AsSpan(0, 8 * PageSize).ToArray()));
+        Assert.That(mirror, Is.EqualTo(Pattern(Page.PmdPages, 21).AsSpan(3 * PageSize, PageSize).ToArray()));
         m.Close();
         Machine.CheckInvariants();
     }
