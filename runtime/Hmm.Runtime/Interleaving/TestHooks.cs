@@ -28,6 +28,8 @@ internal enum TestHookPoint
     MigrationEntryWait,
     /// <summary>migrate_device_range turned the mappings of the range's pages into migration entries and is about to return. Subject: the Machine; address: the range's first pfn.</summary>
     MigrateDeviceUnmapped,
+    /// <summary>A device folio's last reference was dropped and free_zone_device_folio is about to run. Subject: the Machine; address: the folio's pfn.</summary>
+    DeviceFolioFreeing,
 }
 
 /// <summary>

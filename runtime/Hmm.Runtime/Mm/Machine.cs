@@ -239,7 +239,9 @@ public sealed unsafe partial class Machine : IDisposable
         ref PageFlags flags = ref Frames.Flags(head);
         if ((flags & PageFlags.Device) != 0)
         {
-            // free_zone_device_folio: the page goes back to its driver, which may reuse it only now (MIG-R10).
+            Interleaving.TestHooks.Fire(Interleaving.TestHookPoint.DeviceFolioFreeing, this, head);
+            // free_zone_device_folio: the page goes back to its driver, which may reuse it only now
+            // (MIG-R10). Its pgmap reference, dropped at the very end, keeps the memmap online meanwhile.
             flags &= ~(PageFlags.Anon | PageFlags.Dirty | PageFlags.AnonExclusive | PageFlags.LazyFree);
             Frames.Owner(head) = 0;
             DeviceMemory!.PageFree(head);

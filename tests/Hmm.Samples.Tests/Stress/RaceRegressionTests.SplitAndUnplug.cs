@@ -158,4 +158,51 @@ public partial class RaceRegressionTests
         m.Close();
         Machine.CheckInvariants();
     }
+
+    /// <summary>
+    /// PAGE-R02, second window (seen in the <c>Everything</c> soak): the last reference of a
+    /// device page dropped to 0, and before free_zone_device_folio had finished with the struct
+    /// page an unplug saw no page in use and took the memmap offline. The pagemap now counts its
+    /// live folios (pgmap->ref: taken by zone_device_page_init, dropped at the very end of the
+    /// free), and memunmap_pages waits for it (EBUSY here, the removal retried later).
+    /// </summary>
+    [Test]
+    public void UnplugWhileTheLastDevicePageIsBeingFreed_WaitsForTheFree()
+    {
+        int sectionsWithoutDeviceMemory = Machine.Frames.OnlineSections;
+        var dev = DmirrorDevice.Create(Machine, 0);
+        using var m = dev.Open(P);
+        ulong a = Filled(1, 29);
+        P.Store(a, 0x8888UL);
+        Assert.That(m.MigrateToDevice(a, 1, Mirror(1), out _), Is.EqualTo(Errno.Ok));
+        ulong devicePfn = P.Mm.EntryAt(a).Pfn;
+        int sectionsWithDeviceMemory = Machine.Frames.OnlineSections;
+        Assert.That(sectionsWithDeviceMemory, Is.GreaterThan(sectionsWithoutDeviceMemory));
+        int sectionsWhileFreeing = -1;
+        Exception? releaseFailure = null;
+        TestHooks.Callback = (point, subject, address) =>
+        {
+            if (point != TestHookPoint.DeviceFolioFreeing || address != devicePfn || sectionsWhileFreeing != -1) return;
+            // The CPU fault's migrate_to_ram moved the page back; its final put is freeing the
+            // device page. An unplug (HMM_DMIRROR_RELEASE) runs to completion right now.
+            var release = new Thread(() =>
+            {
+                try { m.Release(); }
+                catch (Exception e) { releaseFailure = e; }
+            });
+            release.Start();
+            Assert.That(release.Join(Watchdog), Is.True, "the release did not finish");
+            sectionsWhileFreeing = Machine.Frames.OnlineSections;
+        };
+        ulong loaded = P.Load<ulong>(a);   // device-private fault: migrate_to_ram, then the last put
+        TestHooks.Callback = null;
+
+        Assert.That(releaseFailure, Is.Null);
+        Assert.That(sectionsWhileFreeing, Is.EqualTo(sectionsWithDeviceMemory), "the memmap went offline while a device page was being freed");
+        Assert.That(loaded, Is.EqualTo(0x8888UL));
+        Assert.That(m.Release(), Is.EqualTo(Errno.Ok));   // the pending unplug completes now
+        Assert.That(Machine.Frames.OnlineSections, Is.EqualTo(sectionsWithoutDeviceMemory));
+        m.Close();
+        Machine.CheckInvariants();
+    }
 }
