@@ -79,6 +79,36 @@ public sealed unsafe class DevPagemap
     /// <summary>Whether removal started (freed pages are no longer handed back to the driver).</summary>
     public bool IsRemoving { get; internal set; }
 
+    // pgmap->ref (a percpu_ref in the kernel): one reference per device folio from
+    // zone_device_page_init until free_zone_device_folio has finished with it, plus a kill bit
+    // set by memunmap_pages. A page's refcount reaches 0 before its free path is done with the
+    // struct page; only this count says when the memmap can go (issue 8, PAGE-R02).
+    private long _liveFolios;
+    private const long Killed = 1L << 62;
+
+    /// <summary>percpu_ref_tryget_live: one more live folio, unless removal killed the ref.</summary>
+    private bool TryGetLive()
+    {
+        long seen = Volatile.Read(ref _liveFolios);
+        while ((seen & Killed) == 0)
+        {
+            long was = Interlocked.CompareExchange(ref _liveFolios, seen + 1, seen);
+            if (was == seen) return true;
+            seen = was;
+        }
+        return false;
+    }
+
+    /// <summary>Takes <paramref name="n"/> references for folios that became independent (a device THP split).</summary>
+    internal void GetLive(int n) => Interlocked.Add(ref _liveFolios, n);
+
+    /// <summary>put_dev_pagemap at the end of free_zone_device_folio.</summary>
+    internal void PutLive()
+    {
+        if ((Interlocked.Decrement(ref _liveFolios) & ~Killed) < 0)
+            throw new KernelBugException("PAGE-R01", $"{this}: more device folios freed than initialised");
+    }
+
     /// <summary>Whether the range was unplugged.</summary>
     public bool IsRemoved { get; private set; }
 
@@ -114,7 +144,6 @@ public sealed unsafe class DevPagemap
         CheckPfn(pfn);
         if (order != 0 && order != Page.PmdOrder) throw new ArgumentOutOfRangeException(nameof(order));
         if (order != 0 && ((pfn - FirstPfn) & (Page.PmdPages - 1)) != 0) throw new ArgumentException("a 2 MiB device folio must be 2 MiB aligned", nameof(pfn));
-        if (IsRemoving) throw new KernelBugException("MIG-R10", $"device page 0x{pfn:x} initialised while its pagemap is being removed");
         var frames = Machine.Frames;
         for (ulong i = 0; i < (1UL << order); i++)
         {
@@ -123,6 +152,9 @@ public sealed unsafe class DevPagemap
             if (frames.RefCount(head) != 0)
                 throw new KernelBugException("MIG-R10", $"device page 0x{pfn + i:x} initialised while still in use (folio 0x{head:x} refcount {frames.RefCount(head)})");
         }
+        // zone_device_page_init: WARN_ON(!percpu_ref_tryget_many(&pgmap->ref)) — atomically
+        // against memunmap_pages killing the ref, so removal cannot unplug a page being handed out.
+        if (IsRemoving || !TryGetLive()) throw new KernelBugException("MIG-R10", $"device page 0x{pfn:x} initialised while its pagemap is being removed");
         // A free 2 MiB folio reused as base pages (the driver carves the block up): its old tails
         // are free pages now, not tails of the new order-0 page (zone_device_page_init reinitialises them).
         if (order == 0 && frames.Order(pfn) != 0 && (frames.Flags(pfn) & PageFlags.Tail) == 0)
@@ -153,7 +185,10 @@ public sealed unsafe class DevPagemap
     {
         if (IsRemoved) throw new KernelBugException("DEV-R01", $"device memory 0x{FirstPfn:x} removed twice");
         IsRemoving = true;
-        if (PagesInUse != 0) return Errno.EBUSY;
+        // percpu_ref_kill, then wait for the last folio's free to finish (the simulator returns
+        // EBUSY instead of waiting; the caller retries the removal later).
+        Interlocked.Or(ref _liveFolios, Killed);
+        if ((Volatile.Read(ref _liveFolios) & ~Killed) != 0) return Errno.EBUSY;
         DeviceMemoryRegistry.For(Machine).Remove(this);
         IsRemoved = true;
         _bytes.Dispose();

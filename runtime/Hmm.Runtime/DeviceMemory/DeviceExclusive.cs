@@ -68,9 +68,16 @@ public static class DeviceExclusive
                 if (mm.HandleVmaFault(vma, addr, write: true) != FaultResult.Ok) return Errno.EFAULT;
                 continue;
             }
-            ulong pfn = entry.Pfn, head = machine.Frames.FolioHead(pfn);
-            if ((machine.Frames.Flags(head) & PageFlags.Anon) == 0 || machine.IsDevicePage(head)) return Errno.EOPNOTSUPP;
-            machine.GetPage(head);
+            ulong pfn = entry.Pfn, head = 0;
+            // GUP's follow_page_pte: the entry was read without the PTL, so the folio is looked at
+            // and referenced only under it, with the entry unchanged (a THP split may have frozen
+            // it, or it may be freed and its device memory unplugged); otherwise retry.
+            if (!mm.TryGrabMapped(addr, huge: false, entry, ref head)) continue;
+            if ((machine.Frames.Flags(head) & PageFlags.Anon) == 0 || machine.IsDevicePage(head))
+            {
+                machine.PutPage(head);
+                return Errno.EOPNOTSUPP;
+            }
             machine.LockPage(head);
             var hook = mm.InvalidateStart(NotifyEvent.Exclusive, addr, addr + Page.Size, owner);
             bool done = false;

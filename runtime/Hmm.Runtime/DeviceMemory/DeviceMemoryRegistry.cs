@@ -118,14 +118,17 @@ internal sealed unsafe class DeviceMemoryRegistry : IDeviceMemoryHook
         // InitPage reshapes it when the driver reuses the memory.
         var frames = _machine.Frames;
         frames.Flags(pfn) = PageFlags.Device | (frames.Order(pfn) != 0 ? PageFlags.Head : 0);
-        if (pgmap.Ops == null) return;
-        pgmap.Ops.PageFree(pgmap, pfn);
+        try { pgmap.Ops?.PageFree(pgmap, pfn); }
+        finally { pgmap.PutLive(); }   // only now may memunmap_pages take the memmap away
     }
 
     public void FolioSplit(ulong head)
     {
         var pgmap = PagemapOf(head);
-        if (pgmap?.Ops != null) pgmap.Ops.FolioSplit(pgmap, head);
+        if (pgmap == null) return;
+        // Each subpage becomes a folio of its own, freed on its own: each holds a pgmap reference.
+        pgmap.GetLive(Page.PmdPages - 1);
+        pgmap.Ops?.FolioSplit(pgmap, head);
     }
 
     public FaultResult MigrateToRam(AddressSpace mm, Vma vma, ulong address, ulong pfn, bool write)

@@ -20,6 +20,16 @@ internal enum TestHookPoint
     MigrateVmaSetUp,
     /// <summary>try_to_migrate found a mapping of the folio and is about to lock its mm and convert it. Subject: that AddressSpace.</summary>
     TryToMigrateHit,
+    /// <summary>split_huge_page turned every mapping of the folio into a migration entry and is about to freeze its refcount. Subject: the Machine; address: the folio's head pfn.</summary>
+    FolioSplitUnmapped,
+    /// <summary>split_huge_page froze the folio's refcount (folio_ref_freeze) and is about to rewrite its subpages. Subject: the Machine; address: the head pfn.</summary>
+    FolioRefsFrozen,
+    /// <summary>A CPU fault found a migration entry and is about to wait for the folio's lock. Subject: the AddressSpace; address: the faulting address.</summary>
+    MigrationEntryWait,
+    /// <summary>migrate_device_range turned the mappings of the range's pages into migration entries and is about to return. Subject: the Machine; address: the range's first pfn.</summary>
+    MigrateDeviceUnmapped,
+    /// <summary>A device folio's last reference was dropped and free_zone_device_folio is about to run. Subject: the Machine; address: the folio's pfn.</summary>
+    DeviceFolioFreeing,
 }
 
 /// <summary>

@@ -132,6 +132,26 @@ public sealed class PageFrames
     public void ClearFlags(ulong pfn, PageFlags flags)
         => Interlocked.And(ref Unsafe.As<PageFlags, uint>(ref Flags(pfn)), ~(uint)flags);
 
+    /// <summary>
+    /// page->flags of <paramref name="pfn"/>, or false when its section is offline. One read of
+    /// the section table, so it cannot throw between an online check and the read as
+    /// <see cref="IsOnline"/> followed by <see cref="Flags"/> can when memory is unplugged
+    /// concurrently (a waiter that holds no reference, like folio_wait_bit's wake check).
+    /// </summary>
+    public bool TryReadFlags(ulong pfn, out PageFlags flags)
+    {
+        var sections = Volatile.Read(ref _sections);
+        ulong s = pfn >> SectionShift;
+        var section = s < (ulong)sections.Length ? sections[s] : null;
+        if (section == null)
+        {
+            flags = 0;
+            return false;
+        }
+        flags = (PageFlags)Volatile.Read(ref Unsafe.As<PageFlags, uint>(ref section.Flags[pfn & SectionMask]));
+        return true;
+    }
+
     /// <summary>Whether every flag of <paramref name="flags"/> is set on <paramref name="pfn"/>.</summary>
     public bool Has(ulong pfn, PageFlags flags) => (Flags(pfn) & flags) == flags;
 

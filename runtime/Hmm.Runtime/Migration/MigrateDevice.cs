@@ -42,6 +42,7 @@ public static class MigrateDevice
             MigrationEngine.UnmapOthers(machine, pfn, (word & MigratePfn.Compound) != 0 ? Page.PmdPages : 1);
             if (!MigrationEngine.OnlyMigrationHoldsIt(machine, pfn, null)) MigrationEngine.Restore(machine, ref src[i], null);
         }
+        Interleaving.TestHooks.Fire(Interleaving.TestHookPoint.MigrateDeviceUnmapped, machine, startPfn);
         return Errno.Ok;
     }
 
@@ -170,16 +171,7 @@ public static class MigrateDevice
         return false;
     }
 
-    private static bool TryGet(Machine machine, ulong pfn)
-    {
-        ref int refs = ref machine.Frames.RefCount(pfn);
-        while (true)
-        {
-            int seen = Volatile.Read(ref refs);
-            if (seen == 0) return false;   // folio_try_get on a free page fails
-            if (Interlocked.CompareExchange(ref refs, seen + 1, seen) == seen) return true;
-        }
-    }
+    private static bool TryGet(Machine machine, ulong pfn) => machine.TryGetPage(pfn);   // folio_try_get: a free page fails
 }
 
 /// <summary>System-memory destination pages for migrations (alloc_page + lock_page).</summary>

@@ -194,11 +194,15 @@ public sealed class MigrateVma : IDisposable
                     i += run;
                     continue;
                 }
-                if (compound && Selects(machine, leaf))
+                if (compound && leaf.Kind is PteKind.Present or PteKind.DevicePrivate)
                 {
-                    src[i] = CollectEntry(machine, mm, ref pmd, leaf, huge: true);
-                    i += Page.PmdPages;
-                    continue;
+                    ulong word = CollectEntry(machine, mm, ref pmd, leaf, huge: true, out bool selected);
+                    if (selected)
+                    {
+                        src[i] = word;
+                        i += Page.PmdPages;
+                        continue;
+                    }
                 }
                 if (leaf.Kind == PteKind.Migration) { i += Page.PmdPages - (int)((va >> Page.Shift) & (Page.PmdPages - 1)); continue; }
                 mm.SplitHugePmd(vma, va & ~(Page.PmdSize - 1), notify: true);
@@ -213,6 +217,10 @@ public sealed class MigrateVma : IDisposable
                 for (; i < chunkEnd; i++)
                 {
                     ref ulong slot = ref ptes[PageTables.PteIndex(Start + ((ulong)i << Page.Shift))];
+                    // Entries are read and their pages looked at under the PTL (re-taken after a
+                    // split): only a mapping seen under it keeps its page — and a device page's
+                    // memory — alive (issue 8, PAGE-R02).
+                    if (!ptl) { mm.PageTableLock.Lock(); ptl = true; }
                     var pte = new Pte(Volatile.Read(ref slot));
                     switch (pte.Kind)
                     {
@@ -230,6 +238,13 @@ public sealed class MigrateVma : IDisposable
                             {
                                 if (ptl) { mm.PageTableLock.Unlock(); ptl = false; }
                                 if (!SplitLargeFolio(machine, pte.Pfn)) break;
+                                // The split put the mapping back through a migration entry:
+                                // collect what the slot holds now (migrate_vma_collect_pmd walks
+                                // the PMD again after split_folio).
+                                mm.PageTableLock.Lock();
+                                ptl = true;
+                                pte = new Pte(Volatile.Read(ref slot));
+                                if (pte.Kind is not (PteKind.Present or PteKind.DevicePrivate) || !Selects(machine, pte) || !IsBasePage(machine, pte.Pfn)) break;
                             }
                             src[i] = CollectBasePage(machine, mm, ref slot, pte, ref ptl);
                             break;
@@ -290,8 +305,14 @@ public sealed class MigrateVma : IDisposable
     {
         ulong head = machine.Frames.FolioHead(pfn);
         bool isFault = FaultPage == head;
-        if (!isFault && !machine.TryLockPage(head)) return false;
-        if (!isFault) machine.GetPage(head);   // folio_get: the head page may be unmapped, the split must not free it under our lock
+        if (!isFault)
+        {
+            // folio_try_get, then folio_trylock: the PTL was dropped for the split, so the folio
+            // may have been freed (or frozen by another split) since the entry was read; the
+            // reference also keeps the head, which may be unmapped, from being freed under the split.
+            if (!machine.TryGetPage(head)) return false;
+            if (machine.Frames.FolioHead(pfn) != head || !machine.TryLockPage(head)) { machine.PutPage(head); return false; }
+        }
         bool split;
         try { split = machine.TrySplitFolio(head, 1); }
         finally
@@ -305,23 +326,31 @@ public sealed class MigrateVma : IDisposable
         return split;
     }
 
-    private ulong CollectEntry(Machine machine, AddressSpace mm, ref ulong slot, Pte entry, bool huge)
+    /// <summary>
+    /// migrate_vma_collect_huge_pmd for a PMD leaf: under the PTL, with the entry unchanged, the
+    /// page is looked at (<see cref="Selects"/>; <paramref name="selected"/> false when it is not
+    /// one to migrate), try-locked, referenced and unmapped. Returns the src word, or 0 when a
+    /// selected page could not be taken (locked by someone else), or when the entry changed
+    /// meanwhile (then <paramref name="selected"/> is true too: the run is skipped).
+    /// </summary>
+    private ulong CollectEntry(Machine machine, AddressSpace mm, ref ulong slot, Pte entry, bool huge, out bool selected)
     {
         ulong head = entry.Pfn;
         bool isFault = FaultPage == head;
-        if (!isFault && !machine.TryLockPage(head)) return 0;   // best effort: a locked page is skipped
-        machine.GetPage(head);
         bool write = entry.IsWritable;
-        bool converted;
+        selected = false;
         mm.PageTableLock.Lock();
-        try { converted = Volatile.Read(ref slot) == entry.Raw && MigrationEngine.ToMigrationEntry(machine, mm, ref slot, huge); }
-        finally { mm.PageTableLock.Unlock(); }
-        if (!converted)
+        try
         {
-            if (!isFault) machine.UnlockPage(head);
-            machine.PutPage(head);
-            return 0;
+            if (Volatile.Read(ref slot) != entry.Raw) { selected = true; return 0; }   // changed meanwhile: skipped, as a busy page
+            if (!Selects(machine, entry)) return 0;
+            selected = true;
+            if (!isFault && !machine.TryLockPage(head)) return 0;   // best effort: a locked page is skipped
+            machine.GetPage(head);   // the entry, unchanged under the PTL, maps it: not free, not frozen
+            // Cannot fail: the slot holds the present or device-private entry just checked.
+            MigrationEngine.ToMigrationEntry(machine, mm, ref slot, huge);
         }
+        finally { mm.PageTableLock.Unlock(); }
         return MigratePfn.FromPfn(head) | MigratePfn.Migrate | (write ? MigratePfn.Write : 0) | (huge ? MigratePfn.Compound : 0);
     }
 

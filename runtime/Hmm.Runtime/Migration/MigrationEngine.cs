@@ -75,128 +75,18 @@ internal static class MigrationEngine
 
     /// <summary>
     /// Replaces a mapping entry by a migration entry (writable if the mapping was, or if it was a
-    /// device-exclusive entry), dropping the mapping's page reference. Returns the src word
-    /// flags (WRITE) or 0 when the slot did not hold a mapping. Caller holds the PTL.
+    /// device-exclusive entry), dropping the mapping's page reference. Caller holds the PTL.
     /// </summary>
     public static bool ToMigrationEntry(Machine machine, AddressSpace mm, ref ulong slot, bool huge)
-    {
-        var e = new Pte(slot);
-        if (e.Kind is not (Present or PteKind.DevicePrivate or PteKind.DeviceExclusive)) return false;
-        ulong pfn = e.Pfn, head = machine.Frames.FolioHead(pfn);
-        bool write = e.IsWritable || e.Kind == PteKind.DeviceExclusive;
-        ulong keep = e.Kind == Present ? e.Raw & (Pte.DirtyBit | Pte.YoungBit | Pte.SoftDirtyBit) : 0;
-        Volatile.Write(ref slot, Pte.NonPresent(PteKind.Migration, pfn, write, huge).Raw | keep);
-        if (huge) Interlocked.Decrement(ref machine.Frames.EntireMapCount(head));
-        else Interlocked.Decrement(ref machine.Frames.MapCount(pfn));
-        mm.AccountRss(head, huge ? -Page.PmdPages : -1);
-        machine.PutPage(head);   // the mapping's reference; the migration holds its own
-        return true;
-    }
+        => MigrationEntries.ToMigrationEntry(machine, mm, ref slot, huge);
 
-    /// <summary>
-    /// remove_migration_ptes: every migration entry for [srcPfn, +pages) becomes a mapping of the
-    /// corresponding page at <paramref name="newPfn"/> (the source again when restoring): a
-    /// device-private entry for private memory, a present entry otherwise, with the migration
-    /// entry's write permission. Raises no notifier event (nothing was mirrored meanwhile).
-    /// </summary>
+    /// <summary>remove_migration_ptes for [srcPfn, +pages) onto <paramref name="newPfn"/> (see <see cref="MigrationEntries"/>).</summary>
     public static void RemoveMigrationEntries(Machine machine, ulong srcPfn, int pages, ulong newPfn)
-        => RemoveMigrationEntries(machine, [new RmapQuery(srcPfn, pages)], [newPfn]);
+        => MigrationEntries.Remove(machine, srcPfn, pages, newPfn);
 
-    /// <summary>
-    /// <see cref="RemoveMigrationEntries(Machine, ulong, int, ulong)"/> for many folios at once:
-    /// query q's migration entries for [sources[q].FirstPfn, +Pages) go to newPfns[q]. One rmap
-    /// walk serves the batch, and each mm's lock and page-table lock are taken once per run of
-    /// hits in that mm rather than once per page; every entry is still re-checked under the PTL.
-    /// </summary>
+    /// <summary>remove_migration_ptes for many folios at once (see <see cref="MigrationEntries"/>).</summary>
     public static void RemoveMigrationEntries(Machine machine, ReadOnlySpan<RmapQuery> sources, ReadOnlySpan<ulong> newPfns)
-    {
-        // A migration entry left behind is never resolved (CPU faults on it spin or wait forever,
-        // issue 8 failures 3 and 4). A fork or VMA split that ran after the walk took its VMA
-        // snapshot may have copied entries where the walk did not look: walk again until no VMA
-        // was linked or unlinked during a pass (entries already replaced are skipped).
-        long generation;
-        do
-        {
-            generation = machine.RmapGeneration;
-            RemoveMigrationEntriesOnce(machine, sources, newPfns);
-        }
-        while (machine.RmapGeneration != generation);
-    }
-
-    private static void RemoveMigrationEntriesOnce(Machine machine, ReadOnlySpan<RmapQuery> sources, ReadOnlySpan<ulong> newPfns)
-    {
-        var hits = Rmap.Scratch();
-        Rmap.CollectBatch(machine, sources, PteKindSet.Of(PteKind.Migration), hits);
-        var device = machine.DeviceMemory;
-        var frames = machine.Frames;
-        for (int h = 0; h < hits.Count;)
-        {
-            var mm = hits[h].Mm;
-            bool taken = mm.LockForRmap();
-            try
-            {
-                long anonPages = 0, filePages = 0;   // rss deltas, applied once per mm
-                mm.PageTableLock.Lock();
-                try
-                {
-                    for (; h < hits.Count && hits[h].Mm == mm; h++)
-                    {
-                        var hit = hits[h];
-                        ulong srcPfn = sources[hit.Tag].FirstPfn;
-                        ref ulong slot = ref mm.SlotFor(hit.Address, hit.Huge);
-                        if (Unsafe.IsNullRef(ref slot)) continue;
-                        var e = new Pte(slot);
-                        if (e.Kind != PteKind.Migration || e.Pfn - srcPfn >= (ulong)sources[hit.Tag].Pages) continue;
-                        ulong target = newPfns[hit.Tag] + (e.Pfn - srcPfn);
-                        bool priv = device?.Classify(target) == DevicePageClass.Private;
-                        // remove_migration_pte: mk_pte(new, vma->vm_page_prot), made writable when the
-                        // migration entry was — so a shared writable mapping (shmem) gets a writable
-                        // entry back and a private one only what was writable before.
-                        bool writable = e.IsWritable || hit.Vma.PageProtWritable;
-                        ulong entry = priv
-                            ? Pte.NonPresent(PteKind.DevicePrivate, target, writable, hit.Huge).Raw
-                            : Pte.Present(target, writable, dirty: e.IsDirty || e.IsWritable, huge: hit.Huge).Raw;
-                        // mk_pte(new, vma->vm_page_prot): a PROT_NONE VMA gets a PROT_NONE entry.
-                        if (!priv && (hit.Vma.Flags & (VmFlags.Read | VmFlags.Write | VmFlags.Exec)) == 0) entry = (entry | Pte.ProtNoneBit) & ~Pte.WriteBit;
-                        ulong head = frames.FolioHead(target);
-                        if (target != e.Pfn) DropExclusiveIfShared(frames, e.Pfn, target, hit.Huge ? Page.PmdPages : 1);
-                        if (hit.Huge) Interlocked.Increment(ref frames.EntireMapCount(head));
-                        else Interlocked.Increment(ref frames.MapCount(target));
-                        machine.GetPage(head);
-                        if ((frames.Flags(head) & (PageFlags.Anon | PageFlags.Device)) != 0) anonPages += hit.Huge ? Page.PmdPages : 1;
-                        else filePages += hit.Huge ? Page.PmdPages : 1;
-                        Volatile.Write(ref slot, entry);
-                    }
-                }
-                finally
-                {
-                    mm.PageTableLock.Unlock();
-                    mm.AddRss(anonPages, filePages);
-                }
-            }
-            finally { mm.UnlockForRmap(taken); }
-        }
-    }
-
-    /// <summary>
-    /// remove_migration_pte's RMAP_EXCLUSIVE: the destination is mapped exclusive only if the
-    /// migration entry still was. The kernel carries that in the entry (a fork turns a writable or
-    /// readable-exclusive migration entry into a plain readable one in both mms); the simulator
-    /// keeps it on the source page, whose PageAnonExclusive fork clears, while migrate_vma_pages
-    /// (<see cref="CommitPage"/>) already copied it to the destination. A fork that ran between
-    /// pages and finalize must therefore clear the destination's too, or the child's first write
-    /// would reuse a page the parent still maps (found by exploration: fork-migration, PCT seed 45).
-    /// </summary>
-    private static void DropExclusiveIfShared(PageFrames frames, ulong source, ulong target, int pages)
-    {
-        ulong sourceHead = frames.FolioHead(source);
-        if ((frames.Flags(sourceHead) & PageFlags.Anon) == 0) return;
-        // The same rule as CommitPage: a 2 MiB source folio tracks exclusivity on its head.
-        ulong tracked = frames.Order(sourceHead) == Page.PmdOrder ? sourceHead : source;
-        if ((frames.Flags(tracked) & PageFlags.AnonExclusive) != 0) return;
-        for (int k = 0; k < pages; k++)
-            if ((frames.Flags(target + (ulong)k) & PageFlags.AnonExclusive) != 0) frames.ClearFlags(target + (ulong)k, PageFlags.AnonExclusive);
-    }
+        => MigrationEntries.Remove(machine, sources, newPfns);
 
     /// <summary>Splits every PMD migration entry of the 2 MiB folio at <paramref name="head"/> into 512 PTE migration entries.</summary>
     public static void SplitMigrationPmds(Machine machine, ulong head)

@@ -167,7 +167,7 @@ internal static class HmmRangeFault
                     if (RangeNeedFault(addr, end, 0) != 0)
                     {
                         Last = addr;
-                        WaitMigration(pmd);
+                        WaitMigration(addr, pmd, huge: true);
                         return Errno.EBUSY;
                     }
                     Fill(addr, end, 0);
@@ -350,7 +350,7 @@ internal static class HmmRangeFault
                                 return Fault(addr, end, required);
                             case PteKind.Migration:
                                 Last = addr;
-                                WaitMigration(raw);
+                                WaitMigration(addr, raw, huge: false);
                                 return Errno.EBUSY;
                             default:
                                 return Errno.EFAULT;   // hwpoison and anything else
@@ -392,12 +392,16 @@ internal static class HmmRangeFault
             return Errno.EBUSY;
         }
 
-        /// <summary>migration_entry_wait: sleeps until the migrating page is unlocked, then the walk restarts.</summary>
-        private readonly void WaitMigration(ulong entry)
+        /// <summary>
+        /// migration_entry_wait (pmd_migration_entry_wait for a PMD): sleeps until the migrating
+        /// page is unlocked, then the walk restarts. The entry was read without the PTL, so the
+        /// page is looked up only under it, with the entry re-checked: the migration may have
+        /// finished and the page's device memory been unplugged since (issue 8, PAGE-R02).
+        /// </summary>
+        private readonly void WaitMigration(ulong addr, ulong entry, bool huge)
         {
             LockValidator.MightSleep("hmm_range_fault: migration_entry_wait");
-            var machine = _mm.Machine;
-            machine.WaitPageUnlocked(machine.Frames.FolioHead(new Pte(entry).Pfn));
+            _mm.MigrationEntryWait(huge ? addr & ~(Page.PmdSize - 1) : addr, entry, huge);
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -67,8 +67,11 @@ public sealed partial class AddressSpace
             Tlb.Exit(tlb);
             // A fault that found the entry changed since the last attempt made progress (someone's).
             if (entry != lastSeen) { attempt = 0; stuckSince = 0; }
-            // The same entry again: only another thread (the page's holder) can make progress, so
-            // under exploration this retry gives way (a real CPU is simply preempted or spins on SMP).
+            // No progress since the last attempt: someone else holds what the fault needs (a
+            // migration, a split's frozen folio). Give the CPU to them instead of spinning on the
+            // shared cores; under exploration this retry is a yield point, so the controlled
+            // scheduler (PCT lowers the spinner) lets the page's holder run.
+            else if (SchedulePoints.Hook is null) Thread.Yield();
             else SchedulePoints.Yield(this, address);
             lastSeen = entry;
             switch (HandleFault(address, write))

@@ -116,22 +116,57 @@ public sealed partial class AddressSpace
     /// device-exclusive entry is restored (remove_device_exclusive_entry); a migration entry
     /// waits until the migration unlocks the page. Each returns Ok so the access is retried.
     /// </summary>
+    /// <remarks>
+    /// The entry was read without the PTL, so its page may have been migrated, freed and — for
+    /// device memory — unplugged since: its struct page is looked at only under the PTL once the
+    /// entry is known to be unchanged (issue 8, PAGE-R02).
+    /// </remarks>
     private FaultResult SoftwareEntryFault(Vma vma, ulong address, bool write, ref ulong slot, Pte pte)
     {
-        ulong head = Frames.FolioHead(pte.Pfn);
         switch (pte.Kind)
         {
             case PteKind.Migration:
-                Machine.WaitPageUnlocked(head);
+                TestHooks.Fire(TestHookPoint.MigrationEntryWait, this, address);
+                MigrationEntryWait(ref slot, pte);
                 return FaultResult.Ok;
             case PteKind.DeviceExclusive:
                 RestoreExclusive(address & ~(ulong)((pte.IsHuge ? Page.PmdSize : Page.Size) - 1), ref slot, pte);
                 return FaultResult.Ok;
             default:
                 TestHooks.Fire(TestHookPoint.DevicePrivateEntryRead, this, address);
-                return DevicePrivateFault(vma, address, write, ref slot, pte, head);
+                return DevicePrivateFault(vma, address, write, ref slot, pte);
         }
     }
+
+    /// <summary>
+    /// migration_entry_wait: under the PTL, if <paramref name="slot"/> still holds the migration
+    /// entry <paramref name="entry"/>, find its folio — which cannot be freed while the entry
+    /// exists, since the migration (or split) holds it locked and referenced — drop the PTL and
+    /// sleep until it is unlocked (migration_entry_wait_on_locked). A changed entry returns at
+    /// once: the caller retries on what is there now. The folio's struct page is never read from
+    /// an entry seen without the PTL: by then the migration may have finished, freed the page and
+    /// its device memory been unplugged.
+    /// </summary>
+    internal void MigrationEntryWait(ref ulong slot, Pte entry)
+    {
+        ulong head;
+        PageTableLock.Lock();
+        try
+        {
+            if (System.Runtime.CompilerServices.Unsafe.IsNullRef(ref slot) || Volatile.Read(ref slot) != entry.Raw) return;
+            head = Frames.FolioHead(entry.Pfn);
+        }
+        finally { PageTableLock.Unlock(); }
+        Machine.WaitPageUnlocked(head);
+    }
+
+    /// <summary>
+    /// <see cref="MigrationEntryWait(ref ulong, Pte)"/> for a walker that read <paramref name="raw"/>
+    /// at <paramref name="address"/> (a PMD leaf when <paramref name="huge"/>) without the PTL,
+    /// as hmm_range_fault does. Caller holds the mmap lock.
+    /// </summary>
+    internal void MigrationEntryWait(ulong address, ulong raw, bool huge)
+        => MigrationEntryWait(ref SlotFor(address, huge), new Pte(raw));
 
     /// <summary>
     /// do_swap_page on a device-private entry: under the PTL, if the entry is unchanged and the
@@ -146,14 +181,18 @@ public sealed partial class AddressSpace
     /// kernel. Only a fault that never makes progress is a bug: <see cref="TranslateForCpu"/>
     /// reports it (MIG-R08) after its retry limit.
     /// </remarks>
-    private FaultResult DevicePrivateFault(Vma vma, ulong address, bool write, ref ulong slot, Pte pte, ulong head)
+    private FaultResult DevicePrivateFault(Vma vma, ulong address, bool write, ref ulong slot, Pte pte)
     {
         var device = Machine.DeviceMemory ?? throw new KernelBugException("MM-R05", $"device-private entry {pte} without device memory");
         bool locked;
+        ulong head;
         PageTableLock.Lock();
         try
         {
             if (Volatile.Read(ref slot) != pte.Raw) return FaultResult.Ok;
+            // Only now, with the entry unchanged under the PTL, is the device page known to be
+            // live (the entry holds a reference): its memory cannot have been unplugged.
+            head = Frames.FolioHead(pte.Pfn);
             locked = Machine.TryLockPage(head);
             if (locked) Machine.GetPage(head);
         }
@@ -189,7 +228,8 @@ public sealed partial class AddressSpace
     {
         if (!Machine.TrySplitFolio(head, 1)) return true;
         if (pfn == head) return false;
-        Machine.GetPage(pfn);
+        // The subpage is a folio of its own now; a concurrent zap may already have freed it.
+        if (!Machine.TryGetPage(pfn)) return true;
         if (!Machine.TryLockPage(pfn)) { Machine.PutPage(pfn); return true; }
         Machine.UnlockPage(head);
         Machine.PutPage(head);
@@ -206,7 +246,14 @@ public sealed partial class AddressSpace
     internal void RestoreExclusive(ulong address, ref ulong slot, Pte pte, bool notify = true)
     {
         ulong head = Frames.FolioHead(pte.Pfn);
-        Machine.GetPage(head);
+        // folio_try_get: the entry was read without the PTL, so the folio may be mid-split
+        // (frozen) or gone; the access then simply faults again.
+        if (!Machine.TryGetPage(head)) return;
+        if (Frames.FolioHead(pte.Pfn) != head || Volatile.Read(ref slot) != pte.Raw)
+        {
+            Machine.PutPage(head);
+            return;
+        }
         Machine.LockPage(head);
         ulong size = pte.IsHuge ? Page.PmdSize : Page.Size;
         var hook = notify ? InvalidateStart(NotifyEvent.Clear, address, address + size) : null;
@@ -352,29 +399,14 @@ public sealed partial class AddressSpace
             finally { PageTableLock.Unlock(); }
             return FaultResult.Ok;
         }
-        ulong head = zero ? pfn : Frames.FolioHead(pfn);
-        if (!zero && (Frames.Flags(head) & PageFlags.Anon) != 0 && CanReuseAnon(pfn, head))
-        {
-            PageTableLock.Lock();
-            try
-            {
-                if (slot == pte.Raw)
-                {
-                    Frames.SetFlags(pfn, PageFlags.AnonExclusive);
-                    Volatile.Write(ref slot, pte.Raw | Pte.WriteBit | Pte.DirtyBit);
-                }
-            }
-            finally { PageTableLock.Unlock(); }
-            return FaultResult.Ok;
-        }
-
-        // wp_page_copy. do_wp_page takes a reference on the old folio under the PTL, with the
-        // entry re-checked, before it drops the PTL to copy: without it the page could be migrated
-        // away, freed — its device memory even unplugged — while it is being copied.
-        // Only for a base page: the simulator's THP split rewrites the subpages' refcounts in place
-        // instead of freezing them (folio_ref_freeze) behind unmapped PTEs, so a reference taken
-        // here on a 2 MiB folio could be lost by a concurrent split; large folios keep the old
-        // behaviour (see issue8-result.md, "left").
+        // do_wp_page runs under the PTL with the entry re-checked (pte_same): only then does the
+        // entry's reference keep the page alive, so its struct page is read only then — a
+        // device-coherent page may otherwise have been migrated away, freed and its memory
+        // unplugged since the lockless read (issue 8, PAGE-R02). The reuse decision is made there
+        // too. For a copy, a reference is taken before the PTL is dropped (folio_get: the mapped
+        // folio is not frozen), which keeps the page — and a THP split, whose freeze it makes
+        // fail — away while the page is copied.
+        ulong head = pfn;
         ulong referenced = ulong.MaxValue;
         if (!zero)
         {
@@ -382,12 +414,15 @@ public sealed partial class AddressSpace
             try
             {
                 if (Volatile.Read(ref slot) != pte.Raw) return FaultResult.Ok;
-                ulong folio = Frames.FolioHead(pfn);
-                if (Frames.Order(folio) == 0)
+                head = Frames.FolioHead(pfn);
+                if ((Frames.Flags(head) & PageFlags.Anon) != 0 && CanReuseAnon(pfn, head))
                 {
-                    Machine.GetPage(folio);
-                    referenced = folio;
+                    Frames.SetFlags(pfn, PageFlags.AnonExclusive);
+                    Volatile.Write(ref slot, pte.Raw | Pte.WriteBit | Pte.DirtyBit);
+                    return FaultResult.Ok;
                 }
+                Machine.GetPage(head);
+                referenced = head;
             }
             finally { PageTableLock.Unlock(); }
         }

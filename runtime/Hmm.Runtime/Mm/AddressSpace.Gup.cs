@@ -74,6 +74,25 @@ public sealed partial class AddressSpace
         return new PinnedPages(Machine, pfns, longTerm);
     }
 
+    /// <summary>
+    /// Takes a reference on the folio <paramref name="entry"/> maps at <paramref name="va"/>, under
+    /// the PTL and only if the slot still holds that entry (so the folio is live and its struct
+    /// page valid); <paramref name="head"/> is recomputed there. False when the entry changed.
+    /// </summary>
+    internal bool TryGrabMapped(ulong va, bool huge, Pte entry, ref ulong head)
+    {
+        PageTableLock.Lock();
+        try
+        {
+            ref ulong slot = ref SlotFor(va, huge);
+            if (System.Runtime.CompilerServices.Unsafe.IsNullRef(ref slot) || Volatile.Read(ref slot) != entry.Raw) return false;
+            ulong pfn = huge ? entry.Pfn + ((va & (Page.PmdSize - 1)) >> Page.Shift) : entry.Pfn;
+            head = Frames.FolioHead(pfn);
+            return Machine.TryGetPage(head);
+        }
+        finally { PageTableLock.Unlock(); }
+    }
+
     private Errno PinOne(ulong va, bool write, bool longTerm, out ulong pinnedPfn)
     {
         pinnedPfn = 0;
@@ -100,18 +119,24 @@ public sealed partial class AddressSpace
                 continue;
             }
             ulong pfn = huge ? entry.Pfn + ((va & (Page.PmdSize - 1)) >> Page.Shift) : entry.Pfn;
-            ulong head = Frames.FolioHead(pfn);
-            var cls = Machine.DeviceMemory?.Classify(head) ?? DevicePageClass.None;
+            // The pgmap lookup needs no struct page (a section table read); the struct page is
+            // read only under the PTL below, once the entry is known to be unchanged.
+            var cls = Machine.DeviceMemory?.Classify(pfn) ?? DevicePageClass.None;
             if (cls == DevicePageClass.P2PDma) return Errno.EFAULT;   // needs FOLL_PCI_P2PDMA
+            // follow_page_pte: under the PTL, with the entry re-checked (it was read without it:
+            // the folio may since be frozen by a THP split, freed, or its device memory
+            // unplugged), try_grab_folio; otherwise walk again.
+            ulong head = 0;
+            if (!TryGrabMapped(va, huge, entry, ref head)) continue;
             if (cls == DevicePageClass.Coherent && longTerm)
             {
+                Machine.PutPage(head);
                 if (Machine.CoherentFolioMigration?.Invoke(Machine, head) != true) return Errno.EBUSY;
                 continue;
             }
             if (!IsZeroPfn(head))
             {
                 Interlocked.Increment(ref Frames.PinCount(head));
-                Machine.GetPage(head);
                 // FOLL_TOUCH | FOLL_WRITE: the device will write it, so the folio is dirty (and no
                 // longer a clean lazy-free candidate).
                 if (write)

@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+using Hmm.Runtime.Interleaving;
 using Hmm.Runtime.Memory;
 
 namespace Hmm.Runtime.Mm;
@@ -6,12 +8,22 @@ public sealed partial class Machine
 {
     /// <summary>
     /// split_huge_page / split_folio: turns the 2 MiB anonymous folio headed at
-    /// <paramref name="head"/> into 512 independent base pages. Every PMD mapping of it, in any
-    /// address space, is split first (CLEAR over each PMD range); then each subpage keeps the
-    /// references of its own mappings, and subpages nothing maps are freed. Fails (false, nothing
-    /// changed beyond the PMD splits) when the folio is pinned or has references beyond its
-    /// mappings and the caller's <paramref name="callerRefs"/>, as can_split_folio does.
+    /// <paramref name="head"/> into 512 independent base pages. The caller holds the folio lock
+    /// and <paramref name="callerRefs"/> references. As in the kernel: every PMD mapping is split
+    /// first; then every mapping, in any address space, becomes a migration entry (unmap_folio);
+    /// the refcount is frozen at exactly the caller's references (folio_ref_freeze), so a
+    /// concurrent speculative reference either made the freeze fail or fails itself
+    /// (<see cref="TryGetPage"/>); only then are the subpages' metadata rewritten, the counts
+    /// unfrozen and the migration entries turned back into mappings of the subpages
+    /// (remap_page). Subpages nothing maps are freed. Fails — every mapping back, nothing split —
+    /// when the folio is pinned or referenced beyond its mappings and the caller's references
+    /// (can_split_folio, then the freeze: EAGAIN in the kernel).
     /// </summary>
+    /// <remarks>
+    /// The head stays locked and keeps the caller's references; the tails are locked and hold
+    /// one temporary reference each while their mappings come back (waiters on their migration
+    /// entries wait for them), then are unlocked and released.
+    /// </remarks>
     internal bool TrySplitFolio(ulong head, int callerRefs)
     {
         if (Frames.Order(head) != Page.PmdOrder || (Frames.Flags(head) & (PageFlags.HugeTlb | PageFlags.Zero)) != 0) return false;
@@ -27,25 +39,109 @@ public sealed partial class Machine
             try { hit.Mm.SplitHugePmd(hit.Vma, hit.Address, notify: true); }
             finally { hit.Mm.UnlockForRmap(taken); }
         }
-        if (Frames.EntireMapCount(head) != 0) return false;
-        long mapped = 0;
-        for (ulong i = 0; i < Page.PmdPages; i++) mapped += Frames.MapCount(head + i);
-        if (Volatile.Read(ref Frames.RefCount(head)) != mapped + callerRefs) return false;
+        if (Volatile.Read(ref Frames.EntireMapCount(head)) != 0) return false;
+        // can_split_folio: a cheap early refusal before anything is unmapped.
+        if (Volatile.Read(ref Frames.RefCount(head)) != MappedPages(head) + callerRefs) return false;
+
+        UnmapFolio(head);
+        TestHooks.Fire(TestHookPoint.FolioSplitUnmapped, this, head);
+        // Every mapping is a migration entry now, so the caller's references are all that may
+        // remain. A mapping the walk missed (a fork copying one in meanwhile) holds a reference
+        // too, and so does a pin or a speculative get: any of them makes the freeze fail.
+        if (MappedPages(head) != 0 || Frames.PinCount(head) != 0 || !TryFreezeRefs(head, callerRefs))
+        {
+            MigrationEntries.Remove(this, head, Page.PmdPages, head);   // remap_page
+            return false;
+        }
+        TestHooks.Fire(TestHookPoint.FolioRefsFrozen, this, head);
 
         if ((Frames.Flags(head) & PageFlags.Device) != 0) DeviceMemory?.FolioSplit(head);
-        var keep = Frames.Flags(head) & (PageFlags.Anon | PageFlags.Dirty | PageFlags.Lru | PageFlags.Device | PageFlags.Locked);
-        for (ulong i = 0; i < Page.PmdPages; i++)
+        var keep = Frames.Flags(head) & (PageFlags.Anon | PageFlags.Dirty | PageFlags.Lru | PageFlags.Device);
+        int owner = Frames.Owner(head);
+        ulong index = Frames.Index(head);
+        for (ulong i = 1; i < Page.PmdPages; i++)
         {
+            // __split_huge_page_tail: a locked folio of its own, frozen at 0 until unfrozen below.
             ulong pfn = head + i;
-            var flags = (Frames.Flags(pfn) & (PageFlags.AnonExclusive | PageFlags.LazyFree)) | (keep & ~(i == 0 ? 0 : PageFlags.Locked));
-            Frames.Flags(pfn) = flags;
+            Frames.Flags(pfn) = (Frames.Flags(pfn) & (PageFlags.AnonExclusive | PageFlags.LazyFree)) | keep | PageFlags.Locked;
             Frames.Order(pfn) = 0;
-            Frames.Owner(pfn) = Frames.Owner(head);
-            Frames.RefCount(pfn) = Frames.MapCount(pfn) + (i == 0 ? callerRefs : 0);
+            Frames.Owner(pfn) = owner;
+            Frames.Index(pfn) = index + i;
+            Volatile.Write(ref Frames.RefCount(pfn), 0);
         }
+        Frames.ClearFlags(head, PageFlags.Head);
+        Frames.Order(head) = 0;
         Frames.EntireMapCount(head) = 0;
-        for (ulong i = 0; i < Page.PmdPages; i++)
-            if (Frames.RefCount(head + i) == 0) FreeFolio(head + i);
+        for (ulong i = 1; i < Page.PmdPages; i++) UnfreezeRefs(head + i, 1);   // the split's own reference on each tail
+        UnfreezeRefs(head, callerRefs);
+
+        // remap_page: the migration entries become mappings of the subpages, each taking its reference.
+        MigrationEntries.Remove(this, head, Page.PmdPages, head);
+        for (ulong i = 1; i < Page.PmdPages; i++)
+        {
+            UnlockPage(head + i);
+            PutPage(head + i);   // frees the subpages nothing maps
+        }
         return true;
+    }
+
+    /// <summary>folio_mapcount over the subpages' PTE mappings of the 2 MiB folio at <paramref name="head"/>.</summary>
+    private long MappedPages(ulong head)
+    {
+        long mapped = 0;
+        for (ulong i = 0; i < Page.PmdPages; i++) mapped += Volatile.Read(ref Frames.MapCount(head + i));
+        return mapped;
+    }
+
+    /// <summary>
+    /// unmap_folio (try_to_migrate with TTU_SPLIT_HUGE_PMD, PMDs already split): every PTE
+    /// mapping of the folio — present, device-private or device-exclusive — becomes a migration
+    /// entry, one CLEAR invalidation and one TLB flush per run of hits in a VMA. Each entry is
+    /// re-checked under the PTL (page_vma_mapped_walk).
+    /// </summary>
+    private void UnmapFolio(ulong head)
+    {
+        var scratch = Rmap.Scratch();
+        Rmap.Collect(this, head, Page.PmdPages, PteKindSet.Of(PteKind.Present, PteKind.DevicePrivate, PteKind.DeviceExclusive), scratch);
+        var hits = scratch.ToArray();   // the invalidation callbacks below may walk again on this thread
+        for (int h = 0; h < hits.Length;)
+        {
+            var mm = hits[h].Mm;
+            var vma = hits[h].Vma;
+            int end = h;
+            ulong lo = ulong.MaxValue, hi = 0;
+            for (; end < hits.Length && hits[end].Mm == mm && hits[end].Vma == vma; end++)
+            {
+                if (hits[end].Huge) continue;
+                lo = Math.Min(lo, hits[end].Address);
+                hi = Math.Max(hi, hits[end].Address + Page.Size);
+            }
+            if (lo < hi)
+            {
+                bool taken = mm.LockForRmap();
+                try
+                {
+                    var hook = mm.InvalidateStart(NotifyEvent.Clear, lo, hi);
+                    mm.PageTableLock.Lock();
+                    try
+                    {
+                        for (int k = h; k < end; k++)
+                        {
+                            if (hits[k].Huge) continue;
+                            ref ulong slot = ref mm.SlotFor(hits[k].Address, huge: false);
+                            if (Unsafe.IsNullRef(ref slot)) continue;
+                            var e = new Pte(Volatile.Read(ref slot));
+                            if (e.Kind is PteKind.Present or PteKind.DevicePrivate or PteKind.DeviceExclusive && !e.IsHuge && e.Pfn - head < Page.PmdPages)
+                                MigrationEntries.ToMigrationEntry(this, mm, ref slot, huge: false);
+                        }
+                    }
+                    finally { mm.PageTableLock.Unlock(); }
+                    mm.Tlb.Flush();   // try_to_migrate_one: ptep_clear_flush
+                    mm.InvalidateEnd(hook, NotifyEvent.Clear, lo, hi);
+                }
+                finally { mm.UnlockForRmap(taken); }
+            }
+            h = end;
+        }
     }
 }

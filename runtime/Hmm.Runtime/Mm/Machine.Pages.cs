@@ -97,5 +97,5 @@ public sealed unsafe partial class Machine
     }
 
     private static bool IsUnlockedOrGone(Machine machine, ulong head)
-        => !machine.Frames.IsOnline(head) || (machine.Frames.Flags(head) & PageFlags.Locked) == 0;
+        => !machine.Frames.TryReadFlags(head, out var flags) || (flags & PageFlags.Locked) == 0;
 }

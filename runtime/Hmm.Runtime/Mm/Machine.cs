@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Hmm.Runtime.Locking;
 using Hmm.Runtime.Memory;
 
@@ -166,8 +167,62 @@ public sealed unsafe partial class Machine : IDisposable
     internal object? DevicePrivateOwner(ulong pfn)
         => DeviceMemory is { } dev && dev.Classify(pfn) == DevicePageClass.Private ? dev.PgmapOwner(pfn) : null;
 
-    /// <summary>folio_get.</summary>
-    internal void GetPage(ulong head) => Interlocked.Increment(ref Frames.RefCount(head));
+    /// <summary>
+    /// folio_get: takes a reference on a folio the caller already knows to be live — it holds a
+    /// reference, the folio lock, or the PTL over an entry mapping it. A folio whose refcount is
+    /// 0 is free or frozen by a split (<see cref="TryFreezeRefs"/>); getting it is a bug
+    /// (VM_BUG_ON_FOLIO in folio_get), as it would be lost when the split unfreezes the count.
+    /// Paths that may meet a frozen folio use <see cref="TryGetPage"/>.
+    /// </summary>
+    internal void GetPage(ulong head)
+    {
+        if (Interlocked.Increment(ref Frames.RefCount(head)) == 1 && (Frames.Flags(head) & PageFlags.Reserved) == 0)
+            ThrowGetOnZero(head);
+    }
+
+    [System.Diagnostics.CodeAnalysis.DoesNotReturn]
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void ThrowGetOnZero(ulong head)
+    {
+        Interlocked.Decrement(ref Frames.RefCount(head));
+        throw new KernelBugException("PAGE-R01", $"folio_get on pfn 0x{head:x} whose refcount is 0 (free, or frozen by a split): use folio_try_get");
+    }
+
+    /// <summary>
+    /// folio_try_get: takes a reference unless the refcount is 0 — the folio is free or a split
+    /// froze it (<see cref="TryFreezeRefs"/>). Every speculative reference (a page found through
+    /// an entry read without the PTL, as GUP and the device-exclusive paths do) goes through this
+    /// and backs off (retries) on failure.
+    /// </summary>
+    internal bool TryGetPage(ulong head)
+    {
+        if ((Frames.Flags(head) & PageFlags.Reserved) != 0) return true;
+        ref int refs = ref Frames.RefCount(head);
+        int seen = Volatile.Read(ref refs);
+        while (seen != 0)
+        {
+            int was = Interlocked.CompareExchange(ref refs, seen + 1, seen);
+            if (was == seen) return true;
+            seen = was;
+        }
+        return false;
+    }
+
+    /// <summary>
+    /// folio_ref_freeze: atomically sets the refcount from exactly <paramref name="expected"/> to
+    /// 0, so no new reference can be taken (<see cref="TryGetPage"/> fails) while the caller
+    /// rewrites the folio's metadata. Fails when anyone else holds a reference.
+    /// </summary>
+    internal bool TryFreezeRefs(ulong head, int expected)
+        => expected > 0 && Interlocked.CompareExchange(ref Frames.RefCount(head), 0, expected) == expected;
+
+    /// <summary>folio_ref_unfreeze: publishes <paramref name="count"/> as the refcount of a frozen folio.</summary>
+    internal void UnfreezeRefs(ulong head, int count)
+    {
+        if (Volatile.Read(ref Frames.RefCount(head)) != 0)
+            throw new KernelBugException("PAGE-R01", $"unfreezing pfn 0x{head:x} whose refcount is not frozen ({Frames.RefCount(head)})");
+        Volatile.Write(ref Frames.RefCount(head), count);
+    }
 
     /// <summary>folio_put: drops a reference; the last one frees the folio.</summary>
     internal void PutPage(ulong head)
@@ -184,7 +239,9 @@ public sealed unsafe partial class Machine : IDisposable
         ref PageFlags flags = ref Frames.Flags(head);
         if ((flags & PageFlags.Device) != 0)
         {
-            // free_zone_device_folio: the page goes back to its driver, which may reuse it only now (MIG-R10).
+            Interleaving.TestHooks.Fire(Interleaving.TestHookPoint.DeviceFolioFreeing, this, head);
+            // free_zone_device_folio: the page goes back to its driver, which may reuse it only now
+            // (MIG-R10). Its pgmap reference, dropped at the very end, keeps the memmap online meanwhile.
             flags &= ~(PageFlags.Anon | PageFlags.Dirty | PageFlags.AnonExclusive | PageFlags.LazyFree);
             Frames.Owner(head) = 0;
             DeviceMemory!.PageFree(head);

@@ -8,7 +8,7 @@ namespace Hmm.Samples.Tests.Stress;
 /// The concurrency stress suite of issue 8: CPU threads, fork, mprotect/madvise churn and device
 /// migrations on one address space at once, for dmirror minor 0 (device-private memory) and
 /// minor 2 (device-coherent memory), lock validator on. In CI each case runs
-/// <see cref="DefaultSeconds"/> seconds (16 cases in CI, about 30 s in all; 4 more are explicit); <c>HMM_STRESS_SECONDS</c>
+/// <see cref="DefaultSeconds"/> seconds (20 cases, about 40 s in all); <c>HMM_STRESS_SECONDS</c>
 /// sets the seconds per case for a local run of minutes. The soak of one device kind, ten
 /// minutes: <c>HMM_STRESS_SECONDS=600 dotnet test tests/Hmm.Samples.Tests -c Release -- 'NUnit.Where=name == "Workload(0,1)"'</c>
 /// (<c>Workload(2,1)</c> for coherent memory); the whole suite: <c>--filter TestCategory=Stress</c>.
@@ -52,12 +52,11 @@ public class ConcurrencyStressTests
 
     /// <summary>The device's memory evicted and unplugged under the migrations.</summary>
     /// <remarks>
-    /// Explicit (not in CI) while one race stays open: a device Read (hmm_range_fault) can touch a
-    /// device page whose section an unplug just took offline (PAGE-R02), about one run in ten.
-    /// See /work/notes/issue8-result.md, "left". Run it by name to reproduce.
+    /// Found the struct-page lookup of a migration entry read without the PTL (PAGE-R02 once the
+    /// eviction had unplugged the memory); regression test
+    /// <see cref="RaceRegressionTests.CpuFaultOnAMigrationEntryWhoseDeviceMemoryIsUnpluggedMeanwhile_Retries"/>.
     /// </remarks>
     [Test]
-    [Explicit("open race: device Read vs device-memory unplug (PAGE-R02), see issue8-result.md")]
     public void DeviceMemoryRemoval([Values(0, 2)] int minor) => Run(minor, 15, StressVariant.DeviceRemoval);
 
     /// <summary>Forked children torn down by the OOM reaper.</summary>
@@ -66,12 +65,11 @@ public class ConcurrencyStressTests
 
     /// <summary>Everything at once.</summary>
     /// <remarks>
-    /// Explicit (not in CI) while two races stay open: the device-memory unplug one above, and a
-    /// THP split (which rewrites subpage refcounts in place instead of freezing them) losing a
-    /// reference taken concurrently (PAGE-R01 bad page state on the folio head), a few runs in ten.
+    /// Found, besides the unplug race above, a THP split that rewrote the subpage refcounts in
+    /// place and lost a reference taken concurrently (PAGE-R01); regression test
+    /// <see cref="RaceRegressionTests.PinOfASubpageWhileItsThpIsSplit_LandsOnTheSubpageNotLost"/>.
     /// </remarks>
     [Test]
-    [Explicit("open races: THP split vs concurrent reference (PAGE-R01), device Read vs unplug (PAGE-R02), see issue8-result.md")]
     public void Everything([Values(0, 2)] int minor)
         => Run(minor, 17, StressVariant.MoreThreads | StressVariant.Exclusive | StressVariant.ThpSplit | StressVariant.MunmapMremap | StressVariant.DeviceRemoval | StressVariant.OomReap);
 

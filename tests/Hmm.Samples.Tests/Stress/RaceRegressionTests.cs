@@ -13,7 +13,7 @@ namespace Hmm.Samples.Tests.Stress;
 /// watchdog bound (<see cref="Watchdog"/>) only turns a deadlock of the old code into a failure.
 /// </summary>
 [NonParallelizable]
-public class RaceRegressionTests : Dmirror.DmirrorTestBase
+public partial class RaceRegressionTests : Dmirror.DmirrorTestBase
 {
     private static readonly TimeSpan Watchdog = TimeSpan.FromSeconds(30);
 
