@@ -79,6 +79,12 @@ public sealed class SimDevice : IDeviceMmu
     /// <summary>The device's local memory, for the VRAM aperture (frame = page index in it).</summary>
     public DevPagemap? LocalMemory { get; set; }
 
+    /// <summary>
+    /// The decode of <see cref="DeviceAperture.Peer"/> entries (frame = bus page number of a peer's
+    /// memory); without it every peer entry faults as an unsupported request.
+    /// </summary>
+    public IPeerAperture? PeerAperture { get; set; }
+
     /// <summary>Attaches a mirror page table as a new address space (instance pointer); returns its instance id.</summary>
     public int Attach(DevicePageTable table)
     {
@@ -117,6 +123,8 @@ public sealed class SimDevice : IDeviceMmu
                 if (LocalMemory == null || t.Frame >= LocalMemory.PageCount) return DeviceMmuResult.IommuFault;
                 pfn = LocalMemory.FirstPfn + t.Frame;
                 return DeviceMmuResult.Hit;
+            case DeviceAperture.Peer:
+                return PeerAperture != null && PeerAperture.ResolveBus(t.Frame << Page.Shift, out pfn) ? DeviceMmuResult.Hit : DeviceMmuResult.IommuFault;
             default:
                 pfn = t.Frame;
                 return DeviceMmuResult.Hit;

@@ -29,6 +29,12 @@ public sealed record Mlx5TestbedOptions
     /// <summary>GPUs attached to the server process (0, 1 or 2).</summary>
     public int Gpus { get; init; }
 
+    /// <summary>
+    /// Whether the GPUs share one pgmap owner (a <see cref="Nouveau.GpuHive"/>, the AMD-style "same
+    /// hive" variant of F.4.4): they then map each other's VRAM in place instead of migrating it.
+    /// </summary>
+    public bool GpuHive { get; init; }
+
     /// <summary>The PCI path between the first GPU and the server's NIC.</summary>
     public PeerPath Path { get; init; } = PeerPath.SameSwitch;
 
@@ -70,14 +76,16 @@ public sealed class Mlx5Testbed : IDisposable
         QpA = NicA.CreateQp(PdA);
         QpB = NicB.CreateQp(PdB);
         LoopbackFabric.Connect(QpA, QpB);
+        if (Options.GpuHive && Options.Gpus >= 1) Hive = new GpuHive();
         if (Options.Gpus >= 1) Gpu = AttachGpu("gpu0", gpuA);
         if (Options.Gpus >= 2) Gpu2 = AttachGpu("gpu1", gpuB);
     }
 
     private NouveauGpu AttachGpu(string name, PciFunction pci)
     {
-        var gpu = new NouveauGpu();
+        var gpu = new NouveauGpu(hive: Hive);
         var e = gpu.Attach(new SimDevice(Machine, name, pci: pci), Server);
+        if (e == Errno.Ok && Hive != null) e = Hive.Join(gpu);
         if (e != Errno.Ok) throw new InvalidOperationException($"{name}: attach failed ({e})");
         return gpu;
     }
@@ -117,6 +125,9 @@ public sealed class Mlx5Testbed : IDisposable
 
     /// <summary>The first GPU (mirrors the server), if any.</summary>
     public NouveauGpu? Gpu { get; }
+
+    /// <summary>The GPUs' shared pgmap owner when <see cref="Mlx5TestbedOptions.GpuHive"/>, else null.</summary>
+    public GpuHive? Hive { get; }
 
     /// <summary>The second GPU, if any.</summary>
     public NouveauGpu? Gpu2 { get; }

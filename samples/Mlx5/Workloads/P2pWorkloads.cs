@@ -1,5 +1,6 @@
 using Hmm.Runtime;
 using Hmm.Runtime.DeviceMemory;
+using Hmm.Runtime.Devices;
 using Hmm.Runtime.Memory;
 using Hmm.Samples.Nouveau;
 
@@ -184,6 +185,96 @@ public static class P2pWorkloads
             ["gpu_a_vram_pages_in_use"] = a.Svm.VramPagesInUse,
         };
         return OdpWorkloads.Finish(tb, "two-gpus", counters, ok, 0, bytes, migrations);
+    }
+
+    /// <summary>
+    /// F.4.4, the AMD-style "same hive" variant: both GPUs share one pgmap owner (a <see cref="GpuHive"/>).
+    /// GPU A binds the buffer to its VRAM; GPU B reads every page — hmm_range_fault with the hive as
+    /// dev_private_owner hands B A's private pfns and B maps them in place as peer PTEs (no
+    /// migration) — then writes every page's first word through those PTEs, and A reads its own VRAM
+    /// back without faulting. A CPU touch of one page migrates it to RAM (A's migrate_to_ram), which
+    /// unmaps it from B too; B's next pass faults on exactly that page and every value is intact.
+    /// </summary>
+    public static Mlx5WorkloadResult TwoGpusSameHive(int pages, int seed)
+    {
+        pages = Math.Max(pages, 2);
+        using var tb = new Mlx5Testbed(new Mlx5TestbedOptions { Gpus = 2, GpuHive = true });
+        var a = tb.Gpu!;
+        var b = tb.Gpu2!;
+        var hive = tb.Hive!;
+        long bytes = (long)pages * Page.Size;
+        ulong target = Mlx5Testbed.Map(tb.Server, pages);
+        var data = Mlx5Testbed.Pattern(bytes, seed);
+        tb.Server.Write(target, data);
+        long bound = a.Svm.Bind(target, target + (ulong)bytes);
+        long migratedBefore = a.PagesMigratedToSystem;
+
+        // B reads A's VRAM in place.
+        var read = b.Svm.Run(GpuWorkloads.ReadEveryPage(target, (ulong)bytes));
+        bool ok = read.Completed;
+        for (int t = 0; t < pages; t++)
+            ok &= b.Device.Executor.ResultOf(t) == BitConverter.ToUInt64(data, t * Page.Size);
+        long migrationsOnRead = a.PagesMigratedToSystem - migratedBefore;
+        long peerEntries = CountAperture(b, target, pages, DeviceAperture.Peer);
+
+        // B writes through its peer PTEs; A reads the values in its own VRAM.
+        ulong value = 0x4849_5645_0000_0000UL | (uint)seed; // "HIVE"
+        var write = b.Svm.Run(GpuWorkloads.WriteEveryPage(target, (ulong)bytes, value));
+        ok &= write.Completed;
+        var aRead = a.Svm.Run(GpuWorkloads.ReadEveryPage(target, (ulong)bytes));
+        ok &= aRead.Completed;
+        for (int t = 0; t < pages; t++)
+            ok &= a.Device.Executor.ResultOf(t) == value;
+        long vramAfterWrites = a.Svm.VramPagesInUse;
+        long migrationsBeforeTouch = a.PagesMigratedToSystem - migratedBefore;
+
+        // The CPU touches one page: A migrates it to RAM and unmaps it from B as well.
+        int touched = pages / 2;
+        ulong touchedVa = target + (ulong)touched * Page.Size;
+        long unmapsBefore = hive.PeerUnmaps;
+        var word = new byte[8];
+        tb.Server.Read(touchedVa, word);
+        ok &= BitConverter.ToUInt64(word) == value;
+        long migrationsOnTouch = a.PagesMigratedToSystem - migratedBefore - migrationsBeforeTouch;
+        long unmapsOnTouch = hive.PeerUnmaps - unmapsBefore;
+        bool staleInB = b.DeviceTable.Lookup(touchedVa, out _);
+
+        // B's next pass re-faults on the touched page only.
+        var reread = b.Svm.Run(GpuWorkloads.ReadEveryPage(target, (ulong)bytes));
+        ok &= reread.Completed;
+        for (int t = 0; t < pages; t++)
+            ok &= b.Device.Executor.ResultOf(t) == value;
+        ok &= b.DeviceTable.Lookup(touchedVa, out var retranslated) && retranslated.Aperture == DeviceAperture.System;
+
+        for (int p = 0; p < pages; p++)
+            BitConverter.TryWriteBytes(data.AsSpan(p * Page.Size, 8), value);
+        ok &= Mlx5Testbed.Matches(tb.Server, target, data);
+        long migrations = a.PagesMigratedToSystem - migratedBefore;
+        var counters = new Dictionary<string, long>
+        {
+            ["gpu_a_bound_pages"] = bound,
+            ["gpu_b_faults"] = read.FaultsRaised,
+            ["gpu_b_peer_entries"] = peerEntries,
+            ["gpu_a_pages_migrated_on_b_read"] = migrationsOnRead,
+            ["gpu_b_write_faults"] = write.FaultsRaised,
+            ["gpu_a_read_faults"] = aRead.FaultsRaised,
+            ["gpu_a_vram_pages_after_b_writes"] = vramAfterWrites,
+            ["gpu_a_pages_migrated_before_touch"] = migrationsBeforeTouch,
+            ["gpu_a_pages_migrated_on_cpu_touch"] = migrationsOnTouch,
+            ["hive_peer_unmaps_on_cpu_touch"] = unmapsOnTouch,
+            ["gpu_b_stale_entry_after_touch"] = staleInB ? 1 : 0,
+            ["gpu_b_refaults_after_touch"] = reread.FaultsRaised,
+            ["hive_peer_pages_mapped"] = hive.PeerPagesMapped,
+        };
+        return OdpWorkloads.Finish(tb, "two-gpus-same-hive", counters, ok, 0, bytes, migrations);
+    }
+
+    private static long CountAperture(NouveauGpu gpu, ulong target, int pages, DeviceAperture aperture)
+    {
+        long n = 0;
+        for (int p = 0; p < pages; p++)
+            if (gpu.DeviceTable.Lookup(target + (ulong)p * Page.Size, out var t) && t.Aperture == aperture) n++;
+        return n;
     }
 
     private static long CountP2p(MemoryRegion mr, ulong target, int pages)

@@ -20,27 +20,64 @@ namespace Hmm.Samples.Nouveau;
 /// VRAM is device-private with base-page folios (<c>LargeFolios = false</c>) so a CPU touch brings
 /// back exactly one page, as nouveau's migrate_to_ram does (A.9).
 /// </remarks>
-[HmmDriver("nouveau", UpdateLock = nameof(_svmm))]
+[HmmDriver("nouveau", UpdateLock = nameof(_svmm), Owner = nameof(_hive))]
 [DeviceMemory(DevicePageKind.Private, ChunkBytes = 2L << 20, MaxChunks = 512, LargeFolios = false)]
 [FaultBuffer(Entries = 4096, BatchSize = 4096, Replay = ReplayPolicy.Batch)]
 public sealed partial class NouveauGpu : IGeneratedGpuDriver
 {
     private readonly KernelMutex _svmm = new("nouveau.svmm");
 
-    /// <summary>A driver in <paramref name="mode"/> (nouveau's policy unless told otherwise).</summary>
-    public NouveauGpu(GpuPolicyMode mode = GpuPolicyMode.Nouveau, UvmPolicyOptions? options = null)
-        => Svm = new GpuSvm(this, _svmm, DeviceMaxChunks, mode, options) { FaultBatchSize = FaultBatchSize };
+    // The pgmap owner cookie when the GPU belongs to a hive (null: the driver instance is the owner).
+    private readonly GpuHive? _hive;
+
+    /// <summary>
+    /// A driver in <paramref name="mode"/> (nouveau's policy unless told otherwise); with
+    /// <paramref name="hive"/> its pgmap owner is the hive (join it with <see cref="GpuHive.Join"/>
+    /// once attached), so the hive's GPUs map each other's VRAM in place.
+    /// </summary>
+    public NouveauGpu(GpuPolicyMode mode = GpuPolicyMode.Nouveau, UvmPolicyOptions? options = null, GpuHive? hive = null)
+    {
+        _hive = hive;
+        Svm = new GpuSvm(this, _svmm, DeviceMaxChunks, mode, options) { FaultBatchSize = FaultBatchSize };
+    }
+
+    /// <summary>The hive whose pgmap owner this GPU shares, or null.</summary>
+    public GpuHive? Hive => _hive;
 
     /// <summary>The SVM logic: policy, counters, ioctls.</summary>
     public GpuSvm Svm { get; }
 
     [FaultPolicy] private FaultAction Decide(in FaultRange fault) => Svm.Decide(in fault);
 
-    [OnInvalidate] private void Invalidate(in NotifierRange range) => Svm.Invalidated(in range);
+    [OnInvalidate]
+    private void Invalidate(in NotifierRange range)
+    {
+        Svm.Invalidated(in range);
+        _hive?.NoteOwnEvent(this, in range);
+    }
 
-    [OnMirrorFault] private void Mapped(HmmRange range, ReadOnlySpan<ulong> hmmPfns) => Svm.Mapped(range, hmmPfns);
+    [OnMirrorFault]
+    private void Mapped(HmmRange range, ReadOnlySpan<ulong> hmmPfns)
+    {
+        Svm.Mapped(range, hmmPfns);
+        _hive?.MapPeerPages(this, range, hmmPfns);
+    }
 
-    [CopyPages] private void Copy(ReadOnlySpan<PageCopy> copies) => Svm.Copy(copies);
+    [CopyPages]
+    private void Copy(ReadOnlySpan<PageCopy> copies)
+    {
+        // A hive member's migration unmaps the other members before the first byte moves (GpuHive remarks).
+        _hive?.UnmapPeers(this);
+        Svm.Copy(copies);
+    }
+
+    /// <summary>Clears [start, end) from this GPU's device table under its update lock (another hive member's migration). Returns the entries cleared.</summary>
+    internal long UnmapForPeer(ulong start, ulong end)
+    {
+        _svmm.Lock();
+        try { return Device.Invalidate(Instance, start, end); }
+        finally { _svmm.Unlock(); }
+    }
 
     [OnPageFree] private void Free(ulong pfn) => Svm.PageFreed(pfn);
 }

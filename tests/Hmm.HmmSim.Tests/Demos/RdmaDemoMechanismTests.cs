@@ -128,6 +128,23 @@ public sealed class RdmaDemoMechanismTests
     }
 
     [Test]
+    public void Two_gpus_in_one_hive_map_each_others_vram_in_place_and_a_cpu_touch_unmaps_both()
+    {
+        var r = HmmSimProcess.RunJson("two-gpus-same-hive", "--pages", "64");
+        Assert.Multiple(() =>
+        {
+            Assert.That(r.DataVerified(), Is.True);
+            Assert.That(r.Counter("gpu_b_faults"), Is.EqualTo(64));
+            Assert.That(r.Counter("gpu_a_pages_migrated_on_b_read"), Is.Zero, "one pgmap owner: mapped in place, not migrated");
+            Assert.That(r.Counter("gpu_b_peer_entries"), Is.EqualTo(64));
+            Assert.That(r.Counter("gpu_a_vram_pages_after_b_writes"), Is.EqualTo(64));
+            Assert.That(r.Counter("gpu_a_pages_migrated_on_cpu_touch"), Is.EqualTo(1));
+            Assert.That(r.Counter("gpu_b_stale_entry_after_touch"), Is.Zero);
+            Assert.That(r.Counter("gpu_b_refaults_after_touch"), Is.EqualTo(1));
+        });
+    }
+
+    [Test]
     public void A_seed_too_large_for_the_nic_workloads_is_refused()
     {
         var o = HmmSimProcess.Invoke("run", "odp-rdma-write", "--seed", "4294967296");

@@ -129,6 +129,37 @@ public class SimDeviceTests
         Assert.That(driver.Table.MappedPages, Is.EqualTo(16));
     }
 
+    // A peer-aperture entry (another device's memory at a bus address) is decoded through the
+    // device's IPeerAperture: a bus page it decodes hits that page, one it does not (or no decoder
+    // at all) is a fatal fault, never a silent access to a host pfn of the same number.
+    [Test]
+    public void PeerApertureEntriesAreDecodedThroughThePeerAperture()
+    {
+        const ulong BusPage = 0xE_0001, Backing = 42;
+        var device = new SimDevice(_machine, "gpu0");
+        var table = new DevicePageTable();
+        int instance = device.Attach(table);
+        const ulong Va = 0x10_0000;
+        Assert.That(table.Install(Va, [Hmm.Runtime.Mirror.HmmPfn.Make(BusPage, write: true)], DeviceAperture.Peer), Is.EqualTo(Errno.Ok));
+        Assert.That(table.Install(Va + Page.Size, [Hmm.Runtime.Mirror.HmmPfn.Make(BusPage + 1, write: true)], DeviceAperture.Peer), Is.EqualTo(Errno.Ok));
+
+        Assert.That(device.Translate(instance, Va, DeviceAccess.Read, out _), Is.EqualTo(DeviceMmuResult.IommuFault), "no decoder");
+        device.PeerAperture = new OneBusPage(BusPage << Page.Shift, Backing);
+        Assert.That(device.Translate(instance, Va, DeviceAccess.Write, out ulong pfn), Is.EqualTo(DeviceMmuResult.Hit));
+        Assert.That(pfn, Is.EqualTo(Backing));
+        Assert.That(device.Translate(instance, Va + Page.Size, DeviceAccess.Read, out _), Is.EqualTo(DeviceMmuResult.IommuFault), "a bus page nothing decodes");
+        device.Detach(instance);
+    }
+
+    private sealed class OneBusPage(ulong bus, ulong pfn) : IPeerAperture
+    {
+        public bool ResolveBus(ulong busAddress, out ulong resolved)
+        {
+            resolved = busAddress == bus ? pfn : 0;
+            return busAddress == bus;
+        }
+    }
+
     // A.5 / HMM-R07: a CPU munmap invalidates the device mirror; the next device access faults
     // and, with nothing mapped any more, is cancelled.
     [Test]

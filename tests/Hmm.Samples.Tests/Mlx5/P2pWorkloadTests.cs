@@ -87,4 +87,25 @@ public sealed class P2pWorkloadTests
         Assert.That(r.Counters["gpu_b_faults"], Is.EqualTo(Pages));
         Assert.That(r.Counters["gpu_a_vram_pages_in_use"], Is.Zero);
     }
+
+    // F.4.4, same-hive variant: shared pgmap owner → B maps A's VRAM in place (no migration), B's
+    // writes land in A's VRAM, and a CPU touch migrates one page and unmaps it from B too (no stale PTE).
+    [Test]
+    public void TwoGpusSameHive_MapsThePeersVramInPlace_AndACpuTouchUnmapsItFromBoth()
+    {
+        var r = P2pWorkloads.TwoGpusSameHive(Pages, seed: 27);
+        Assert.That(r.DataVerified, Is.True, "B read A's bytes, A read B's writes, CPU read everything back (invariants checked)");
+        Assert.That(r.Counters["gpu_a_bound_pages"], Is.EqualTo(Pages));
+        Assert.That(r.Counters["gpu_b_faults"], Is.EqualTo(Pages), "B faults once per page to map it");
+        Assert.That(r.Counters["gpu_a_pages_migrated_on_b_read"], Is.Zero, "same owner: hmm_range_fault returns A's private pfns");
+        Assert.That(r.Counters["gpu_b_peer_entries"], Is.EqualTo(Pages), "every page mapped as a peer-VRAM PTE");
+        Assert.That(r.Counters["gpu_b_write_faults"], Is.Zero, "the peer PTEs are writable");
+        Assert.That(r.Counters["gpu_a_read_faults"], Is.Zero, "A reads its own VRAM");
+        Assert.That(r.Counters["gpu_a_vram_pages_after_b_writes"], Is.EqualTo(Pages), "B's writes did not move anything out of VRAM");
+        Assert.That(r.Counters["gpu_a_pages_migrated_before_touch"], Is.Zero);
+        Assert.That(r.Counters["gpu_a_pages_migrated_on_cpu_touch"], Is.EqualTo(1));
+        Assert.That(r.Counters["hive_peer_unmaps_on_cpu_touch"], Is.EqualTo(1), "A's migrate_to_ram unmapped the page from B");
+        Assert.That(r.Counters["gpu_b_stale_entry_after_touch"], Is.Zero);
+        Assert.That(r.Counters["gpu_b_refaults_after_touch"], Is.EqualTo(1), "only the migrated page re-faults");
+    }
 }

@@ -91,5 +91,11 @@ public sealed class RdmaDemo(string name, string section, string description, st
             "GPU A binds a buffer to its VRAM; GPU B's kernel then reads it. The pages are device-private to another pgmap " +
             "owner, so GPU B's faults make hmm_range_fault migrate them back to system memory before B maps them.",
             64, 1, 4096, P2pWorkloads.TwoGpus),
+        new RdmaDemo("two-gpus-same-hive", "F.4.4", "two GPUs sharing one pgmap owner (a hive): B maps A's VRAM in place, a CPU touch unmaps it from both",
+            "The AMD-style variant: both GPUs use one hive object as pgmap owner. GPU B's faults on pages A bound to its VRAM get " +
+            "A's device-private pfns back (same owner: no migration) and B maps them as peer-VRAM PTEs at A's BAR1 addresses; " +
+            "B's writes land in A's VRAM. A CPU touch migrates one page to RAM and A also unmaps it from B (the trampolines " +
+            "skip events owned by the shared cookie), so B re-faults on exactly that page.",
+            64, 2, 4096, P2pWorkloads.TwoGpusSameHive),
     ];
 }
