@@ -246,10 +246,12 @@ public static class P2pWorkloads
             ok &= b.Device.Executor.ResultOf(t) == value;
         ok &= b.DeviceTable.Lookup(touchedVa, out var retranslated) && retranslated.Aperture == DeviceAperture.System;
 
+        // Counted before the CPU read-back below, which pulls every VRAM page to RAM (a check, not
+        // part of the workload).
+        long migrations = a.PagesMigratedToSystem - migratedBefore;
         for (int p = 0; p < pages; p++)
             BitConverter.TryWriteBytes(data.AsSpan(p * Page.Size, 8), value);
         ok &= Mlx5Testbed.Matches(tb.Server, target, data);
-        long migrations = a.PagesMigratedToSystem - migratedBefore;
         var counters = new Dictionary<string, long>
         {
             ["gpu_a_bound_pages"] = bound,
@@ -266,7 +268,8 @@ public static class P2pWorkloads
             ["gpu_b_refaults_after_touch"] = reread.FaultsRaised,
             ["hive_peer_pages_mapped"] = hive.PeerPagesMapped,
         };
-        return OdpWorkloads.Finish(tb, "two-gpus-same-hive", counters, ok, 0, bytes, migrations);
+        // B reached A's VRAM peer to peer for every page; only the CPU-touched page went through RAM.
+        return OdpWorkloads.Finish(tb, "two-gpus-same-hive", counters, ok, p2pBytes: bytes, fallbackBytes: 0, migrations: migrations);
     }
 
     private static long CountAperture(NouveauGpu gpu, ulong target, int pages, DeviceAperture aperture)

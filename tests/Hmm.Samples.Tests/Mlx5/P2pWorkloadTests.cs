@@ -107,5 +107,8 @@ public sealed class P2pWorkloadTests
         Assert.That(r.Counters["hive_peer_unmaps_on_cpu_touch"], Is.EqualTo(1), "A's migrate_to_ram unmapped the page from B");
         Assert.That(r.Counters["gpu_b_stale_entry_after_touch"], Is.Zero);
         Assert.That(r.Counters["gpu_b_refaults_after_touch"], Is.EqualTo(1), "only the migrated page re-faults");
+        Assert.That(r.Migrations, Is.EqualTo(1), "the CPU-touched page only (the read-back check is not counted)");
+        Assert.That(r.P2pBytes, Is.EqualTo((long)Pages * Page.Size));
+        Assert.That(r.FallbackBytes, Is.Zero);
     }
 }
