@@ -34,8 +34,7 @@ public static class NicRaces
     {
         ArgumentNullException.ThrowIfNull(ctx);
         var w = new NicWorld(ctx, nic);
-        var mr = w.Testbed.Register(w.Testbed.NicB, w.Testbed.PdB, w.Target, NicWorld.Pages);
-        w.ServerMrs.Add(mr);
+        var mr = w.RegisterServer();
         ctx.Spawn("rdma", () =>
         {
             var e = w.Write(0, NicWorld.Pages, mr.Key);
@@ -60,8 +59,7 @@ public static class NicRaces
     {
         ArgumentNullException.ThrowIfNull(ctx);
         var w = new NicWorld(ctx, nic);
-        var mr = w.Testbed.Register(w.Testbed.NicB, w.Testbed.PdB, w.Target, NicWorld.Pages);
-        w.ServerMrs.Add(mr);
+        var mr = w.RegisterServer();
         ctx.Spawn("rdma", () =>
         {
             var e = w.Write(0, NicWorld.Pages, mr.Key);
@@ -94,8 +92,7 @@ public static class NicRaces
     {
         ArgumentNullException.ThrowIfNull(ctx);
         var w = new NicWorld(ctx, nic);
-        var mr = w.Testbed.RegisterImplicit(w.Testbed.NicB, w.Testbed.PdB);
-        w.ServerMrs.Add(mr);
+        var mr = w.RegisterServer(implicitOdp: true);
         // Setup (before any logical thread): only pages 0–1 are in the child.
         var first = w.Write(0, NicWorld.Pages / 2, mr.Key);
         if (first != Errno.Ok) throw new InvalidOperationException($"setup RDMA WRITE failed ({first})");

@@ -47,9 +47,23 @@ public sealed class NicWorld
         Source = Mlx5Testbed.Map(Testbed.Client, 2 * Pages);
         Old = Mlx5Testbed.Pattern(Bytes, 1);
         Data = Mlx5Testbed.Pattern(Bytes, 2);
-        Testbed.Server.Write(Target, Old);
         Testbed.Client.Write(Source, Data);
         ClientMr = Testbed.Register(Testbed.NicA, Testbed.PdA, Source, 2 * Pages);
+    }
+
+    /// <summary>
+    /// Registers the server's MR (explicit over the buffer, or the implicit one) and only then lets the
+    /// CPU write the old contents: reg_mr's snapshot finds nothing mapped, so the race's NIC accesses
+    /// really fault (a snapshot taken after the CPU wrote would pre-fill the MTT and hide the fault).
+    /// </summary>
+    public MemoryRegion RegisterServer(bool implicitOdp = false)
+    {
+        var mr = implicitOdp
+            ? Testbed.RegisterImplicit(Testbed.NicB, Testbed.PdB)
+            : Testbed.Register(Testbed.NicB, Testbed.PdB, Target, Pages);
+        ServerMrs.Add(mr);
+        Testbed.Server.Write(Target, Old);
+        return mr;
     }
 
     /// <summary>The testbed.</summary>

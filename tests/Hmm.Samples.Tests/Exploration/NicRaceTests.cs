@@ -36,7 +36,7 @@ public sealed class NicRaceTests
     [TestCaseSource(nameof(Names))]
     public void Explores_under_pct_too(string name)
     {
-        ExploreReport report = Explorer.Run(new ExploreOptions { Schedules = 100, Seed = 7, Strategy = ExploreStrategy.Pct, Inject = ExploreOptions.AllFaults },
+        ExploreReport report = Explorer.Run(new ExploreOptions { Schedules = 200, Seed = 7, Strategy = ExploreStrategy.Pct, PctHorizon = 120, Inject = ExploreOptions.AllFaults },
             NicRaces.Find(name)!.Body);
 
         TestContext.Out.WriteLine($"{name} (pct): {report}");
@@ -56,15 +56,17 @@ public sealed class NicRaceTests
     [Test]
     public void A_nic_zap_leaving_the_last_partial_run_of_8_entries_is_found_and_replayed()
         => PlantedBugTests.FindAndReplay(
-            new ExploreOptions { Schedules = 2_000, Seed = 1, Strategy = ExploreStrategy.Random, KeepLastTrace = true },
+            new ExploreOptions { Schedules = 2_000, Seed = 1, Strategy = ExploreStrategy.Pct, PctHorizon = 120, KeepLastTrace = true },
             ctx => NicRaces.FaultVsMunmap(ctx, new Mlx5Options { PlantedZapSkipsPartialTail = true }),
             "stale NIC translations");
 
     [Test]
     public void The_planted_nic_bug_shows_only_in_some_interleavings()
     {
-        // munmap before the NIC faulted the upper half leaves nothing to zap: the bug needs the fault first.
-        ExploreReport report = Explorer.Run(new ExploreOptions { Schedules = 200, Seed = 1, Strategy = ExploreStrategy.Random, StopOnFirstFailure = false },
+        // munmap before the NIC faulted the upper half leaves nothing to zap: the bug needs the fault
+        // first. A random walk almost never lets the ~20-step fault finish before munmap's one step
+        // takes mmap_lock; PCT's priorities do in about half the schedules.
+        ExploreReport report = Explorer.Run(new ExploreOptions { Schedules = 200, Seed = 1, Strategy = ExploreStrategy.Pct, PctHorizon = 120, StopOnFirstFailure = false },
             ctx => NicRaces.FaultVsMunmap(ctx, new Mlx5Options { PlantedZapSkipsPartialTail = true }));
 
         TestContext.Out.WriteLine(report.Summary);
@@ -74,7 +76,7 @@ public sealed class NicRaceTests
     [Test]
     public void The_same_scenario_with_the_real_zap_is_not_reported()
     {
-        ExploreReport report = Explorer.Run(new ExploreOptions { Schedules = 300, Seed = 1, Strategy = ExploreStrategy.Random },
+        ExploreReport report = Explorer.Run(new ExploreOptions { Schedules = 300, Seed = 1, Strategy = ExploreStrategy.Pct, PctHorizon = 120 },
             ctx => NicRaces.FaultVsMunmap(ctx, new Mlx5Options()));
 
         Assert.That(report.Failures, Is.Zero, report.ToString());
