@@ -86,9 +86,10 @@ public static class NicRaces
     /// Implicit ODP: the first RDMA WRITE created the 1 GiB child of the buffer's slot. The server
     /// unmaps pages 0–1 and, if that left the child empty, the workqueue (a logical thread spawned
     /// then) reaps it, while the client writes pages 2–3 of the same slot — a fault that must find
-    /// the live child or create a new one, never use one being destroyed.
+    /// the live child or create a new one, never use one being destroyed. <paramref name="observe"/>
+    /// sees the implicit MR after the oracles (tests count which outcome a schedule reached).
     /// </summary>
-    public static void ImplicitReapVsFault(ExploreContext ctx, Mlx5Options? nic = null)
+    public static void ImplicitReapVsFault(ExploreContext ctx, Mlx5Options? nic = null, Action<MemoryRegion>? observe = null)
     {
         ArgumentNullException.ThrowIfNull(ctx);
         var w = new NicWorld(ctx, nic);
@@ -114,6 +115,7 @@ public static class NicRaces
             // Pages 2–3 are still mapped by the CPU: a NIC read must reach them through a live child.
             ExploreContext.Check(w.ReadAndCheck(NicWorld.Pages / 2, NicWorld.Pages, mr.Key, "at the end") == Errno.Ok, "the NIC cannot read pages 2-3 after the reap");
             ExploreContext.Check(mr.Implicit!.HasChild(w.Address(NicWorld.Pages / 2)), "no child covers the slot the NIC just read");
+            observe?.Invoke(mr);
         });
         // Pages 0–1 were unmapped: only 2–3 are checked (UnmappedFrom counts from the top, so shift the model).
         w.CheckAtEndFrom(ctx, NicWorld.Pages / 2);

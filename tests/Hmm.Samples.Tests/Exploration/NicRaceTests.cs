@@ -44,6 +44,24 @@ public sealed class NicRaceTests
     }
 
     [Test]
+    public void The_implicit_scenario_reaches_both_the_reaped_and_the_kept_child()
+    {
+        int kept = 0, reapedThenRecreated = 0;
+        ExploreReport report = Explorer.Run(new ExploreOptions { Schedules = 200, Seed = 7, Strategy = ExploreStrategy.Pct, PctHorizon = 120 },
+            ctx => NicRaces.ImplicitReapVsFault(ctx, observe: mr =>
+            {
+                var c = mr.Counters.Snapshot();
+                if (c["implicit_children_reaped"] == 0) kept++;
+                else if (c["implicit_children_created"] == 2) reapedThenRecreated++;
+            }));
+
+        TestContext.Out.WriteLine($"{report.Summary}: kept {kept}, reaped then re-created {reapedThenRecreated}");
+        Assert.That(report.Failures, Is.Zero, report.ToString());
+        Assert.That(kept, Is.GreaterThan(0), "no schedule let the new fault keep the emptied child");
+        Assert.That(reapedThenRecreated, Is.GreaterThan(0), "no schedule reaped the child before the new fault");
+    }
+
+    [Test]
     public void The_catalogue_hmmsim_lists_holds_the_nic_scenarios()
     {
         var names = DmirrorRaces.All.Select(s => s.Name).ToList();
