@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using Hmm.Runtime;
 using Hmm.Runtime.Scheduling;
+using Hmm.Samples.Mlx5.Exploration;
 using Hmm.Samples.Nouveau.Exploration;
 
 namespace Hmm.Samples.TestHmm.Exploration;
@@ -8,9 +9,10 @@ namespace Hmm.Samples.TestHmm.Exploration;
 /// <summary>
 /// The exploration catalogue: the dmirror race scenarios (the interleavings lib/test_hmm's
 /// self-tests only reach by luck) on device-private (minor 0) and coherent (minor 2) memory, then
-/// the GPU sample's (<see cref="GpuRaces"/>), each small enough to explore thousands of schedules
-/// in seconds. Every scenario honours the scenario-level faults: an OOM reaper (non-blockable
-/// invalidations) and, for dmirror, device memory removal. NIC (mlx5) scenarios are not listed yet.
+/// the GPU sample's (<see cref="GpuRaces"/>) and the ODP NIC sample's (<see cref="NicRaces"/>), each
+/// small enough to explore thousands of schedules in seconds. The dmirror and GPU scenarios honour
+/// the scenario-level faults: an OOM reaper (non-blockable invalidations) and, for dmirror, device
+/// memory removal; the NIC scenarios take the runtime's in-line faults.
 /// </summary>
 public static class DmirrorRaces
 {
@@ -28,6 +30,7 @@ public static class DmirrorRaces
         new("coherent-migrate-cpu-fault", "migration to coherent device memory (dmirror2) races CPU loads and stores on the same pages", ctx => MigrateVsCpuFault(ctx, minor: 2)),
         new("coherent-removal-migration", "coherent device memory removal races migration to it and a CPU read", ctx => RemovalVsMigration(ctx, minor: 2)),
         .. GpuRaces.All.Select(g => new RaceScenario(g.Name, g.Description, g.Body)),
+        .. NicRaces.All.Select(n => new RaceScenario(n.Name, n.Description, n.Body)),
     ];
 
     /// <summary>The scenario named <paramref name="name"/>, or null.</summary>

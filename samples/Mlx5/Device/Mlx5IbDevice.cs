@@ -171,6 +171,14 @@ public sealed partial class Mlx5IbDevice : IDisposable
     [MayBlock]
     public void FlushWork() => _wq.Flush();
 
+    /// <summary>
+    /// Runs the queued work items (prefetch, implicit child reaping) on the calling thread; for a NIC
+    /// built with <see cref="Mlx5Options.Workers"/> = 0, whose workqueue is driven by a logical thread
+    /// under exploration. Returns the items run.
+    /// </summary>
+    [MayBlock]
+    public int RunQueuedWork() => _wq.RunPending();
+
     /// <summary>find_odp_mkey: the region of <paramref name="key"/> with a use-count reference taken, or null.</summary>
     internal MemoryRegion? FindOdpMkey(uint key)
     {

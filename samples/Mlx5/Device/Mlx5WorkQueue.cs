@@ -37,7 +37,10 @@ internal sealed class Mlx5WorkQueue : IDisposable
         _serviceFault = serviceFault;
         _eqEntries = options.EqEntries;
         _freeDescriptors = options.FaultDescriptors;
-        _workers = new Thread[Math.Max(1, options.Workers)];
+        // Workers = 0 (exploration): no real thread; logical threads run the queue with RunPending.
+        if (options.Workers < 0 || (options.Workers == 0 && !options.InlineFaults))
+            throw new ArgumentException("a NIC without workers needs InlineFaults (nothing would service the EQ)", nameof(options));
+        _workers = new Thread[options.Workers];
         for (int i = 0; i < _workers.Length; i++)
         {
             _workers[i] = new Thread(Run) { IsBackground = true, Name = $"{name}.pf_wq/{i}" };
@@ -72,8 +75,49 @@ internal sealed class Mlx5WorkQueue : IDisposable
         _wake.WakeUpAll();
     }
 
-    /// <summary>flush_workqueue: sleeps until every queued item and fault has run.</summary>
-    public void Flush() => _idle.WaitEvent(this, static q => q.IsIdle());
+    /// <summary>flush_workqueue: sleeps until every queued item and fault has run (without workers: runs them on the caller).</summary>
+    public void Flush()
+    {
+        if (_workers.Length == 0)
+        {
+            RunPending();
+            return;
+        }
+        _idle.WaitEvent(this, static q => q.IsIdle());
+    }
+
+    /// <summary>
+    /// Runs every queued work item on the calling thread, as a worker would (a queue built with no
+    /// workers: exploration runs the workqueue as a logical thread of the controlled scheduler).
+    /// Returns the items run.
+    /// </summary>
+    public int RunPending()
+    {
+        int ran = 0;
+        while (true)
+        {
+            IMlx5Work? work = null;
+            _lock.Lock();
+            try
+            {
+                if (_work.Count > 0)
+                {
+                    work = _work.Dequeue();
+                    _busy++;
+                }
+            }
+            finally { _lock.Unlock(); }
+            if (work == null) return ran;
+            try { work.Run(); }
+            finally
+            {
+                _lock.Lock();
+                try { _busy--; }
+                finally { _lock.Unlock(); }
+            }
+            ran++;
+        }
+    }
 
     private bool IsIdle()
     {

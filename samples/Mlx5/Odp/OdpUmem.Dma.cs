@@ -168,6 +168,25 @@ public sealed partial class OdpUmem
         return true;
     }
 
+    /// <summary>
+    /// The end-state oracle of exploration: valid MTT entries whose page the CPU page table no longer
+    /// maps at that address (a stale NIC translation — an invalidation that left an entry behind, or
+    /// a fault that installed after one). Takes <c>umem_mutex</c>, so no fault or zap is half done.
+    /// </summary>
+    [MayBlock]
+    public int StaleEntries()
+    {
+        int stale = 0;
+        _umemMutex.Lock();
+        try
+        {
+            for (int i = 0; i < _mtt.Length; i++)
+                if (_mtt[i] != 0 && !MatchesCpu(Start + ((ulong)i << Page.Shift), _pfn[i])) stale++;
+        }
+        finally { _umemMutex.Unlock(); }
+        return stale;
+    }
+
     /// <summary>Whether the CPU page table maps <paramref name="va"/> to <paramref name="pfn"/> (a present page, or the peer's private page).</summary>
     private bool MatchesCpu(ulong va, ulong pfn)
     {

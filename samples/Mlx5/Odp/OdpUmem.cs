@@ -236,6 +236,7 @@ public sealed partial class OdpUmem
         if (start >= end) return;
         int first = (int)((start - Start) >> Page.Shift), last = (int)((end - Start + Page.Size - 1) >> Page.Shift);
         const int Alignment = 8; // MLX5_UMR_MTT_NUM_ENTRIES_ALIGNMENT: 64-byte UMR / 8-byte MTT
+        if (_nic.Options.PlantedZapSkipsPartialTail) last = first + ((last - first) & ~(Alignment - 1));
         bool inBlock = false;
         int blockStart = 0;
         long unmapped = 0, dirty = 0;

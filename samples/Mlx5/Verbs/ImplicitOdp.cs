@@ -1,3 +1,4 @@
+using Hmm.Dsl;
 using Hmm.Runtime;
 using Hmm.Runtime.Mm;
 using SpinLock = Hmm.Runtime.Locking.SpinLock;
@@ -73,6 +74,15 @@ public sealed class ImplicitOdp
             foreach (var c in Children()) n += c.MappedPages;
             return n;
         }
+    }
+
+    /// <summary>Stale MTT entries over every child (<see cref="OdpUmem.StaleEntries"/>).</summary>
+    [MayBlock]
+    public int StaleEntries()
+    {
+        int n = 0;
+        foreach (var c in Children()) n += c.StaleEntries();
+        return n;
     }
 
     private OdpUmem[] Children()
