@@ -157,7 +157,7 @@ public static class P2pWorkloads
     /// <summary>
     /// F.4.4 — two GPUs: GPU A binds the buffer to its VRAM; GPU B's kernel reads it and faults on
     /// pages private to A, which hmm_range_fault migrates to RAM (a different pgmap owner). The
-    /// shared-owner variant (AMD-style "same hive", mapping in place) is not modelled for nouveau.
+    /// shared-owner variant that maps in place is <see cref="TwoGpusSameHive"/>.
     /// </summary>
     public static Mlx5WorkloadResult TwoGpus(int pages, int seed)
     {
@@ -166,10 +166,7 @@ public static class P2pWorkloads
         var a = tb.Gpu!;
         var b = tb.Gpu2!;
         long bytes = (long)pages * Page.Size;
-        ulong target = Mlx5Testbed.Map(tb.Server, pages);
-        var data = Mlx5Testbed.Pattern(bytes, seed);
-        tb.Server.Write(target, data);
-        long bound = a.Svm.Bind(target, target + (ulong)bytes);
+        long bound = BindPatternToGpuA(tb, pages, seed, out ulong target, out var data);
         long migratedBefore = a.PagesMigratedToSystem;
         var run = b.Svm.Run(GpuWorkloads.ReadEveryPage(target, (ulong)bytes));
         long migrations = a.PagesMigratedToSystem - migratedBefore;
@@ -203,10 +200,7 @@ public static class P2pWorkloads
         var b = tb.Gpu2!;
         var hive = tb.Hive!;
         long bytes = (long)pages * Page.Size;
-        ulong target = Mlx5Testbed.Map(tb.Server, pages);
-        var data = Mlx5Testbed.Pattern(bytes, seed);
-        tb.Server.Write(target, data);
-        long bound = a.Svm.Bind(target, target + (ulong)bytes);
+        long bound = BindPatternToGpuA(tb, pages, seed, out ulong target, out var data);
         long migratedBefore = a.PagesMigratedToSystem;
 
         // B reads A's VRAM in place.
@@ -270,6 +264,19 @@ public static class P2pWorkloads
         };
         // B reached A's VRAM peer to peer for every page; only the CPU-touched page went through RAM.
         return OdpWorkloads.Finish(tb, "two-gpus-same-hive", counters, ok, p2pBytes: bytes, fallbackBytes: 0, migrations: migrations);
+    }
+
+    /// <summary>
+    /// The two-GPU preamble: <paramref name="pages"/> server pages filled with the seed's pattern
+    /// and bound to GPU A's VRAM. Returns the pages the bind migrated.
+    /// </summary>
+    private static long BindPatternToGpuA(Mlx5Testbed tb, int pages, int seed, out ulong target, out byte[] data)
+    {
+        long bytes = (long)pages * Page.Size;
+        target = Mlx5Testbed.Map(tb.Server, pages);
+        data = Mlx5Testbed.Pattern(bytes, seed);
+        tb.Server.Write(target, data);
+        return tb.Gpu!.Svm.Bind(target, target + (ulong)bytes);
     }
 
     private static long CountAperture(NouveauGpu gpu, ulong target, int pages, DeviceAperture aperture)
