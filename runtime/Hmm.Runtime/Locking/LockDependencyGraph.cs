@@ -84,6 +84,34 @@ internal sealed class LockDependencyGraph
         }
     }
 
+    /// <summary>
+    /// Records the dependency <paramref name="before"/> → <paramref name="after"/> (subclass 0)
+    /// as if a thread had taken them in that order, without taking anything: the order a
+    /// subsystem documents is known before any code path exercises it, so the first inverted
+    /// acquisition is reported even if the documented order itself never ran. Throws if the
+    /// opposite order is already recorded.
+    /// </summary>
+    public void DeclareOrder(string before, string after)
+    {
+        lock (_gate)
+        {
+            LockClassNode from = Node(before, 0);
+            LockClassNode next = Node(after, 0);
+            if (from.Out.ContainsKey(next))
+            {
+                return;
+            }
+
+            if (FindPath(next, from) is not null)
+            {
+                throw new KernelBugException(LockValidator.Rule,
+                    $"possible circular locking dependency detected: the declared order '{before}' -> '{after}' inverts one already recorded.");
+            }
+
+            from.Out.Add(next, "    [declared order]\n" + CaptureSite());
+        }
+    }
+
     /// <summary>Whether the edge <paramref name="from"/> → <paramref name="to"/> (subclass 0) was recorded (tests).</summary>
     public bool HasDependency(string from, string to)
     {

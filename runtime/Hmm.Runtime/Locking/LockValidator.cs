@@ -127,6 +127,21 @@ public static class LockValidator
     /// <summary>Forgets every recorded dependency (tests). Held-lock stacks are not touched.</summary>
     public static void Reset() => s_graph.Clear();
 
+    /// <summary>
+    /// Declares a documented lock order, outermost first (lockdep priming, as the kernel primes
+    /// dma_resv and fs_reclaim orders at boot): each class is recorded as taken before the next,
+    /// so an acquisition in the opposite order is reported at once, even before the documented
+    /// order ever ran. Throws if the opposite order is already recorded.
+    /// </summary>
+    public static void DeclareOrder(params string[] classes)
+    {
+        ArgumentNullException.ThrowIfNull(classes);
+        for (int i = 0; i + 1 < classes.Length; i++)
+        {
+            s_graph.DeclareOrder(classes[i], classes[i + 1]);
+        }
+    }
+
     /// <summary>Whether a dependency <paramref name="from"/> → <paramref name="to"/> (subclass 0) has been recorded.</summary>
     public static bool HasDependency(string from, string to) => s_graph.HasDependency(from, to);
 

@@ -75,62 +75,6 @@ public sealed class RwSemaphore
         ReadLockCore(subclass);
     }
 
-    /// <summary>
-    /// A read lock that waits only for a writer <i>holding</i> the semaphore, never queueing
-    /// behind a writer that is merely waiting (subclass as for <see cref="ReadLockNested"/>).
-    /// For the simulator's reverse-map walks, which stand in for the kernel's anon_vma /
-    /// i_mmap rwsem: a kernel rmap walk (try_to_migrate, remove_migration_ptes) is excluded by
-    /// VMA and page-table changes in progress but is never blocked by an mmap_write_lock caller
-    /// that is still waiting — that caller waits for the read holder who, holding folio locks,
-    /// started the walk. Queueing the walk behind it would close that cycle (issue 8, failure 4).
-    /// </summary>
-    internal void ReadLockIgnoringWaitingWriters(int subclass)
-    {
-        SchedulePoints.Reach(SchedulePointKind.Acquire, this);
-        LockValidator.ValidateSubclass(subclass);
-        HeldLocks held = HeldLocks.Current;
-        if (LockValidator.Enabled)
-        {
-            LockValidator.MightSleep(LockKind.RwRead, ClassName, subclass);
-            LockValidator.CheckAcquire(held, this, ClassName, subclass, LockKind.RwRead);
-        }
-
-        if (!TryAcquireRead(ignoreWaitingWriters: true))
-        {
-            if (held.Contains(this))
-            {
-                throw LockValidator.SelfDeadlock(LockKind.RwRead, ClassName);
-            }
-
-            // Under exploration a blocked thread parks in the scheduler, never in a monitor
-            // (it holds the only baton: a real wait would stall every logical thread).
-            if (SchedulePoints.Hook is { } hook)
-            {
-                while (!TryAcquireRead(ignoreWaitingWriters: true)) hook.Block(this);
-                held.Push(this, ClassName, subclass, LockKind.RwRead);
-                return;
-            }
-
-            lock (_gate)
-            {
-                Interlocked.Increment(ref _sleepers);
-                try
-                {
-                    while (!TryAcquireRead(ignoreWaitingWriters: true))
-                    {
-                        Monitor.Wait(_gate);
-                    }
-                }
-                finally
-                {
-                    Interlocked.Decrement(ref _sleepers);
-                }
-            }
-        }
-
-        held.Push(this, ClassName, subclass, LockKind.RwRead);
-    }
-
     /// <summary>down_read_trylock: fails if a writer holds it or is waiting; records no dependency.</summary>
     [TryAcquires("this", Shared = true)]
     public bool TryReadLock()
@@ -263,12 +207,12 @@ public sealed class RwSemaphore
         held.Push(this, ClassName, subclass, LockKind.RwWrite);
     }
 
-    private bool TryAcquireRead(bool ignoreWaitingWriters = false)
+    private bool TryAcquireRead()
     {
         while (true)
         {
             int s = Volatile.Read(ref _state);
-            if ((s & WriterBit) != 0 || (!ignoreWaitingWriters && Volatile.Read(ref _waitingWriters) != 0))
+            if ((s & WriterBit) != 0 || Volatile.Read(ref _waitingWriters) != 0)
             {
                 return false;
             }

@@ -28,16 +28,20 @@ internal static class MigrationEngine
         // so an unmapped folio has nothing to find. A mapping that appears after this check holds
         // a reference, which the caller's OnlyMigrationHoldsIt check then sees.
         if (!IsMapped(machine, pfn, pages)) return;
-        var hits = Rmap.Scratch();
-        Rmap.Collect(machine, pfn, pages, PteKindSet.Of(Present, PteKind.DevicePrivate, PteKind.DeviceExclusive), hits);
-        for (int h = 0; h < hits.Count; h++)
+        // rmap_walk_anon: the lineage's rwsem for read across the walk and the conversions, and
+        // per hit only that mm's page-table lock — no mmap lock, so an mmap writer elsewhere (an
+        // mprotect holding it, a fork or munmap waiting for it) neither blocks nor is blocked.
+        var anon = Rmap.LockAnon(machine, pfn, out bool taken);
+        if (anon == null) return;
+        try
         {
-            var hit = hits[h];
-            var mm = hit.Mm;
-            Interleaving.TestHooks.Fire(Interleaving.TestHookPoint.TryToMigrateHit, mm, hit.Address);
-            bool taken = mm.LockForRmap();
-            try
+            var hits = Rmap.Scratch();
+            Rmap.Collect(machine, anon, pfn, pages, PteKindSet.Of(Present, PteKind.DevicePrivate, PteKind.DeviceExclusive), hits);
+            for (int h = 0; h < hits.Count; h++)
             {
+                var hit = hits[h];
+                var mm = hit.Mm;
+                Interleaving.TestHooks.Fire(Interleaving.TestHookPoint.TryToMigrateHit, mm, hit.Address);
                 ulong size = hit.Huge ? Page.PmdSize : Page.Size;
                 var hook = mm.InvalidateStart(NotifyEvent.Clear, hit.Address, hit.Address + size);
                 mm.PageTableLock.Lock();
@@ -55,8 +59,8 @@ internal static class MigrationEngine
                 mm.Tlb.Flush();   // try_to_migrate_one: ptep_clear_flush
                 mm.InvalidateEnd(hook, NotifyEvent.Clear, hit.Address, hit.Address + size);
             }
-            finally { mm.UnlockForRmap(taken); }
         }
+        finally { anon.UnlockRead(taken); }
     }
 
     /// <summary>Whether <paramref name="e"/> is a mapping (present, device-private, device-exclusive) of a page in [pfn, +pages), at the walk's level.</summary>
@@ -91,16 +95,19 @@ internal static class MigrationEngine
     /// <summary>Splits every PMD migration entry of the 2 MiB folio at <paramref name="head"/> into 512 PTE migration entries.</summary>
     public static void SplitMigrationPmds(Machine machine, ulong head)
     {
-        var hits = Rmap.Scratch();
-        Rmap.Collect(machine, head, Page.PmdPages, PteKindSet.Of(PteKind.Migration), hits);
-        var found = hits.ToArray();
-        foreach (var hit in found)
+        var anon = Rmap.LockAnon(machine, head, out bool taken);
+        if (anon == null) return;
+        try
         {
-            if (!hit.Huge) continue;
-            bool taken = hit.Mm.LockForRmap();
-            try { hit.Mm.SplitHugePmd(hit.Vma, hit.Address, notify: false); }
-            finally { hit.Mm.UnlockForRmap(taken); }
+            var hits = Rmap.Scratch();
+            Rmap.Collect(machine, anon, head, Page.PmdPages, PteKindSet.Of(PteKind.Migration), hits);
+            for (int h = 0; h < hits.Count; h++)
+            {
+                var hit = hits[h];
+                if (hit.Huge) hit.Mm.SplitHugePmd(hit.Vma, hit.Address, notify: false);   // re-checks the leaf under the PTL
+            }
         }
+        finally { anon.UnlockRead(taken); }
     }
 
     /// <summary>

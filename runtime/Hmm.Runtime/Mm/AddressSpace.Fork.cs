@@ -36,6 +36,15 @@ public sealed partial class AddressSpace
         finally { MmapLock.WriteUnlock(); }
     }
 
+    /// <summary>
+    /// copy_page_range. The child's VMA is already linked to the lineage (anon_vma_fork ran in
+    /// <see cref="ForkInto"/>, after the parent's VMA in the walk order), so an rmap walk may visit
+    /// the child while its entries are copied: each page table is copied holding the parent's
+    /// page-table lock and the child's (nested), as copy_pte_range does. A walk that passed the
+    /// parent's entry before the copy finds the copy in the child afterwards; one that reaches it
+    /// later finds it already changed in the parent. A device-exclusive entry is restored with both
+    /// locks dropped (that takes the folio lock, which sleeps) and the slot read again.
+    /// </summary>
     private void CopyPageRange(Vma vma, AddressSpace child)
     {
         bool cow = vma.IsCowMapping;
@@ -48,22 +57,7 @@ public sealed partial class AddressSpace
                 ulong[]? pmdTable = Tables.PmdTable(va, allocate: false);
                 if (pmdTable == null) { va = pmdEnd; continue; }
                 ref ulong pmd = ref pmdTable[PageTables.PmdIndex(va)];
-                if (pmd != 0 && !PageTables.IsTable(pmd))
-                {
-                    if (CopyHugePmd(vma, child, va, ref pmd, cow)) { va = pmdEnd; continue; }
-                }
-                if (pmd != 0)
-                {
-                    ulong[] ptes = Tables.TableOf(pmd);
-                    ulong[]? childPtes = null;
-                    for (ulong a = va; a < pmdEnd; a += Page.Size)
-                    {
-                        ref ulong e = ref ptes[PageTables.PteIndex(a)];
-                        if (e == 0) continue;
-                        childPtes ??= child.Tables.EnsurePteTable(ref child.Tables.PmdTable(a, allocate: true)![PageTables.PmdIndex(a)]);
-                        childPtes[PageTables.PteIndex(a)] = CopyPte(vma, child, a, ref e, cow);
-                    }
-                }
+                CopyPmdRange(vma, child, va, pmdEnd, ref pmd, cow);
                 va = pmdEnd;
             }
         }
@@ -73,8 +67,65 @@ public sealed partial class AddressSpace
         }
     }
 
+    /// <summary>copy_pmd_range for one PMD slot: a leaf whole (copy_huge_pmd) or its PTE table entry by entry.</summary>
+    private void CopyPmdRange(Vma vma, AddressSpace child, ulong va, ulong pmdEnd, ref ulong pmd, bool cow)
+    {
+        ulong a = va;
+        while (a < pmdEnd)
+        {
+            ulong restoreAt = 0;
+            bool split = false;
+            PageTableLock.Lock();
+            child.PageTableLock.Lock(1);
+            try
+            {
+                ulong cur = Volatile.Read(ref pmd);
+                if (cur == 0) return;
+                if (!PageTables.IsTable(cur))
+                {
+                    if (CopyHugePmd(vma, child, va, ref pmd, cow)) return;
+                    split = true;   // a pinned THP: split it (outside the locks), then copy PTEs
+                }
+                else
+                {
+                    ulong[] ptes = Tables.TableOf(cur);
+                    ulong[]? childPtes = null;
+                    for (; a < pmdEnd; a += Page.Size)
+                    {
+                        ref ulong e = ref ptes[PageTables.PteIndex(a)];
+                        ulong raw = Volatile.Read(ref e);
+                        if (raw == 0) continue;
+                        if (new Pte(raw).Kind == PteKind.DeviceExclusive) { restoreAt = a; break; }
+                        childPtes ??= child.Tables.EnsurePteTable(ref child.Tables.PmdTable(a, allocate: true)![PageTables.PmdIndex(a)]);
+                        childPtes[PageTables.PteIndex(a)] = CopyPte(vma, child, ref e, cow);
+                    }
+                }
+            }
+            finally
+            {
+                child.PageTableLock.Unlock();
+                PageTableLock.Unlock();
+            }
+            if (split) SplitHugePmd(vma, va & ~(Page.PmdSize - 1), notify: true);
+            else if (restoreAt != 0)
+            {
+                // copy_nonpresent_pte: an exclusive entry in the parent is restored first (the
+                // device loses its atomic access), then copied as a normal present entry on the
+                // next pass. try_restore_exclusive_pte: inside copy_page_range's PROTECTION_PAGE
+                // window, no event of its own (reference D fork).
+                ref ulong slot = ref SlotFor(restoreAt, huge: false);
+                if (!System.Runtime.CompilerServices.Unsafe.IsNullRef(ref slot))
+                {
+                    var pte = new Pte(Volatile.Read(ref slot));
+                    if (pte.Kind == PteKind.DeviceExclusive) RestoreExclusive(restoreAt, ref slot, pte, notify: false);
+                }
+                Thread.Yield();   // a THP split may be turning it into a migration entry meanwhile
+            }
+        }
+    }
+
     /// <summary>copy_present_pte / copy_nonpresent_pte: returns the child's entry, write-protecting the parent's for COW.</summary>
-    private ulong CopyPte(Vma vma, AddressSpace child, ulong address, ref ulong slot, bool cow)
+    private ulong CopyPte(Vma vma, AddressSpace child, ref ulong slot, bool cow)
     {
         ulong raw = slot;
         var pte = new Pte(raw);
@@ -125,13 +176,8 @@ public sealed partial class AddressSpace
                 return raw;
             }
             case PteKind.DeviceExclusive:
-            {
-                // copy_nonpresent_pte: an exclusive entry in the parent is restored first (the
-                // device loses its atomic access), then copied as a normal present entry.
-                // try_restore_exclusive_pte: inside copy_page_range's PROTECTION_PAGE window, no event of its own (reference D fork).
-                RestoreExclusive(address, ref slot, pte, notify: false);
-                return CopyPte(vma, child, address, ref slot, cow);
-            }
+                // CopyPmdRange restores these (with the page-table locks dropped) before copying.
+                throw new KernelBugException("MM-R05", "copy_pte_range reached a device-exclusive entry it had not restored");
             case PteKind.Migration:
                 // A shared migration entry is only readable (never exclusive) in both mms: the page
                 // it migrates to must not come out exclusive.
@@ -157,7 +203,7 @@ public sealed partial class AddressSpace
         return Pte.Present(pfn, writable: (vma.Flags & VmFlags.Write) != 0, dirty: true, huge: huge).Raw;
     }
 
-    /// <summary>copy_huge_pmd / copy_hugetlb_page_range; false when the PMD had to be split (pinned THP) and PTEs must be copied.</summary>
+    /// <summary>copy_huge_pmd / copy_hugetlb_page_range, under both page-table locks; false when the PMD must be split (pinned THP) and PTEs copied.</summary>
     private bool CopyHugePmd(Vma vma, AddressSpace child, ulong va, ref ulong pmd, bool cow)
     {
         ulong raw = pmd;
@@ -176,11 +222,7 @@ public sealed partial class AddressSpace
         ulong head = leaf.Pfn;
         if (leaf.Kind == PteKind.Present && Frames.PinCount(head) != 0)
         {
-            if (!vma.IsHugeTlb)
-            {
-                SplitHugePmd(vma, pmdStart, notify: true);
-                return false;
-            }
+            if (!vma.IsHugeTlb) return false;   // the caller splits it (__split_huge_pmd takes the PTL) and copies PTEs
             if (!Machine.TryAllocateHugeTlb(out ulong copy))
                 throw new ErrnoException(Errno.ENOMEM, "hugetlb pool empty copying a pinned page at fork");
             Machine.CopyPages(copy, head, Page.PmdOrder);

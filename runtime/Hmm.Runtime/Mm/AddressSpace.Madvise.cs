@@ -100,20 +100,27 @@ public sealed partial class AddressSpace
                 }
                 if (pmd != 0)
                 {
-                    ulong[] ptes = Tables.TableOf(pmd);
-                    for (ulong a = va; a < pmdEnd; a += Page.Size)
+                    // madvise_free_pte_range: under the page-table lock (rmap walkers of other mms
+                    // change entries here holding only that lock).
+                    PageTableLock.Lock();
+                    try
                     {
-                        ref ulong e = ref ptes[PageTables.PteIndex(a)];
-                        var pte = new Pte(e);
-                        if (pte.Kind != PteKind.Present || IsZeroPfn(pte.Pfn)) continue;
-                        ulong pfn = pte.Pfn, head = Frames.FolioHead(pfn);
-                        // Mapped only here: no other PTE, and no PMD elsewhere (a THP still PMD-mapped by a fork sibling).
-                        // Device (coherent) memory is not on the LRU: madvise_free_pte_range skips zone-device folios.
-                        if ((Frames.Flags(head) & PageFlags.Anon) == 0 || Machine.IsDevicePage(head) || Frames.MapCount(pfn) != 1 || Frames.EntireMapCount(head) != 0 || Frames.PinCount(head) != 0) continue;
-                        e &= ~(Pte.DirtyBit | Pte.YoungBit);
-                        Frames.ClearFlags(pfn, PageFlags.Dirty);
-                        Frames.SetFlags(pfn, PageFlags.LazyFree);
+                        ulong[] ptes = PageTables.IsTable(pmd) ? Tables.TableOf(pmd) : [];
+                        for (ulong a = va; a < pmdEnd && ptes.Length != 0; a += Page.Size)
+                        {
+                            ref ulong e = ref ptes[PageTables.PteIndex(a)];
+                            var pte = new Pte(e);
+                            if (pte.Kind != PteKind.Present || IsZeroPfn(pte.Pfn)) continue;
+                            ulong pfn = pte.Pfn, head = Frames.FolioHead(pfn);
+                            // Mapped only here: no other PTE, and no PMD elsewhere (a THP still PMD-mapped by a fork sibling).
+                            // Device (coherent) memory is not on the LRU: madvise_free_pte_range skips zone-device folios.
+                            if ((Frames.Flags(head) & PageFlags.Anon) == 0 || Machine.IsDevicePage(head) || Frames.MapCount(pfn) != 1 || Frames.EntireMapCount(head) != 0 || Frames.PinCount(head) != 0) continue;
+                            Volatile.Write(ref e, e & ~(Pte.DirtyBit | Pte.YoungBit));
+                            Frames.ClearFlags(pfn, PageFlags.Dirty);
+                            Frames.SetFlags(pfn, PageFlags.LazyFree);
+                        }
                     }
+                    finally { PageTableLock.Unlock(); }
                 }
             }
             va = pmdEnd;
@@ -178,10 +185,18 @@ public sealed partial class AddressSpace
             }
             InitLargeAnon(huge, PrepareAnon(vma), vma.LinearIndex(block));
             var hook = InvalidateStart(NotifyEvent.Clear, block, block + Page.PmdSize);
-            for (int i = 0; i < Page.PmdPages; i++) ZapPte(ref ptes[i]);
-            Tables.FreeTable(pmd);
-            Frames.EntireMapCount(huge) = 1;
-            Volatile.Write(ref pmd, Pte.Present(huge, writable: (vma.Flags & VmFlags.Write) != 0, dirty: true, huge: true).Raw);
+            // collapse_huge_page swaps the table for the leaf under the page-table lock (and the
+            // anon_vma lock): an rmap walker of another mm re-walks to the slot under that lock.
+            PageTableLock.Lock();
+            try
+            {
+                for (int i = 0; i < Page.PmdPages; i++) ZapPte(ref ptes[i]);
+                Frames.EntireMapCount(huge) = 1;
+                ulong table = pmd;
+                Volatile.Write(ref pmd, Pte.Present(huge, writable: (vma.Flags & VmFlags.Write) != 0, dirty: true, huge: true).Raw);
+                Tables.FreeTable(table);
+            }
+            finally { PageTableLock.Unlock(); }
             Interlocked.Add(ref _rssAnon, Page.PmdPages);
             InvalidateEnd(hook, NotifyEvent.Clear, block, block + Page.PmdSize);
         }

@@ -72,17 +72,25 @@ public sealed partial class AddressSpace
             ulong[]? pmdTable = Tables.PmdTable(va, allocate: false);
             if (pmdTable != null)
             {
-                ref ulong pmd = ref pmdTable[PageTables.PmdIndex(va)];
-                if (pmd != 0 && !PageTables.IsTable(pmd)) pmd = Reprotect(pmd, prot, huge: true);
-                else if (pmd != 0)
+                // change_pte_range / change_huge_pmd: under the page-table lock, so a concurrent
+                // rmap walk (remove_migration_ptes from another mm) never has its entry
+                // overwritten by a stale read-modify-write here.
+                PageTableLock.Lock();
+                try
                 {
-                    ulong[] ptes = Tables.TableOf(pmd);
-                    for (ulong a = va; a < pmdEnd; a += Page.Size)
+                    ref ulong pmd = ref pmdTable[PageTables.PmdIndex(va)];
+                    if (pmd != 0 && !PageTables.IsTable(pmd)) Volatile.Write(ref pmd, Reprotect(pmd, prot, huge: true));
+                    else if (pmd != 0)
                     {
-                        ref ulong e = ref ptes[PageTables.PteIndex(a)];
-                        if (e != 0) e = Reprotect(e, prot, huge: false);
+                        ulong[] ptes = Tables.TableOf(pmd);
+                        for (ulong a = va; a < pmdEnd; a += Page.Size)
+                        {
+                            ref ulong e = ref ptes[PageTables.PteIndex(a)];
+                            if (e != 0) Volatile.Write(ref e, Reprotect(e, prot, huge: false));
+                        }
                     }
                 }
+                finally { PageTableLock.Unlock(); }
             }
             va = pmdEnd;
         }

@@ -55,9 +55,7 @@ public sealed partial class AddressSpace
             if (!dontUnmap && oldAddr + oldLen == vma.End && oldAddr + newLen <= TaskSize && !VmaTree.Intersects(vma.End, oldAddr + newLen))
             {
                 // vma_expand: grow in place.
-                VmaTree.Remove(vma);
-                vma.End = oldAddr + newLen;
-                VmaTree.Insert(vma);
+                ExpandVma(vma, oldAddr + newLen);
                 MergeAround(vma);
                 return oldAddr;
             }
@@ -97,6 +95,18 @@ public sealed partial class AddressSpace
     private void MovePageTables(Vma newVma, ulong oldAddr, ulong newAddr, ulong len)
     {
         var hook = InvalidateStart(NotifyEvent.Unmap, oldAddr, oldAddr + len);
+        // take_rmap_locks: an rmap walk sees every entry either still at its old address or
+        // already at its new one — never in neither VMA (a remove_migration_ptes that missed one
+        // would leave a migration entry behind for good).
+        var anon = newVma.Anon;
+        anon?.Rwsem.WriteLock();
+        try { MovePageTablesLocked(newVma, oldAddr, newAddr, len); }
+        finally { anon?.Rwsem.WriteUnlock(); }
+        InvalidateEnd(hook, NotifyEvent.Unmap, oldAddr, oldAddr + len);
+    }
+
+    private void MovePageTablesLocked(Vma newVma, ulong oldAddr, ulong newAddr, ulong len)
+    {
         for (ulong off = 0; off < len;)
         {
             ulong src = oldAddr + off, dst = newAddr + off;
@@ -128,6 +138,5 @@ public sealed partial class AddressSpace
             }
             off += Page.Size;
         }
-        InvalidateEnd(hook, NotifyEvent.Unmap, oldAddr, oldAddr + len);
     }
 }

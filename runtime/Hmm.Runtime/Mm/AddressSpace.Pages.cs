@@ -11,6 +11,9 @@ public sealed partial class AddressSpace
     /// zap_pte_range / zap_pmd_range: clears every entry of [start, end) inside <paramref name="vma"/>,
     /// dropping the mappings' page references. The caller is inside an invalidation of the range
     /// and holds the mmap lock for write; PMD leaves straddling the range were split before.
+    /// Each page table is cleared under the page-table lock, as zap_pte_range does: an rmap walk
+    /// from another address space (which holds no mmap lock of this one) changes entries here
+    /// under that lock only.
     /// </summary>
     internal void ZapRange(Vma vma, ulong start, ulong end)
     {
@@ -24,15 +27,29 @@ public sealed partial class AddressSpace
                 continue;
             }
             ref ulong pmd = ref pmdTable[PageTables.PmdIndex(va)];
-            if (pmd != 0 && !PageTables.IsTable(pmd))
+            while (true)
             {
-                if (pmdEnd - va == Page.PmdSize) { ZapPmd(ref pmd); va = pmdEnd; continue; }
+                // The PMD is read again under the lock: a THP split from another address space
+                // (split_huge_page's unmap) may have turned the leaf into a table meanwhile.
+                bool split = false;
+                PageTableLock.Lock();
+                try
+                {
+                    ulong cur = Volatile.Read(ref pmd);
+                    if (cur != 0 && !PageTables.IsTable(cur))
+                    {
+                        if (pmdEnd - va == Page.PmdSize) ZapPmd(ref pmd);
+                        else split = true;
+                    }
+                    else if (cur != 0)
+                    {
+                        ulong[] ptes = Tables.TableOf(cur);
+                        for (ulong a = va; a < pmdEnd; a += Page.Size) ZapPte(ref ptes[PageTables.PteIndex(a)]);
+                    }
+                }
+                finally { PageTableLock.Unlock(); }
+                if (!split) break;
                 SplitHugePmd(vma, va & ~(Page.PmdSize - 1), notify: true);
-            }
-            if (pmd != 0)
-            {
-                ulong[] ptes = Tables.TableOf(pmd);
-                for (ulong a = va; a < pmdEnd; a += Page.Size) ZapPte(ref ptes[PageTables.PteIndex(a)]);
             }
             va = pmdEnd;
         }

@@ -40,7 +40,9 @@ public sealed partial class AddressSpace
                     }
                     var hook = InvalidateStart(NotifyEvent.Clear, va, va + Page.Size);
                     Frames.ClearFlags(pfn, PageFlags.LazyFree);
-                    ZapPte(ref slot);
+                    PageTableLock.Lock();
+                    try { ZapPte(ref slot); }
+                    finally { PageTableLock.Unlock(); }
                     InvalidateEnd(hook, NotifyEvent.Clear, va, va + Page.Size);
                     freed++;
                 }

@@ -141,26 +141,6 @@ public sealed partial class AddressSpace
     internal IMmuNotifierHook InstallNotifierHook(IMmuNotifierHook hook)
         => Interlocked.CompareExchange(ref _notifierHook, hook, null) ?? hook;
 
-    /// <summary>
-    /// Takes this mm's mmap lock for read for a reverse-map visit from another context, unless the
-    /// calling thread already holds it; returns whether it was taken (pass to <see cref="UnlockForRmap"/>).
-    /// </summary>
-    internal bool LockForRmap()
-    {
-        if (MmapLock.IsHeldByCurrentThread) return false;
-        // Stands in for the anon_vma lock a kernel rmap walk takes: it excludes VMA and
-        // page-table changes in progress (a writer holding the mmap lock), but it does not queue
-        // behind a writer that is only waiting — the walker holds folio locks (and driver locks
-        // such as dmirror's devmem_lock) that the read holders the writer waits for may need.
-        MmapLock.ReadLockIgnoringWaitingWriters(1);
-        return true;
-    }
-
-    internal void UnlockForRmap(bool taken)
-    {
-        if (taken) MmapLock.ReadUnlock();
-    }
-
     /// <summary>mmap_assert_locked.</summary>
     internal void AssertLocked(string what)
     {
@@ -190,19 +170,29 @@ public sealed partial class AddressSpace
 
     // ---- VMA bookkeeping ------------------------------------------------------------------
 
+    /// <summary>
+    /// vma_link (and anon_vma_fork / anon_vma_clone for a copy that shares a lineage): the VMA
+    /// joins the tree, its file's i_mmap and its lineage. The lineage link is made under the
+    /// anon_vma rwsem for write and appends, so a fork child or a split piece comes after every
+    /// VMA already linked in the walk order.
+    /// </summary>
     internal void LinkVma(Vma vma)
     {
         VmaTree.Insert(vma);
         vma.File?.AddMapping(vma);
         if (vma.Anon is { } anon)
         {
-            anon.Lock.Lock();
+            anon.Rwsem.WriteLock();
             try { anon.Vmas.Add(vma); }
-            finally { anon.Lock.Unlock(); }
-            Machine.BumpRmapGeneration();
+            finally { anon.Rwsem.WriteUnlock(); }
         }
     }
 
+    /// <summary>
+    /// Removes a VMA: from the tree, its file's i_mmap and (unlink_anon_vmas, under the anon_vma
+    /// rwsem for write) its lineage. Callers free page tables only after this, so an rmap walk
+    /// never reaches a table freed under it.
+    /// </summary>
     internal void UnlinkVma(Vma vma)
     {
         VmaTree.Remove(vma);
@@ -215,15 +205,17 @@ public sealed partial class AddressSpace
     {
         if (vma.Anon is not { } anon) return;
         bool last;
-        anon.Lock.Lock();
-        try
-        {
-            anon.Vmas.Remove(vma);
-            last = anon.Vmas.Count == 0;
-        }
-        finally { anon.Lock.Unlock(); }
-        Machine.BumpRmapGeneration();
+        anon.Rwsem.WriteLock();
+        try { last = DetachAnonLocked(anon, vma); }
+        finally { anon.Rwsem.WriteUnlock(); }
         if (last) Machine.FreeOwnerId(anon.Id);
+    }
+
+    /// <summary>Removes <paramref name="vma"/> from <paramref name="anon"/>'s VMAs (caller holds the rwsem for write); true when it was the last.</summary>
+    private static bool DetachAnonLocked(AnonVma anon, Vma vma)
+    {
+        anon.Vmas.Remove(vma);
+        return anon.Vmas.Count == 0;
     }
 
     /// <summary>anon_vma_prepare: gives a private VMA its anon_vma on its first anonymous page.</summary>
@@ -245,10 +237,20 @@ public sealed partial class AddressSpace
         // vma_adjust_trans_huge: a PMD leaf straddling the split point is split first.
         if ((at & (Page.PmdSize - 1)) != 0 && !vma.IsHugeTlb) SplitHugePmdAt(vma, at);
         var upper = new Vma(this, at, vma.End, vma.Flags, vma.File, vma.PgOff + ((at - vma.Start) >> Page.Shift), vma.Anon) { Ops = vma.Ops };
-        VmaTree.Remove(vma);
-        vma.End = at;
-        VmaTree.Insert(vma);
-        LinkVma(upper);
+        // vma_prepare: the shrink of the lower part and the link of the upper one are one step
+        // for an rmap walk (anon_vma rwsem for write), so it finds each page in exactly one piece.
+        var anon = vma.Anon;
+        anon?.Rwsem.WriteLock();
+        try
+        {
+            VmaTree.Remove(vma);
+            vma.End = at;
+            VmaTree.Insert(vma);
+            VmaTree.Insert(upper);
+            upper.File?.AddMapping(upper);
+            anon?.Vmas.Add(upper);
+        }
+        finally { anon?.Rwsem.WriteUnlock(); }
         return upper;
     }
 
@@ -286,19 +288,46 @@ public sealed partial class AddressSpace
 
     private void Absorb(Vma lower, Vma upper)
     {
-        if (lower.Anon == null && upper.Anon is { } anon)
+        // vma_prepare / vma_complete: the survivor's growth and the upper VMA's removal are one
+        // step for an rmap walk (anon_vma rwsem for write).
+        var anon = lower.Anon ?? upper.Anon;
+        bool last = false;
+        anon?.Rwsem.WriteLock();
+        try
         {
-            // Link the survivor first so the lineage never becomes empty (and its id freed).
-            lower.Anon = anon;
-            anon.Lock.Lock();
-            try { anon.Vmas.Add(lower); }
-            finally { anon.Lock.Unlock(); }
-            Machine.BumpRmapGeneration();
+            if (lower.Anon == null && anon != null)
+            {
+                // Link the survivor first so the lineage never becomes empty (and its id freed).
+                lower.Anon = anon;
+                anon.Vmas.Add(lower);
+            }
+            VmaTree.Remove(upper);
+            upper.File?.RemoveMapping(upper);
+            if (upper.Anon is { } upperAnon) last = DetachAnonLocked(upperAnon, upper);
+            VmaTree.Remove(lower);
+            lower.End = upper.End;
+            VmaTree.Insert(lower);
         }
-        UnlinkVma(upper);
-        VmaTree.Remove(lower);
-        lower.End = upper.End;
-        VmaTree.Insert(lower);
+        finally { anon?.Rwsem.WriteUnlock(); }
+        if (last) Machine.FreeOwnerId(anon!.Id);
+        (upper.Ops as IVmOperations)?.Close(upper);
+    }
+
+    /// <summary>
+    /// vma_expand / the in-place growth of mremap: moves <paramref name="vma"/>'s end to
+    /// <paramref name="end"/> under the anon_vma rwsem for write (vma_prepare).
+    /// </summary>
+    internal void ExpandVma(Vma vma, ulong end)
+    {
+        var anon = vma.Anon;
+        anon?.Rwsem.WriteLock();
+        try
+        {
+            VmaTree.Remove(vma);
+            vma.End = end;
+            VmaTree.Insert(vma);
+        }
+        finally { anon?.Rwsem.WriteUnlock(); }
     }
 
     /// <inheritdoc/>

@@ -27,23 +27,29 @@ public sealed partial class Machine
     internal bool TrySplitFolio(ulong head, int callerRefs)
     {
         if (Frames.Order(head) != Page.PmdOrder || (Frames.Flags(head) & (PageFlags.HugeTlb | PageFlags.Zero)) != 0) return false;
-        if (OwnerOf(Frames.Owner(head)) is not AnonVma || Frames.PinCount(head) != 0) return false;
+        if (OwnerOf(Frames.Owner(head)) is not AnonVma anon || Frames.PinCount(head) != 0) return false;
+        // split_huge_page_to_list_to_order: anon_vma_lock_write across unmap, split and remap, so
+        // no VMA of the lineage appears, moves or goes meanwhile; the walks below run locked
+        // (rmap_walk_locked). The folio lock the caller holds keeps the folio in this lineage.
+        anon.Rwsem.WriteLock();
+        try { return SplitLocked(anon, head, callerRefs); }
+        finally { anon.Rwsem.WriteUnlock(); }
+    }
 
+    private bool SplitLocked(AnonVma anon, ulong head, int callerRefs)
+    {
         var hits = Rmap.Scratch();
-        Rmap.Collect(this, head, Page.PmdPages, PteKindSet.Of(PteKind.Present, PteKind.DevicePrivate, PteKind.DeviceExclusive), hits);
-        var pmdMappings = hits.ToArray();
+        Rmap.Collect(this, anon, head, Page.PmdPages, PteKindSet.Of(PteKind.Present, PteKind.DevicePrivate, PteKind.DeviceExclusive), hits);
+        var pmdMappings = hits.ToArray();   // the invalidation callbacks below may walk again on this thread
         foreach (var hit in pmdMappings)
         {
-            if (!hit.Huge) continue;
-            bool taken = hit.Mm.LockForRmap();
-            try { hit.Mm.SplitHugePmd(hit.Vma, hit.Address, notify: true); }
-            finally { hit.Mm.UnlockForRmap(taken); }
+            if (hit.Huge) hit.Mm.SplitHugePmd(hit.Vma, hit.Address, notify: true);
         }
         if (Volatile.Read(ref Frames.EntireMapCount(head)) != 0) return false;
         // can_split_folio: a cheap early refusal before anything is unmapped.
         if (Volatile.Read(ref Frames.RefCount(head)) != MappedPages(head) + callerRefs) return false;
 
-        UnmapFolio(head);
+        UnmapFolio(anon, head);
         TestHooks.Fire(TestHookPoint.FolioSplitUnmapped, this, head);
         // Every mapping is a migration entry now, so the caller's references are all that may
         // remain. A mapping the walk missed (a fork copying one in meanwhile) holds a reference
@@ -99,10 +105,10 @@ public sealed partial class Machine
     /// entry, one CLEAR invalidation and one TLB flush per run of hits in a VMA. Each entry is
     /// re-checked under the PTL (page_vma_mapped_walk).
     /// </summary>
-    private void UnmapFolio(ulong head)
+    private void UnmapFolio(AnonVma anon, ulong head)
     {
         var scratch = Rmap.Scratch();
-        Rmap.Collect(this, head, Page.PmdPages, PteKindSet.Of(PteKind.Present, PteKind.DevicePrivate, PteKind.DeviceExclusive), scratch);
+        Rmap.Collect(this, anon, head, Page.PmdPages, PteKindSet.Of(PteKind.Present, PteKind.DevicePrivate, PteKind.DeviceExclusive), scratch);
         var hits = scratch.ToArray();   // the invalidation callbacks below may walk again on this thread
         for (int h = 0; h < hits.Length;)
         {
@@ -118,8 +124,6 @@ public sealed partial class Machine
             }
             if (lo < hi)
             {
-                bool taken = mm.LockForRmap();
-                try
                 {
                     var hook = mm.InvalidateStart(NotifyEvent.Clear, lo, hi);
                     mm.PageTableLock.Lock();
@@ -139,7 +143,6 @@ public sealed partial class Machine
                     mm.Tlb.Flush();   // try_to_migrate_one: ptep_clear_flush
                     mm.InvalidateEnd(hook, NotifyEvent.Clear, lo, hi);
                 }
-                finally { mm.UnlockForRmap(taken); }
             }
             h = end;
         }

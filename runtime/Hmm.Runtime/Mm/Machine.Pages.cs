@@ -36,20 +36,6 @@ public sealed unsafe partial class Machine
     /// <summary>Whether <paramref name="pfn"/> is ZONE_DEVICE memory.</summary>
     internal bool IsDevicePage(ulong pfn) => (Frames.Flags(pfn) & PageFlags.Device) != 0;
 
-    private long _rmapGeneration;
-
-    /// <summary>
-    /// Changes whenever a VMA is linked to or unlinked from an anon_vma lineage (fork, a VMA
-    /// split or merge, mremap). A reverse-map walk that must not miss an entry — remove_migration_ptes
-    /// — compares it before and after and walks again when it moved: a VMA that appeared after
-    /// its snapshot (a fork copying a migration entry into its child, a split moving entries to a
-    /// new VMA) is then visited too. The kernel gets this from the anon_vma lock held across the
-    /// walk and from linking a child VMA after its parent in the walk order.
-    /// </summary>
-    internal long RmapGeneration => Volatile.Read(ref _rmapGeneration);
-
-    internal void BumpRmapGeneration() => Interlocked.Increment(ref _rmapGeneration);
-
     /// <summary>folio_trylock.</summary>
     internal bool TryLockPage(ulong head)
     {

@@ -31,6 +31,9 @@ public sealed unsafe partial class Machine : IDisposable
         if (bytes < 8L << 20 || bytes % (long)Page.PmdSize != 0)
             throw new ArgumentException($"SystemMemory must be a multiple of 2 MiB and at least 8 MiB, not {bytes}", nameof(options));
         LockValidator.Enabled = Options.LockValidation;
+        // The mm/rmap.c lock order, declared so an inversion is reported on first sight:
+        // mmap_lock → (folio lock, not a validator class here) → anon_vma rwsem → page-table lock.
+        if (Options.LockValidation) LockValidator.DeclareOrder("mm.MmapLock", AnonVma.LockClass, "mm.page_table_lock");
         ulong pages = (ulong)bytes >> Page.Shift;
         Memory = new PhysicalMemory(0, pages);
         Frames = new PageFrames();

@@ -43,36 +43,44 @@ internal static class MigrationEntries
 
     /// <summary>
     /// <see cref="Remove(Machine, ulong, int, ulong)"/> for many folios at once:
-    /// query q's migration entries for [sources[q].FirstPfn, +Pages) go to newPfns[q]. One rmap
-    /// walk serves the batch, and each mm's lock and page-table lock are taken once per run of
-    /// hits in that mm rather than once per page; every entry is still re-checked under the PTL.
+    /// query q's migration entries for [sources[q].FirstPfn, +Pages) go to newPfns[q]. Consecutive
+    /// queries of one lineage share one locked rmap walk (anon_vma rwsem for read, or the caller's
+    /// hold), and each mm's page-table lock is taken once per run of hits in that mm rather than
+    /// once per page; every entry is still re-checked under the PTL.
     /// </summary>
+    /// <remarks>
+    /// No entry can be missed: a VMA is linked, split, merged or moved only under the rwsem for
+    /// write, and fork links a child's VMA after its parent's before copying entries under the
+    /// parent's PTL, so an entry copied during the walk is found in the child after the walk has
+    /// passed the parent (the order dup_mmap relies on).
+    /// </remarks>
     internal static void Remove(Machine machine, ReadOnlySpan<RmapQuery> sources, ReadOnlySpan<ulong> newPfns)
     {
-        // A migration entry left behind is never resolved (CPU faults on it spin or wait forever,
-        // issue 8 failures 3 and 4). A fork or VMA split that ran after the walk took its VMA
-        // snapshot may have copied entries where the walk did not look: walk again until no VMA
-        // was linked or unlinked during a pass (entries already replaced are skipped).
-        long generation;
-        do
+        var frames = machine.Frames;
+        for (int q = 0; q < sources.Length;)
         {
-            generation = machine.RmapGeneration;
-            RemoveOnce(machine, sources, newPfns);
+            int owner = frames.Owner(sources[q].FirstPfn);
+            int end = q + 1;
+            while (end < sources.Length && frames.Owner(sources[end].FirstPfn) == owner) end++;
+            var anon = Rmap.LockAnon(machine, sources[q].FirstPfn, out bool taken);
+            if (anon != null)
+            {
+                try { RemoveLocked(machine, anon, sources, newPfns, q, end); }
+                finally { anon.UnlockRead(taken); }
+            }
+            q = end;
         }
-        while (machine.RmapGeneration != generation);
     }
 
-    private static void RemoveOnce(Machine machine, ReadOnlySpan<RmapQuery> sources, ReadOnlySpan<ulong> newPfns)
+    private static void RemoveLocked(Machine machine, AnonVma anon, ReadOnlySpan<RmapQuery> sources, ReadOnlySpan<ulong> newPfns, int from, int to)
     {
         var hits = Rmap.Scratch();
-        Rmap.CollectBatch(machine, sources, PteKindSet.Of(PteKind.Migration), hits);
+        Rmap.CollectLineage(machine.Frames, anon, sources, from, to, PteKindSet.Of(PteKind.Migration), hits);
         var device = machine.DeviceMemory;
         var frames = machine.Frames;
         for (int h = 0; h < hits.Count;)
         {
             var mm = hits[h].Mm;
-            bool taken = mm.LockForRmap();
-            try
             {
                 long anonPages = 0, filePages = 0;   // rss deltas, applied once per mm
                 mm.PageTableLock.Lock();
@@ -113,7 +121,6 @@ internal static class MigrationEntries
                     mm.AddRss(anonPages, filePages);
                 }
             }
-            finally { mm.UnlockForRmap(taken); }
         }
     }
 

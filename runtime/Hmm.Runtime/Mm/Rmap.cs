@@ -3,10 +3,10 @@ using Hmm.Runtime.Memory;
 namespace Hmm.Runtime.Mm;
 
 /// <summary>One page-table entry found by a reverse-map walk.</summary>
-/// <remarks><paramref name="Tag"/>: the index of the query in a <see cref="Rmap.CollectBatch"/> call (0 otherwise).</remarks>
+/// <remarks><paramref name="Tag"/>: the index of the query in a <see cref="Rmap.CollectLineage"/> call (0 otherwise).</remarks>
 internal readonly record struct RmapHit(AddressSpace Mm, Vma Vma, ulong Address, bool Huge, int Tag = 0);
 
-/// <summary>One query of <see cref="Rmap.CollectBatch"/>: pages [FirstPfn, +Pages).</summary>
+/// <summary>One query of <see cref="Rmap.CollectLineage"/>: pages [FirstPfn, +Pages).</summary>
 internal readonly record struct RmapQuery(ulong FirstPfn, int Pages);
 
 /// <summary>
@@ -16,10 +16,17 @@ internal readonly record struct RmapQuery(ulong FirstPfn, int Pages);
 /// their anon_vma lineage id and linear index, so the candidate address in each VMA of the
 /// lineage is computed and the entry there checked, as the kernel does.
 /// </summary>
+/// <remarks>
+/// Locking, as mm/rmap.c: the walker holds the lineage's <see cref="AnonVma.Rwsem"/> for read
+/// (<see cref="LockAnon"/>) for the whole walk <i>and</i> for whatever it does to the hits, and
+/// takes each hit's page-table lock to re-check and change the entry. It takes no mmap lock:
+/// VMA link, unlink, split, merge, expansion and mremap's move hold the rwsem for write, and
+/// every PTE change made under an mmap lock also holds the page-table lock. A hit found here
+/// was read without the PTL and must be re-checked under it.
+/// </remarks>
 internal static class Rmap
 {
     [ThreadStatic] private static List<RmapHit>? t_hits;
-    [ThreadStatic] private static Vma[]? t_vmas;
 
     /// <summary>Scratch list for the calling thread (no allocation after warm-up).</summary>
     public static List<RmapHit> Scratch()
@@ -30,71 +37,56 @@ internal static class Rmap
     }
 
     /// <summary>
-    /// Adds to <paramref name="hits"/> every entry whose kind is in <paramref name="kinds"/> and that
-    /// references pages [<paramref name="firstPfn"/>, +<paramref name="pages"/>): a PTE mapping
-    /// one of them, or (when the query covers a whole 2 MiB folio) a PMD leaf mapping it.
-    /// Takes each visited mm's mmap lock for read unless the caller holds it.
+    /// folio_lock_anon_vma_read: the lineage of the anonymous folio containing <paramref name="pfn"/>,
+    /// with its rwsem held for read — <paramref name="taken"/> false when the calling thread already
+    /// held it (rmap_walk_locked) — or null when the folio has no lineage (not anonymous, or its
+    /// lineage is gone). The owner is re-read once the lock is held, as the kernel re-checks
+    /// folio->mapping. Release with <see cref="AnonVma.UnlockRead"/>.
     /// </summary>
-    public static void Collect(Machine machine, ulong firstPfn, int pages, PteKindSet kinds, List<RmapHit> hits)
-        => CollectBatch(machine, [new RmapQuery(firstPfn, pages)], kinds, hits);
-
-    /// <summary>
-    /// <see cref="Collect"/> for many queries at once (each hit tagged with its query's index):
-    /// consecutive queries whose pages share an anon_vma share one lookup and VMA snapshot, and
-    /// each VMA's mm is locked once for all of them instead of once per page. Hits come grouped
-    /// by VMA, then by query.
-    /// </summary>
-    public static void CollectBatch(Machine machine, ReadOnlySpan<RmapQuery> queries, PteKindSet kinds, List<RmapHit> hits)
+    public static AnonVma? LockAnon(Machine machine, ulong pfn, out bool taken)
     {
         var frames = machine.Frames;
-        for (int q = 0; q < queries.Length;)
+        while (true)
         {
-            int owner = frames.Owner(queries[q].FirstPfn);
-            int end = q + 1;
-            while (end < queries.Length && frames.Owner(queries[end].FirstPfn) == owner) end++;
-            if (machine.OwnerOf(owner) is AnonVma anon) CollectLineage(frames, anon, queries, q, end, kinds, hits);
-            q = end;
+            taken = false;
+            int owner = frames.Owner(pfn);
+            if (machine.OwnerOf(owner) is not AnonVma anon) return null;
+            taken = anon.LockRead();
+            if (frames.Owner(pfn) == owner && ReferenceEquals(machine.OwnerOf(owner), anon)) return anon;
+            anon.UnlockRead(taken);
         }
     }
 
-    private static void CollectLineage(PageFrames frames, AnonVma anon, ReadOnlySpan<RmapQuery> queries, int from, int to, PteKindSet kinds, List<RmapHit> hits)
+    /// <summary>
+    /// Adds to <paramref name="hits"/> every entry whose kind is in <paramref name="kinds"/> and that
+    /// references pages [<paramref name="firstPfn"/>, +<paramref name="pages"/>): a PTE mapping
+    /// one of them, or (when the query covers a whole 2 MiB folio) a PMD leaf mapping it. The
+    /// caller holds <paramref name="anon"/>'s rwsem (<see cref="LockAnon"/>).
+    /// </summary>
+    public static void Collect(Machine machine, AnonVma anon, ulong firstPfn, int pages, PteKindSet kinds, List<RmapHit> hits)
+        => CollectLineage(machine.Frames, anon, [new RmapQuery(firstPfn, pages)], 0, 1, kinds, hits);
+
+    /// <summary>
+    /// <see cref="Collect"/> for queries [<paramref name="from"/>, <paramref name="to"/>) of
+    /// <paramref name="queries"/>, all of pages of <paramref name="anon"/>'s lineage (each hit tagged
+    /// with its query's index): one pass over the lineage's VMAs serves them all. Hits come grouped
+    /// by VMA, in link order, then by query. The caller holds the rwsem.
+    /// </summary>
+    public static void CollectLineage(PageFrames frames, AnonVma anon, ReadOnlySpan<RmapQuery> queries, int from, int to, PteKindSet kinds, List<RmapHit> hits)
     {
-        // Snapshot the lineage's VMAs into this thread's reusable buffer (no allocation per
-        // call once it is large enough). The buffer is taken out of the thread-static slot while
-        // in use, so a nested walk on the same thread gets its own.
-        Vma[] vmas = t_vmas ?? new Vma[4];
-        t_vmas = null;
-        int count;
-        anon.Lock.Lock();
-        try
+        if (!anon.Rwsem.IsLocked)
+            throw new KernelBugException("MM-R04", $"rmap walk of anon_vma {anon.Id} without its rwsem");
+        var vmas = anon.Vmas;
+        for (int v = 0; v < vmas.Count; v++)
         {
-            count = anon.Vmas.Count;
-            if (vmas.Length < count) vmas = new Vma[Math.Max(count, vmas.Length * 2)];
-            anon.Vmas.CopyTo(vmas);
-        }
-        finally { anon.Lock.Unlock(); }
-        try
-        {
-            foreach (var vma in vmas.AsSpan(0, count))
+            var vma = vmas[v];
+            var mm = vma.Mm;
+            if (mm.IsTornDown) continue;
+            for (int q = from; q < to; q++)
             {
-                var mm = vma.Mm;
-                bool taken = mm.LockForRmap();
-                try
-                {
-                    if (mm.IsTornDown) continue;
-                    for (int q = from; q < to; q++)
-                    {
-                        var query = queries[q];
-                        Probe(mm, vma, query.FirstPfn, query.Pages, frames.Index(query.FirstPfn), kinds, hits, q);
-                    }
-                }
-                finally { mm.UnlockForRmap(taken); }
+                var query = queries[q];
+                Probe(mm, vma, query.FirstPfn, query.Pages, frames.Index(query.FirstPfn), kinds, hits, q);
             }
-        }
-        finally
-        {
-            Array.Clear(vmas, 0, count);   // keep no VMA alive from the buffer
-            t_vmas = vmas;
         }
     }
 

@@ -136,16 +136,51 @@ public sealed class Vma
 /// may map the same anonymous pages (a VMA and its fork children, its split pieces, its moved
 /// copies). Anonymous pages record its id as their owner, and rmap walks its VMAs.
 /// </summary>
+/// <remarks>
+/// Locking, as in mm/rmap.c: <see cref="Rwsem"/> is <c>anon_vma-&gt;root-&gt;rwsem</c>. A reverse-map
+/// walk (try_to_migrate, remove_migration_ptes, the THP split's unmap and remap) holds it for
+/// read across the whole walk (anon_vma_lock_read) and takes only each hit's page-table lock —
+/// never the mmap lock of the address spaces it visits, so an mmap writer on one of them neither
+/// blocks it nor is blocked by it. Everything that changes which VMAs the walk visits or where
+/// it looks in them holds it for write (anon_vma_lock_write): linking and unlinking a VMA (fork's
+/// anon_vma_fork, munmap and exit's unlink_anon_vmas), a VMA split, merge or expansion
+/// (vma_prepare), mremap's page-table move (take_rmap_locks), and split_huge_page. Lock order
+/// (the mm/rmap.c header): mmap_lock → folio lock → anon_vma rwsem → page-table lock.
+/// <see cref="Vmas"/> keeps link order, and a fork child's VMA is always linked after its parent's,
+/// so a walk that visits the parent first never misses an entry fork copies meanwhile (the
+/// ordering dup_mmap relies on).
+/// </remarks>
 internal sealed class AnonVma
 {
+    /// <summary>The lockdep class of <see cref="Rwsem"/>.</summary>
+    internal const string LockClass = "anon_vma.rwsem";
+
     public AnonVma(int id) => Id = id;
 
     /// <summary>Owner id recorded in <see cref="PageFrames.Owner"/>.</summary>
     public int Id { get; }
 
-    /// <summary>Every VMA linked to this lineage (anon_vma_chain), across address spaces.</summary>
+    /// <summary>Every VMA linked to this lineage (anon_vma_chain), across address spaces, in link order.</summary>
     public readonly List<Vma> Vmas = new();
 
-    /// <summary>Protects <see cref="Vmas"/> (anon_vma->root->rwsem, simplified).</summary>
-    public readonly Locking.SpinLock Lock = new("anon_vma.lock");
+    /// <summary>anon_vma->root->rwsem: read by rmap walks, write by whoever changes <see cref="Vmas"/> or a linked VMA's range.</summary>
+    public readonly Locking.RwSemaphore Rwsem = new(LockClass);
+
+    /// <summary>
+    /// anon_vma_lock_read, unless the calling thread already holds the rwsem (rmap_walk_locked: a
+    /// split_huge_page holding it for write remaps through remove_migration_ptes). Returns whether
+    /// it was taken, for <see cref="UnlockRead"/>.
+    /// </summary>
+    public bool LockRead()
+    {
+        if (Rwsem.IsHeldByCurrentThread) return false;
+        Rwsem.ReadLock();
+        return true;
+    }
+
+    /// <summary>anon_vma_unlock_read of a <see cref="LockRead"/> that returned true.</summary>
+    public void UnlockRead(bool taken)
+    {
+        if (taken) Rwsem.ReadUnlock();
+    }
 }
