@@ -30,6 +30,12 @@ internal enum TestHookPoint
     MigrateDeviceUnmapped,
     /// <summary>A device folio's last reference was dropped and free_zone_device_folio is about to run. Subject: the Machine; address: the folio's pfn.</summary>
     DeviceFolioFreeing,
+    /// <summary>mprotect holds the mmap lock for write and is about to change one VMA's protection (mprotect_fixup). Subject: the AddressSpace; address: the VMA's start.</summary>
+    MprotectFixup,
+    /// <summary>dup_mmap holds the parent's (and child's) mmap lock for write, linked the child's VMA to its lineage (anon_vma_fork) and is about to copy its page tables. Subject: the parent AddressSpace; address: the VMA's start.</summary>
+    ForkVmaLinked,
+    /// <summary>move_vma holds the mmap lock for write, linked the new VMA and is about to move the page tables. Subject: the AddressSpace; address: the old address.</summary>
+    MremapVmaLinked,
 }
 
 /// <summary>

@@ -28,6 +28,7 @@ public sealed partial class AddressSpace
                     var copy = new Vma(child, vma.Start, vma.End, vma.Flags, vma.File, vma.PgOff, vma.Anon) { Ops = vma.Ops };
                     child.LinkVma(copy);
                     if (vma.Anon == null && (vma.Flags & (VmFlags.PfnMap | VmFlags.MixedMap)) == 0) continue;
+                    Interleaving.TestHooks.Fire(Interleaving.TestHookPoint.ForkVmaLinked, this, vma.Start);
                     CopyPageRange(vma, child);
                 }
             }

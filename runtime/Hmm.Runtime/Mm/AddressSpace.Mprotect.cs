@@ -37,6 +37,7 @@ public sealed partial class AddressSpace
             {
                 var newFlags = (vma.Flags & ~VmFlags.AccessMask) | wanted;
                 if (newFlags == vma.Flags) continue;   // mprotect_fixup: nothing to do, no event
+                Interleaving.TestHooks.Fire(Interleaving.TestHookPoint.MprotectFixup, this, vma.Start);
                 ChangeProtection(vma, newFlags);
                 vma.Flags = newFlags;
             }

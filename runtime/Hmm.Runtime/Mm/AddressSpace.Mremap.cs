@@ -80,6 +80,7 @@ public sealed partial class AddressSpace
         var old = pieces[0];
         var moved = new Vma(this, newAddr, newAddr + newLen, old.Flags, old.File, old.PgOff, old.Anon) { Ops = old.Ops };
         LinkVma(moved);
+        Interleaving.TestHooks.Fire(Interleaving.TestHookPoint.MremapVmaLinked, this, oldAddr);
         MovePageTables(moved, oldAddr, newAddr, oldLen);
         if (!dontUnmap) DoMunmap(oldAddr, oldAddr + oldLen);
         else
