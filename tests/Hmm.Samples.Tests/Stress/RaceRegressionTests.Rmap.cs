@@ -156,7 +156,8 @@ public partial class RaceRegressionTests
         PteKind copied = PteKind.None;
         TestHooks.Callback = (point, subject, address) =>
         {
-            if (point != TestHookPoint.MigrateDeviceUnmapped || child != null) return;
+            // The release evicts chunk by chunk: stop at the one that unmapped the page.
+            if (point != TestHookPoint.MigrateDeviceUnmapped || child != null || P.Mm.EntryAt(a).Kind != PteKind.Migration) return;
             var forker = new Thread(() => child = P.Fork());
             forker.Start();
             Assert.That(forker.Join(Watchdog), Is.True);
@@ -193,10 +194,13 @@ public partial class RaceRegressionTests
         ulong moved = 0;
         Thread? mover = null;
         bool moverWaited = false;
+        PteKind movedEntry = PteKind.None;
         var stopAt = duringTheWalk ? TestHookPoint.TryToMigrateHit : TestHookPoint.MigrateDeviceUnmapped;
         TestHooks.Callback = (point, subject, address) =>
         {
             if (point != stopAt || mover != null) return;
+            // The release evicts chunk by chunk: stop at the one that unmapped the page.
+            if (!duringTheWalk && P.Mm.EntryAt(a).Kind != PteKind.Migration) return;
             mover = new Thread(() => moved = P.Mremap(a, PageSize, PageSize, MremapFlags.MayMove | MremapFlags.Fixed, target));
             mover.Start();
             if (duringTheWalk)
@@ -205,13 +209,18 @@ public partial class RaceRegressionTests
                 while (anon.Rwsem.WaitingWriters == 0 && mover.IsAlive) spin.SpinOnce();
                 moverWaited = anon.Rwsem.WaitingWriters != 0;
             }
-            else Assert.That(mover.Join(Watchdog), Is.True);
+            else
+            {
+                Assert.That(mover.Join(Watchdog), Is.True);
+                movedEntry = P.Mm.EntryAt(target).Kind;
+            }
         };
         m.Release();
         TestHooks.Callback = null;
         Assert.That(mover!.Join(Watchdog), Is.True);
 
         if (duringTheWalk) Assert.That(moverWaited, Is.True, "mremap did not wait on the anon_vma rwsem the walk holds");
+        else Assert.That(movedEntry, Is.EqualTo(PteKind.Migration), "mremap moved the migration entry");
         Assert.That(moved, Is.EqualTo(target));
         Assert.That(P.Mm.EntryAt(a).Kind, Is.EqualTo(PteKind.None));
         Assert.That(P.Mm.EntryAt(moved).Kind, Is.EqualTo(PteKind.Present), "a migration entry was left behind");
