@@ -18,7 +18,7 @@ internal enum TestHookPoint
     BeforeMigrateToRam,
     /// <summary>migrate_vma_setup collected and unmapped its pages and is about to return. Subject: the MigrateVma.</summary>
     MigrateVmaSetUp,
-    /// <summary>try_to_migrate found a mapping of the folio and is about to lock its mm and convert it. Subject: that AddressSpace.</summary>
+    /// <summary>try_to_migrate, holding the folio's anon_vma rwsem for read, found a mapping of the folio and is about to take that mm's page-table lock and convert it. Subject: that AddressSpace; address: the mapping's address.</summary>
     TryToMigrateHit,
     /// <summary>split_huge_page turned every mapping of the folio into a migration entry and is about to freeze its refcount. Subject: the Machine; address: the folio's head pfn.</summary>
     FolioSplitUnmapped,
