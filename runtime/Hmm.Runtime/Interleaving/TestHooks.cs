@@ -30,6 +30,8 @@ internal enum TestHookPoint
     MigrateDeviceUnmapped,
     /// <summary>A device folio's last reference was dropped and free_zone_device_folio is about to run. Subject: the Machine; address: the folio's pfn.</summary>
     DeviceFolioFreeing,
+    /// <summary>A CPU access read the TLB epoch and is about to be counted in its slot (TlbShootdown.Enter). Subject: the mm's TlbShootdown; address: 0.</summary>
+    TlbEpochRead,
 }
 
 /// <summary>
