@@ -36,6 +36,7 @@ public sealed class HmmFlowAnalyzer : DiagnosticAnalyzer
         start.RegisterOperationAction(o => WriteWithoutFault(o, contracts), OperationKind.SimpleAssignment);
         RangeRules.Register(start, contracts);
         LifetimeRules.Register(start, contracts);
+        NotifierFieldRules.Register(start, contracts);
         start.RegisterCompilationEndAction(end => new ProgramAnalysis(contracts, facts, declared).Run(end.ReportDiagnostic, end.CancellationToken));
     }
 
