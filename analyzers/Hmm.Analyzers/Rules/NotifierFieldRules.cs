@@ -440,7 +440,8 @@ internal static class NotifierFieldRules
                     if (late.Insert.AssignedBefore.Contains(f) || !CallbackReads(cb, f)) continue;
                     if (late.Field == null && !MayStore(late.Callee!, f)) continue;
                     string via = late.Field == null ? "'" + late.Callee!.Name + "' assigns '" + f.Name + "'" : "'" + f.Name + "' is assigned here";
-                    Emit(late.Location, via + " after the notifier inserted at line " + Line(late.Insert.Location) + " went live, but its callback '"
+                    // The insert is an additional location: the code fix moves a direct store in front of it.
+                    Emit(late.Location, late.Field != null && late.Insert.Callee == null ? late.Insert.Location : null, via + " after the notifier inserted at line " + Line(late.Insert.Location) + " went live, but its callback '"
                         + cb.ContainingType.Name + "." + cb.Name + "' reads it: an invalidation in between sees it unset");
                     return;
                 }
@@ -487,7 +488,7 @@ internal static class NotifierFieldRules
                 return;
             }
             string what = chain == null ? "'" + field.Name + "' is torn down here" : "Calling " + chain + " tears down '" + field.Name + "'";
-            Emit(site.Location, what + " while the notifier is still inserted and without the lock its callback '" + reader.ContainingType.Name + "." + reader.Name
+            Emit(site.Location, null, what + " while the notifier is still inserted and without the lock its callback '" + reader.ContainingType.Name + "." + reader.Name
                 + "' takes: a concurrent invalidation uses it after teardown; remove the notifier first, or tear down under that lock");
         }
 
@@ -500,10 +501,10 @@ internal static class NotifierFieldRules
 
         private static int Line(Location l) => l.GetLineSpan().StartLinePosition.Line + 1;
 
-        private void Emit(Location location, string message)
+        private void Emit(Location location, Location? insert, string message)
         {
             if (!_reported.Add((location.SourceSpan.Start, location.SourceTree?.FilePath))) return;
-            _sink(Diagnostic.Create(HmmRules.NotifierFieldLifetime, location, message));
+            _sink(Diagnostic.Create(HmmRules.NotifierFieldLifetime, location, insert == null ? [] : [insert], message));
         }
     }
 }
