@@ -71,6 +71,7 @@ internal static class NotifierFieldRules
         if (start.Compilation.GetTypeByMetadataName("Hmm.Runtime.Notifiers.IIntervalNotifierOps")?.GetMembers("Invalidate").FirstOrDefault() is not IMethodSymbol invalidate) return;
         var bodies = new ConcurrentBag<Body>();
         var creations = new ConcurrentBag<(ISymbol Target, ITypeSymbol Ops)>();
+        var initialised = new ConcurrentDictionary<ISymbol, bool>(SymbolEqualityComparer.Default);
         start.RegisterOperationBlockAction(b =>
         {
             if (b.OwningSymbol is not IMethodSymbol method) return;
@@ -85,10 +86,15 @@ internal static class NotifierFieldRules
         start.RegisterOperationAction(c =>
         {
             var init = (IFieldInitializerOperation)c.Operation;
+            foreach (var f in init.InitializedFields) initialised.TryAdd(f.OriginalDefinition, true);
             if (Unwrap(init.Value) is IObjectCreationOperation create && OpsOf(create, notifierType) is { } ops)
                 foreach (var f in init.InitializedFields) creations.Add((f.OriginalDefinition, ops));
         }, OperationKind.FieldInitializer);
-        start.RegisterCompilationEndAction(end => new Verdict(bodies, creations, invalidate).Run(end.ReportDiagnostic));
+        start.RegisterOperationAction(c =>
+        {
+            foreach (var p in ((IPropertyInitializerOperation)c.Operation).InitializedProperties) initialised.TryAdd(p.OriginalDefinition, true);
+        }, OperationKind.PropertyInitializer);
+        start.RegisterCompilationEndAction(end => new Verdict(bodies, creations, initialised, invalidate).Run(end.ReportDiagnostic));
     }
 
     private static IOperation? Unwrap(IOperation? op)
@@ -343,9 +349,12 @@ internal static class NotifierFieldRules
         private readonly HashSet<(int, string?)> _reported = [];
         private Action<Diagnostic> _sink = _ => { };
 
-        public Verdict(IEnumerable<Body> bodies, IEnumerable<(ISymbol Target, ITypeSymbol Ops)> creations, IMethodSymbol invalidate)
+        private readonly ConcurrentDictionary<ISymbol, bool> _initialised;
+
+        public Verdict(IEnumerable<Body> bodies, IEnumerable<(ISymbol Target, ITypeSymbol Ops)> creations, ConcurrentDictionary<ISymbol, bool> initialised, IMethodSymbol invalidate)
         {
             _invalidate = invalidate;
+            _initialised = initialised;
             var list = new List<Body>(bodies);
             list.Sort((a, b) => string.CompareOrdinal(a.Method.ToDisplayString(), b.Method.ToDisplayString()));
             foreach (var b in list) _bodies[b.Method] = b;
@@ -366,7 +375,7 @@ internal static class NotifierFieldRules
         {
             _sink = sink;
             foreach (var b in _bodies.Values)
-                foreach (var late in b.Late) CheckLate(late);
+                foreach (var late in b.Late) CheckLate(b, late);
             foreach (var b in _bodies.Values)
                 foreach (var t in b.Teardowns) CheckTeardown(b, t, t.Field!, 0, null);
         }
@@ -429,7 +438,17 @@ internal static class NotifierFieldRules
             return keys;
         }
 
-        private void CheckLate(LateStore late)
+        /// <summary>Whether the object's construction already initialised the field (an initializer, or a constructor's store).</summary>
+        private bool Constructed(ISymbol field)
+        {
+            if (_initialised.ContainsKey(field)) return true;
+            foreach (var b in _bodies.Values)
+                if (b.Method.MethodKind == MethodKind.Constructor && SymbolEqualityComparer.Default.Equals(b.Method.ContainingType, field.ContainingType)
+                    && MayStore(b.Method, field)) return true;
+            return false;
+        }
+
+        private void CheckLate(Body body, LateStore late)
         {
             foreach (var ops in OpsOf(late.Insert))
             {
@@ -438,6 +457,9 @@ internal static class NotifierFieldRules
                 foreach (var f in fields)
                 {
                     if (late.Insert.AssignedBefore.Contains(f) || !CallbackReads(cb, f)) continue;
+                    // Initialised means: before the insert, or already by construction when a later method inserts
+                    // (a store after that insert republishes a live value; the callback saw a valid one).
+                    if (_initialised.ContainsKey(f) || (body.Method.MethodKind != MethodKind.Constructor && Constructed(f))) continue;
                     if (late.Field == null && !MayStore(late.Callee!, f)) continue;
                     string via = late.Field == null ? "'" + late.Callee!.Name + "' assigns '" + f.Name + "'" : "'" + f.Name + "' is assigned here";
                     // The insert is an additional location: the code fix moves a direct store in front of it.

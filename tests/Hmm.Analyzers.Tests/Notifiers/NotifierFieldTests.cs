@@ -185,4 +185,29 @@ public sealed class NotifierFieldTests
             public int Binds { get; private set; }
         }
         """);
+    [Test]
+    public Task State_published_after_a_later_insert_or_over_an_initializer_is_silent() => HmmVerifier.VerifyAsync("""
+        class D : IIntervalNotifierOps
+        {
+            private readonly AddressSpace _mm;
+            private readonly IntervalNotifier _n;
+            private int _state;
+            private long[] _stats = new long[4];
+            public D(AddressSpace mm) { _mm = mm; _n = new IntervalNotifier(this); _state = 0; }
+            public bool Invalidate(IntervalNotifier notifier, in NotifierRange range, ulong curSeq)
+            {
+                notifier.SetSeq(curSeq);
+                if (_state == 1) _stats[0]++;
+                return true;
+            }
+            public Errno Bind(ulong start, ulong length)
+            {
+                var e = _n.Insert(_mm, start, length);
+                _state = 1;   // constructed with 0; the callback sees 0 or 1, both valid
+                _stats = new long[8];
+                return e;
+            }
+            public void Close() => _n.Remove();
+        }
+        """);
 }
