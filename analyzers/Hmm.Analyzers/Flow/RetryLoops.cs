@@ -24,7 +24,8 @@ internal sealed class BusyRetryLoop(Location call, string callee, ImmutableArray
 /// DateTime.Now, TimeProvider: the HMM_RANGE_DEFAULT_TIMEOUT deadline of test_hmm and nouveau), a
 /// local set from a clock in the loop, or a cancellation token. It backs off when it sleeps or
 /// yields, or starts a read section: ReadBegin sleeps until the colliding invalidation ends, which
-/// is why Documentation/mm/hmm.rst's plain <c>goto again</c> loop is correct.
+/// is why the older Documentation/mm/hmm.rst loop (-EBUSY: goto again, back to read_begin) is
+/// correct; the current one bounds the retries by HMM_RANGE_DEFAULT_TIMEOUT instead.
 /// </summary>
 internal static class RetryLoops
 {
