@@ -105,6 +105,8 @@ internal static class RetryLoops
             break;
         }
         if (retried == null || Bounded(loop, condition)) return;
+        // hmm_range_fault itself retried: with ReadBegin in the loop it backs off, without it HMM1026 already reports the call.
+        if (contracts.For(retried.TargetMethod).Snapshot) return;
         var callees = ImmutableArray.CreateBuilder<IMethodSymbol>();
         foreach (var op in Walk(loop))
         {

@@ -75,6 +75,21 @@ public sealed class BusyRetryTests
         """);
 
     [Test]
+    public Task Helper_faulting_without_a_read_section_retried_fires() => HmmVerifier.VerifyAsync(Driver + """
+            public void Mirror(HmmRange range)
+            {
+                while ({|HMM1037:Snapshot(range)|} == Errno.EBUSY) { }
+            }
+            private Errno Snapshot(HmmRange range)
+            {
+                _mm.MmapLock.ReadLock();
+                try { return range.Fault(); }
+                finally { _mm.MmapLock.ReadUnlock(); }
+            }
+        }
+        """);
+
+    [Test]
     public Task Counter_bounded_retry_is_silent() => HmmVerifier.VerifyAsync(Driver + """
             public Errno Unplug(DevPagemap pgmap)
             {
