@@ -99,7 +99,7 @@ internal static class RetryLoops
         foreach (var op in Walk(loop))
         {
             if (!EbusyTest(op, out var tested, out bool equalIsTrue)) continue;
-            if (RetriedCall(loop, tested) is not { } call) continue;
+            if (RetriedCall(loop, tested) is not { } call || NewInputs(call, loop)) continue;
             if (!RetriesOnBusy(loop, condition, op, equalIsTrue)) continue;
             retried = call;
             break;
@@ -165,6 +165,37 @@ internal static class RetryLoops
             if (Unwrap(value) is IInvocationOperation call) return call;
         }
         return null;
+    }
+
+    /// <summary>
+    /// Whether the call gets different inputs on the next iteration (a work list: EBUSY skips an item,
+    /// it does not retry it): an argument or the receiver reads something the loop writes or declares,
+    /// or calls a method. Out arguments are outputs.
+    /// </summary>
+    private static bool NewInputs(IInvocationOperation call, ILoopOperation loop)
+    {
+        var written = new HashSet<ISymbol>(SymbolEqualityComparer.Default);
+        foreach (var op in Walk(loop))
+        {
+            switch (op)
+            {
+                case IVariableDeclaratorOperation d: written.Add(d.Symbol); break;
+                case IAssignmentOperation a when SymbolOf(a.Target) is { } s: written.Add(s); break;
+                case IIncrementOrDecrementOperation i when SymbolOf(i.Target) is { } s: written.Add(s); break;
+                case IDeclarationExpressionOperation de when Unwrap(de.Expression) is ILocalReferenceOperation l: written.Add(l.Local); break;
+                case IArgumentOperation { Parameter.RefKind: RefKind.Ref or RefKind.Out } ra when SymbolOf(ra.Value) is { } s: written.Add(s); break;
+            }
+        }
+        var inputs = new List<IOperation>();
+        if (call.Instance != null) inputs.Add(call.Instance);
+        foreach (var a in call.Arguments) if (a.Parameter?.RefKind != RefKind.Out) inputs.Add(a.Value);
+        foreach (var input in inputs)
+            foreach (var op in Walk(input))
+            {
+                if (op is IInvocationOperation) return true;
+                if (SymbolOf(op) is { } s && written.Contains(s)) return true;
+            }
+        return false;
     }
 
     /// <summary>Whether an EBUSY outcome of the test leads to another iteration.</summary>

@@ -172,7 +172,7 @@ internal static class NotifierFieldRules
             }
             if (TeardownOf(op, method) != null) ordered = true;
         }
-        if (ownCalls && (body.Stores.Count > 0 || body.Removes || body.Takes.Count > 0)) ordered = true;
+        if ((ownCalls && body.Stores.Count > 0) || (body.Callees.Count > 0 && (body.Removes || body.Takes.Count > 0))) ordered = true;
         if (ordered) Order(context.GetControlFlowGraph(root), body, method, contracts, notifierType);
         else if (body.Callees.Count > 0)
         {

@@ -149,6 +149,18 @@ public sealed class BusyRetryTests
         """);
 
     [Test]
+    public Task Busy_item_skipped_in_a_work_list_is_silent() => HmmVerifier.VerifyAsync(Driver + """
+            public void Drain(System.Collections.Generic.Queue<DevPagemap> pending)
+            {
+                while (pending.TryDequeue(out var pgmap))
+                {
+                    if (pgmap.Remove() == Errno.EBUSY) continue;   // next item, not the same one again
+                }
+            }
+        }
+        """);
+
+    [Test]
     public Task Busy_that_leaves_the_loop_is_silent() => HmmVerifier.VerifyAsync(Driver + """
             public Errno Unplug(DevPagemap pgmap)
             {
