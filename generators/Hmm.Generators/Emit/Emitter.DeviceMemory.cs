@@ -31,6 +31,19 @@ internal static partial class Emitter
         string moveUsers = m.MemoryProvider ? "\n                    __hmmUsers[kept] = __hmmUsers[i];" : "";
         string dropUsers = m.MemoryProvider ? "\n            for (int i = kept; i < count; i++) __hmmUsers[i] = null;" : "";
         string newUsers = m.MemoryProvider ? "\n            __hmmUsers[count] = new " + DeviceMemoryUser + "?[(int)pgmap.PageCount];" : "";
+        // [DeviceMemory(SplitFolios = false)]: test_hmm's lists — a chunk is laid out for the order
+        // that hot-added it and a base page never splits a folio. Defaults leave the text unchanged.
+        if (!dm.SplitFolios && dm.LargeFolios)
+            push = "if (order == " + Page + ".PmdOrder) __hmmFreeLarge[__hmmFreeLargeCount++] = pfn;\n" +
+                   "                    else for (ulong i = " + Page + ".PmdPages; i > 0; i--) __hmmFree[__hmmFreeCount++] = pfn + i - 1;";
+        string raced = dm.SplitFolios ? "__hmmFreeLargeCount > 0 || (order == 0 && __hmmFreeCount > 0)" : "order != 0 ? __hmmFreeLargeCount > 0 : __hmmFreeCount > 0";
+        // Initial chunks are hot-added with order -1: always a new chunk, laid out as base pages when not splitting.
+        if (dm.InitialChunks > 0) raced = "order >= 0 && (" + raced + ")";
+        string splitOne = dm.SplitFolios ? SplitOne : "";
+        string splitMany = dm.SplitFolios ? SplitMany : "";
+        string countOne = dm.PageCounters ? "\n                global::System.Threading.Interlocked.Add(ref __hmmPagesAllocated, 1L << order);" : "";
+        string countMany = dm.PageCounters ? "\n        global::System.Threading.Interlocked.Add(ref __hmmPagesAllocated, got);" : "";
+        string countFree = dm.PageCounters ? "\n        global::System.Threading.Interlocked.Add(ref __hmmPagesFreed, 1L << order);" : "";
         return $$"""
             partial class {{m.ClassName}} : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
             {{{provider}}
@@ -90,7 +103,7 @@ internal static partial class Emitter
 
                 /// <summary>Device pages and folios handed out by <see cref="TryAllocateDevicePage"/> so far (cumulative).</summary>
                 {{GeneratedCode}}
-                public long DeviceAllocations => global::System.Threading.Interlocked.Read(ref __hmmDeviceAllocations);
+                public long DeviceAllocations => global::System.Threading.Interlocked.Read(ref __hmmDeviceAllocations);{{EmitPageCounters(m)}}{{EmitInitialChunks(m)}}
 
                 /// <summary>The chunk holding <paramref name="pfn"/>, or null when it is not this driver's device memory.</summary>
                 {{GeneratedCode}}
@@ -125,20 +138,13 @@ internal static partial class Emitter
                             {
                                 if (__hmmFreeLargeCount > 0) { pfn = __hmmFreeLarge[--__hmmFreeLargeCount]; found = true; }
                             }
-                            else if (__hmmFreeCount > 0) { pfn = __hmmFree[--__hmmFreeCount]; found = true; }
-                            else if (__hmmFreeLargeCount > 0)
-                            {
-                                ulong block = __hmmFreeLarge[--__hmmFreeLargeCount];
-                                for (ulong i = {{Page}}.PmdPages - 1; i > 0; i--) __hmmFree[__hmmFreeCount++] = block + i;
-                                pfn = block;
-                                found = true;
-                            }
+                            else if (__hmmFreeCount > 0) { pfn = __hmmFree[--__hmmFreeCount]; found = true; }{{splitOne}}
                         }
                         finally { __hmmFreeLock.Unlock(); }
                         if (found)
                         {
                             DeviceChunkOf(pfn)!.InitPage(pfn, order);
-                            global::System.Threading.Interlocked.Increment(ref __hmmDeviceAllocations);
+                            global::System.Threading.Interlocked.Increment(ref __hmmDeviceAllocations);{{countOne}}
                             return true;
                         }
                         if (!__HmmHotAdd(order)) return false;
@@ -163,13 +169,7 @@ internal static partial class Emitter
                         {
                             while (got < pfns.Length)
                             {
-                                if (__hmmFreeCount > 0) pfns[got++] = __hmmFree[--__hmmFreeCount];
-                                else if (__hmmFreeLargeCount > 0)
-                                {
-                                    ulong block = __hmmFreeLarge[--__hmmFreeLargeCount];
-                                    for (ulong i = {{Page}}.PmdPages - 1; i > 0; i--) __hmmFree[__hmmFreeCount++] = block + i;
-                                    pfns[got++] = block;
-                                }
+                                if (__hmmFreeCount > 0) pfns[got++] = __hmmFree[--__hmmFreeCount];{{splitMany}}
                                 else break;
                             }
                         }
@@ -185,7 +185,7 @@ internal static partial class Emitter
                         if (chunk == null || !chunk.Contains(pfn)) chunk = DeviceChunkOf(pfn)!;
                         chunk.InitPage(pfn, 0);
                     }
-                    global::System.Threading.Interlocked.Add(ref __hmmDeviceAllocations, got);
+                    global::System.Threading.Interlocked.Add(ref __hmmDeviceAllocations, got);{{countMany}}
                     return got;
                 }
 
@@ -198,7 +198,7 @@ internal static partial class Emitter
                     {
                         __hmmFreeLock.Lock();
                         // Another thread may have hot-added (or freed) meanwhile: retry if the request can be met now.
-                        bool raced = __hmmFreeLargeCount > 0 || (order == 0 && __hmmFreeCount > 0);
+                        bool raced = {{raced}};
                         __hmmFreeLock.Unlock();
                         if (raced) return true;
                         int count = __hmmChunkCount;
@@ -293,7 +293,7 @@ internal static partial class Emitter
                 void global::Hmm.Runtime.DeviceMemory.IDevPagemapOps.PageFree({{DevPagemap}} pgmap, ulong pfn)
                 {
                     int order = pgmap.FolioOrder(pfn);{{userFree}}{{freeUser}}
-                    if (pgmap.IsRemoving) return;
+                    if (pgmap.IsRemoving) return;{{countFree}}
                     __hmmFreeLock.Lock();
                     try
                     {
@@ -319,6 +319,9 @@ internal static partial class Emitter
     private static string EmitMemoryProvider(DriverModel m)
     {
         var dm = m.DeviceMemory!;
+        string initial = dm.InitialChunks > 0
+            ? "\n        if (!__HmmHotAddInitial()) throw new global::Hmm.Runtime.ErrnoException(" + Errno + ".ENOMEM, " + Literal(m.ClassName + ": the initial chunks could not be hot-added") + ");"
+            : "";
         return $$"""
 
                 /// <summary>The device this memory is plugged into (<see cref="AttachDeviceMemory"/>); its machine hosts the chunks.</summary>
@@ -339,7 +342,7 @@ internal static partial class Emitter
                 {
                     global::System.ArgumentNullException.ThrowIfNull(device);
                     if (Device is not null && !ReferenceEquals(Device, device)) throw new global::System.InvalidOperationException({{Literal(m.ClassName + ": already attached to another device")}});
-                    Device = device;
+                    Device = device;{{initial}}
                 }
 
                 /// <summary>The driver instance <paramref name="pfn"/> was migrated for, or null.</summary>
@@ -378,6 +381,83 @@ internal static partial class Emitter
                 {{GeneratedCode}}
                 private void __HmmClearUser({{DevPagemap}} pgmap, ulong pfn, int order) => SetDevicePageUser(pfn, order, null);
 
+            """;
+    }
+
+    // The split branches of the allocators (SplitFolios, the default): a base page taken from a free folio.
+    private const string SplitOne = """
+
+                            else if (__hmmFreeLargeCount > 0)
+                            {
+                                ulong block = __hmmFreeLarge[--__hmmFreeLargeCount];
+                                for (ulong i = global::Hmm.Runtime.Memory.Page.PmdPages - 1; i > 0; i--) __hmmFree[__hmmFreeCount++] = block + i;
+                                pfn = block;
+                                found = true;
+                            }
+            """;
+
+    private const string SplitMany = """
+
+                                else if (__hmmFreeLargeCount > 0)
+                                {
+                                    ulong block = __hmmFreeLarge[--__hmmFreeLargeCount];
+                                    for (ulong i = global::Hmm.Runtime.Memory.Page.PmdPages - 1; i > 0; i--) __hmmFree[__hmmFreeCount++] = block + i;
+                                    pfns[got++] = block;
+                                }
+            """;
+
+    // [DeviceMemory(PageCounters = true)]: test_hmm's calloc/cfree and the free-list lengths.
+    private static string EmitPageCounters(DriverModel m)
+    {
+        if (!m.DeviceMemory!.PageCounters) return "";
+        return $$"""
+
+
+                {{GeneratedCode}}
+                private long __hmmPagesAllocated, __hmmPagesFreed;
+
+                /// <summary>Device pages handed out, in base pages (a 2 MiB folio counts 512): test_hmm's <c>calloc</c>.</summary>
+                {{GeneratedCode}}
+                public long DevicePagesAllocated => global::System.Threading.Interlocked.Read(ref __hmmPagesAllocated);
+
+                /// <summary>Device pages given back to the free lists, in base pages: test_hmm's <c>cfree</c> (not counted while their chunk is being removed).</summary>
+                {{GeneratedCode}}
+                public long DevicePagesFreed => global::System.Threading.Interlocked.Read(ref __hmmPagesFreed);
+
+                /// <summary>Base pages and 2 MiB folios on the free lists.</summary>
+                {{GeneratedCode}}
+                public (int Pages, int Folios) DeviceFreeListLengths
+                {
+                    get
+                    {
+                        __hmmFreeLock.Lock();
+                        try { return (__hmmFreeCount, __hmmFreeLargeCount); }
+                        finally { __hmmFreeLock.Unlock(); }
+                    }
+                }
+            """;
+    }
+
+    // [DeviceMemory(InitialChunks = N)]: the chunks plugged with the memory (dmirror_device_init's first one).
+    private static string EmitInitialChunks(DriverModel m)
+    {
+        var dm = m.DeviceMemory!;
+        if (dm.InitialChunks == 0) return "";
+        string layout = dm.SplitFolios && dm.LargeFolios ? "2 MiB folios, split on demand" : "base pages";
+        return $$"""
+
+
+                /// <summary>
+                /// Hot-adds chunks until <c>[DeviceMemory(InitialChunks = {{dm.InitialChunks}})]</c> are plugged ({{layout}}), when the
+                /// memory is plugged into its device; false when one cannot be. Later chunks come on demand.
+                /// </summary>
+                {{GeneratedCode}}
+                private bool __HmmHotAddInitial()
+                {
+                    while (global::System.Threading.Volatile.Read(ref __hmmChunkCount) < {{dm.InitialChunks}})
+                        if (!__HmmHotAdd(-1)) return false;
+                    return true;
+                }
             """;
     }
 }
