@@ -422,7 +422,7 @@ internal static partial class Emitter
                                 try
                                 {
                                     if (__hmmNotifier!.ReadRetry(range.NotifierSeq)) { __hmmFaultRetries++; continue; }
-                                    range.HmmPfns.AsSpan().CopyTo(hmmPfns.Slice((int)((piece - start) >> {{Page}}.Shift)));
+                                    new global::System.ReadOnlySpan<ulong>(range.HmmPfns).CopyTo(hmmPfns.Slice((int)((piece - start) >> {{Page}}.Shift)));
                                     break;
                                 }
                                 finally { {{u}}.Unlock(); }
