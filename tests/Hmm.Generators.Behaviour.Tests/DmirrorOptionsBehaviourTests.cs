@@ -1,5 +1,6 @@
 using Hmm.Generators.Behaviour.Tests.Drivers;
 using Hmm.Runtime;
+using Hmm.Runtime.DeviceMemory;
 using Hmm.Runtime.Devices;
 using Hmm.Runtime.Memory;
 using Hmm.Runtime.Mirror;
@@ -269,5 +270,62 @@ public sealed class DmirrorOptionsBehaviourTests
         Assert.That(words.All(HmmPfn.IsValid), Is.True);
         Assert.That(driver.PagesMirrored, Is.Zero);
         driver.Detach();
+    }
+
+    [Test]
+    public void ConfiguredCoherent_HotAddsCoherentChunksOfTheChosenSize_AndMigratesIntoThem()
+    {
+        var memory = new TestHmmDevmem();
+        Assert.That(memory.DeviceKind, Is.EqualTo(DevicePageKind.Private), "the declared kind by default");
+        memory.ConfigureDeviceMemory(DevicePageKind.Coherent, 2L << 20, maxChunks: 1);
+        var file = new TestHmmFile(memory);
+        Assert.That(file.Attach(_device, _process), Is.EqualTo(Errno.Ok));
+
+        Assert.That(memory.DeviceChunkCount, Is.EqualTo(1));
+        Assert.That(memory.DeviceChunk(0).Kind, Is.EqualTo(DevicePageKind.Coherent));
+        Assert.That(memory.DeviceChunk(0).PageCount, Is.EqualTo(512UL), "2 MiB, not the declared 4 MiB");
+        Assert.That(memory.DeviceChunkSize, Is.EqualTo(2L << 20));
+        Assert.That(memory.DeviceChunkLimit, Is.EqualTo(1));
+
+        ulong buf = MapWritten(8);
+        Assert.That(file.MigrateToDevice(buf, buf + (8 * P), out long moved), Is.EqualTo(Errno.Ok));
+        Assert.That(moved, Is.EqualTo(8));
+        Assert.That(_process.Mm.EntryAt(buf).Kind, Is.EqualTo(PteKind.Present), "coherent memory is CPU-mapped, not a device-private entry");
+        AssertData(buf, 8);
+        Assert.That(file.MigrateToSystem(buf, buf + (8 * P), out moved), Is.EqualTo(Errno.Ok), "selected as DeviceCoherent");
+        Assert.That(moved, Is.EqualTo(8));
+        Assert.That(memory.DevicePagesFreed, Is.EqualTo(8));
+
+        // A folio would need a second chunk: the limit of one refuses it (the per-page fallback applies).
+        ulong thp = MapWritten(512, Advice.HugePage);
+        Assume.That(_process.Mm.EntryAt(thp).IsHuge, Is.True);
+        Assert.That(file.MigrateToDevice(thp, thp + Page.PmdSize, out moved), Is.EqualTo(Errno.Ok));
+        Assert.That(memory.DeviceChunkCount, Is.EqualTo(1));
+        Assert.That(file.LargeAllocationFallbacks, Is.EqualTo(1));
+        Assert.That(moved, Is.EqualTo(512), "the initial chunk's 512 base pages");
+        Assert.That(file.MigrateToSystem(thp, thp + Page.PmdSize, out _), Is.EqualTo(Errno.Ok));
+        AssertData(thp, 512);
+        file.Detach();
+        Assert.That(memory.RemoveDeviceMemory(), Is.EqualTo(Errno.Ok));
+    }
+
+    [Test]
+    public void ConfigureDeviceMemory_RefusesBadValues_AndAnyChangeOnceAChunkIsPlugged()
+    {
+        var memory = new TestHmmDevmem();
+        Assert.Throws<ArgumentOutOfRangeException>(() => memory.ConfigureDeviceMemory(DevicePageKind.P2PDma, 2L << 20, 1));
+        Assert.Throws<ArgumentOutOfRangeException>(() => memory.ConfigureDeviceMemory(DevicePageKind.Private, 4096, 1));
+        Assert.Throws<ArgumentOutOfRangeException>(() => memory.ConfigureDeviceMemory(DevicePageKind.Private, 2L << 20, 0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => memory.ConfigureDeviceMemory(DevicePageKind.Private, 2L << 20, TestHmmDevmem.DeviceMaxChunks + 1));
+        Assert.That(memory.DeviceChunkSize, Is.EqualTo(TestHmmDevmem.DeviceChunkBytes), "nothing changed");
+
+        var file = new TestHmmFile(memory);
+        Assert.That(file.Attach(_device, _process), Is.EqualTo(Errno.Ok));
+        Assert.Throws<InvalidOperationException>(() => memory.ConfigureDeviceMemory(DevicePageKind.Coherent, 2L << 20, 1));
+        Assert.That(memory.DeviceKind, Is.EqualTo(DevicePageKind.Private));
+        file.Detach();
+        Assert.That(memory.RemoveDeviceMemory(), Is.EqualTo(Errno.Ok));
+        memory.ConfigureDeviceMemory(DevicePageKind.Coherent, 2L << 20, 1);   // nothing plugged any more
+        Assert.That(memory.DeviceKind, Is.EqualTo(DevicePageKind.Coherent));
     }
 }

@@ -106,11 +106,12 @@ public sealed class DriverShapeAnalyzer : DiagnosticAnalyzer
         bool generatesDevmem = devmem != null && hasCopy;
         bool migration = (generatesDevmem && devmem!.ConstructorArguments.Length == 1 && devmem.ConstructorArguments[0].Value is 1 or 2) || (shared && hasCopy);
         bool snapshot = IsTrue(driver, "GenerateSnapshot"), counters = generatesDevmem && IsTrue(devmem!, "PageCounters");
+        bool configurable = generatesDevmem && IsTrue(devmem!, "Configurable");
         foreach (var member in type.GetMembers())
         {
             if (member.IsImplicitlyDeclared || IsGenerated(member)) continue;
             if ((GeneratedMembers.IsReserved(member.Name, generatesDevmem, migration, faultBuffer != null, exporter != null, importer != null)
-                 || GeneratedMembers.IsReservedByOptions(member.Name, snapshot, counters))
+                 || GeneratedMembers.IsReservedByOptions(member.Name, snapshot, counters, configurable))
                 && member.Locations.FirstOrDefault(l => l.IsInSource) is { } location)
                 context.ReportDiagnostic(Diagnostic.Create(ReservedName, location, member.Name, type.Name));
         }
@@ -148,7 +149,7 @@ public sealed class DriverShapeAnalyzer : DiagnosticAnalyzer
         foreach (var member in type.GetMembers())
         {
             if (member.IsImplicitlyDeclared || IsGenerated(member)) continue;
-            if ((GeneratedMembers.IsReservedForMemory(member.Name) || GeneratedMembers.IsReservedByOptions(member.Name, false, IsTrue(devmem, "PageCounters")))
+            if ((GeneratedMembers.IsReservedForMemory(member.Name) || GeneratedMembers.IsReservedByOptions(member.Name, false, IsTrue(devmem, "PageCounters"), IsTrue(devmem, "Configurable")))
                 && member.Locations.FirstOrDefault(l => l.IsInSource) is { } location)
                 context.ReportDiagnostic(Diagnostic.Create(ReservedName, location, member.Name, type.Name));
         }

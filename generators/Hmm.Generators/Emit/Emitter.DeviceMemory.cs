@@ -23,8 +23,8 @@ internal static partial class Emitter
         string userFree = Call(m, CallbackKind.OnPageFree, "pfn") is { } f ? "\n        " + f : "";
         string migrateToRam = Call(m, CallbackKind.OnMigrateToRam, "in vmf") is { } r
             ? "return " + r
-            : m.HasMigration && dm.Kind == 1 ? "return __HmmMigrateToRam(in vmf);"
-            : m.MemoryProvider && dm.Kind == 1 ? "return DevicePageUser(vmf.Page) is { } user ? user.MigrateToRam(in vmf) : global::Hmm.Runtime.DeviceMemory.VmFaultResult.SigBus;"
+            : m.HasMigration && (dm.Kind == 1 || dm.Configurable) ? "return __HmmMigrateToRam(in vmf);"
+            : m.MemoryProvider && (dm.Kind == 1 || dm.Configurable) ? "return DevicePageUser(vmf.Page) is { } user ? user.MigrateToRam(in vmf) : global::Hmm.Runtime.DeviceMemory.VmFaultResult.SigBus;"
             : "return global::Hmm.Runtime.DeviceMemory.VmFaultResult.SigBus;";
         string provider = m.MemoryProvider ? EmitMemoryProvider(m) : "";
         string freeUser = m.MemoryProvider ? "\n        __HmmClearUser(pgmap, pfn, order);" : "";
@@ -43,6 +43,10 @@ internal static partial class Emitter
         string splitMany = dm.SplitFolios ? SplitMany : "";
         string countOne = dm.PageCounters ? "\n                global::System.Threading.Interlocked.Add(ref __hmmPagesAllocated, 1L << order);" : "";
         string countMany = dm.PageCounters ? "\n        global::System.Threading.Interlocked.Add(ref __hmmPagesAllocated, got);" : "";
+        // [DeviceMemory(Configurable = true)]: hot-add with the geometry chosen at run time.
+        string chunkKind = dm.Configurable ? "__hmmKind" : kind;
+        string chunkBytes = dm.Configurable ? "__hmmChunkBytes" : "DeviceChunkBytes";
+        string chunkLimit = dm.Configurable ? "__hmmChunkLimit" : "DeviceMaxChunks";
         string countFree = dm.PageCounters ? "\n        global::System.Threading.Interlocked.Add(ref __hmmPagesFreed, 1L << order);" : "";
         return $$"""
             partial class {{m.ClassName}} : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
@@ -103,7 +107,7 @@ internal static partial class Emitter
 
                 /// <summary>Device pages and folios handed out by <see cref="TryAllocateDevicePage"/> so far (cumulative).</summary>
                 {{GeneratedCode}}
-                public long DeviceAllocations => global::System.Threading.Interlocked.Read(ref __hmmDeviceAllocations);{{EmitPageCounters(m)}}{{EmitInitialChunks(m)}}
+                public long DeviceAllocations => global::System.Threading.Interlocked.Read(ref __hmmDeviceAllocations);{{EmitPageCounters(m)}}{{EmitInitialChunks(m)}}{{EmitConfigurable(m, kind)}}
 
                 /// <summary>The chunk holding <paramref name="pfn"/>, or null when it is not this driver's device memory.</summary>
                 {{GeneratedCode}}
@@ -202,11 +206,11 @@ internal static partial class Emitter
                         __hmmFreeLock.Unlock();
                         if (raced) return true;
                         int count = __hmmChunkCount;
-                        if (count >= DeviceMaxChunks || Device is not { } device) return false;
-                        var e = {{DevPagemap}}.Create(device.Machine, {{kind}}, (ulong)DeviceChunkBytes, PgmapOwner, this, out var pgmap);
+                        if (count >= {{chunkLimit}} || Device is not { } device) return false;
+                        var e = {{DevPagemap}}.Create(device.Machine, {{chunkKind}}, (ulong){{chunkBytes}}, PgmapOwner, this, out var pgmap);
                         if (e != {{Errno}}.Ok || pgmap == null) return false;
                         // Grow the lists to hold every page of every chunk (cold path: a hot-add).
-                        int pages = (int)(DeviceChunkBytes >> {{Page}}.Shift) * (count + 1);
+                        int pages = (int)({{chunkBytes}} >> {{Page}}.Shift) * (count + 1);
                         var free = new ulong[pages];
                         var freeLarge = new ulong[pages >> {{Page}}.PmdOrder];
                         __hmmFreeLock.Lock();
@@ -457,6 +461,65 @@ internal static partial class Emitter
                     while (global::System.Threading.Volatile.Read(ref __hmmChunkCount) < {{dm.InitialChunks}})
                         if (!__HmmHotAdd(-1)) return false;
                     return true;
+                }
+            """;
+    }
+
+    // [DeviceMemory(Configurable = true)]: kind, chunk size and limit chosen at run time, before the first
+    // chunk is plugged (a probe decides: amdgpu per device, test_hmm per minor and module parameter).
+    private static string EmitConfigurable(DriverModel m, string declaredKind)
+    {
+        var dm = m.DeviceMemory!;
+        if (!dm.Configurable) return "";
+        string kinds = dm.Kind is 1 or 2
+            ? "kind is not (global::Hmm.Runtime.DeviceMemory.DevicePageKind.Private or global::Hmm.Runtime.DeviceMemory.DevicePageKind.Coherent)"
+            : "kind != global::Hmm.Runtime.DeviceMemory.DevicePageKind.P2PDma";
+        string kindText = dm.Kind is 1 or 2 ? "Private or Coherent" : "P2PDma";
+        int min = System.Math.Max(1, dm.InitialChunks);
+        return $$"""
+
+
+                {{GeneratedCode}}
+                private global::Hmm.Runtime.DeviceMemory.DevicePageKind __hmmKind = {{declaredKind}};
+                {{GeneratedCode}}
+                private long __hmmChunkBytes = DeviceChunkBytes;
+                {{GeneratedCode}}
+                private int __hmmChunkLimit = DeviceMaxChunks;
+
+                /// <summary>The kind chunks are hot-added as: the declared one unless <see cref="ConfigureDeviceMemory"/> chose another.</summary>
+                {{GeneratedCode}}
+                public global::Hmm.Runtime.DeviceMemory.DevicePageKind DeviceKind => __hmmKind;
+
+                /// <summary>Bytes per chunk in effect (<see cref="DeviceChunkBytes"/> unless configured).</summary>
+                {{GeneratedCode}}
+                public long DeviceChunkSize => __hmmChunkBytes;
+
+                /// <summary>The chunk limit in effect (<see cref="DeviceMaxChunks"/> unless configured lower).</summary>
+                {{GeneratedCode}}
+                public int DeviceChunkLimit => __hmmChunkLimit;
+
+                /// <summary>
+                /// Chooses the memory's kind ({{kindText}}), chunk size (a positive multiple of 2 MiB) and chunk limit
+                /// (at least the initial chunks, at most <see cref="DeviceMaxChunks"/>) at run time — before any chunk
+                /// is plugged, so before the memory is attached when it has initial chunks. Throws
+                /// <see cref="global::System.ArgumentOutOfRangeException"/> for a bad value and
+                /// <see cref="global::System.InvalidOperationException"/> once a chunk is plugged.
+                /// </summary>
+                {{GeneratedCode}}
+                public void ConfigureDeviceMemory(global::Hmm.Runtime.DeviceMemory.DevicePageKind kind, long chunkBytes, int maxChunks)
+                {
+                    if ({{kinds}}) throw new global::System.ArgumentOutOfRangeException(nameof(kind), kind, "{{kindText}}");
+                    if (chunkBytes <= 0 || chunkBytes % (2L << 20) != 0) throw new global::System.ArgumentOutOfRangeException(nameof(chunkBytes), chunkBytes, "a positive multiple of 2 MiB");
+                    if (maxChunks < {{min}} || maxChunks > DeviceMaxChunks) throw new global::System.ArgumentOutOfRangeException(nameof(maxChunks), maxChunks, "{{min}}..{{dm.MaxChunks}}");
+                    __hmmHotplugLock.Lock();
+                    try
+                    {
+                        if (__hmmChunkCount != 0) throw new global::System.InvalidOperationException({{Literal(m.ClassName + ": configure the device memory before any chunk is plugged")}});
+                        __hmmKind = kind;
+                        __hmmChunkBytes = chunkBytes;
+                        __hmmChunkLimit = maxChunks;
+                    }
+                    finally { __hmmHotplugLock.Unlock(); }
                 }
             """;
     }

@@ -8,4 +8,5 @@ namespace Hmm.Generators.Models;
 /// <param name="InitialChunks">Chunks hot-added when the memory is plugged into its device.</param>
 /// <param name="SplitFolios">True: hot-added chunks are folios, split for base pages; false: test_hmm's by-request layout, no split.</param>
 /// <param name="PageCounters">Emit the calloc/cfree counters and the free-list lengths.</param>
-internal sealed record DeviceMemoryModel(int Kind, long ChunkBytes, int MaxChunks, bool LargeFolios, int InitialChunks = 0, bool SplitFolios = true, bool PageCounters = false);
+/// <param name="Configurable">Emit ConfigureDeviceMemory: kind, chunk size and limit chosen at run time (the declared ones are defaults).</param>
+internal sealed record DeviceMemoryModel(int Kind, long ChunkBytes, int MaxChunks, bool LargeFolios, int InitialChunks = 0, bool SplitFolios = true, bool PageCounters = false, bool Configurable = false);

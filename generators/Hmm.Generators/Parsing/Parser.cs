@@ -84,7 +84,7 @@ internal static class Parser
         bool hasDevmem = devmem != null && hasCopy;
         foreach (var member in type.GetMembers())
             if (!member.IsImplicitlyDeclared && Parsing.GeneratedMembers.IsReserved(member.Name, hasDevmem && memory == null, hasDevmem && devmem!.Kind is 1 or 2, faultBuffer != null, exporter, importer)
-                || Parsing.GeneratedMembers.IsReservedByOptions(member.Name, snapshot, hasDevmem && memory == null && devmem!.PageCounters))
+                || Parsing.GeneratedMembers.IsReservedByOptions(member.Name, snapshot, hasDevmem && memory == null && devmem!.PageCounters, hasDevmem && memory == null && devmem!.Configurable))
                 return null;
         return new DriverModel(
             type.ContainingNamespace.IsGlobalNamespace ? "" : type.ContainingNamespace.ToDisplayString(),
@@ -137,7 +137,7 @@ internal static class Parser
         if (devmem == null) return null;
         var callbacks = ParseCallbacks(type, ct);
         foreach (var member in type.GetMembers())
-            if (!member.IsImplicitlyDeclared && (Parsing.GeneratedMembers.IsReservedForMemory(member.Name) || Parsing.GeneratedMembers.IsReservedByOptions(member.Name, false, devmem.PageCounters))) return null;
+            if (!member.IsImplicitlyDeclared && (Parsing.GeneratedMembers.IsReservedForMemory(member.Name) || Parsing.GeneratedMembers.IsReservedByOptions(member.Name, false, devmem.PageCounters, devmem.Configurable))) return null;
         return new DriverModel(
             type.ContainingNamespace.IsGlobalNamespace ? "" : type.ContainingNamespace.ToDisplayString(),
             type.Name,
@@ -172,7 +172,7 @@ internal static class Parser
         if (attribute.ConstructorArguments.Length != 1 || attribute.ConstructorArguments[0].Value is not int kind || kind is not (1 or 2 or 5)) return null;
         long chunk = 256L << 20;
         int max = 16, initial = 0;
-        bool large = true, split = true, counters = false;
+        bool large = true, split = true, counters = false, configurable = false;
         foreach (var arg in attribute.NamedArguments)
         {
             switch (arg.Key)
@@ -183,10 +183,11 @@ internal static class Parser
                 case "InitialChunks": initial = arg.Value.Value is int i ? i : -1; break;
                 case "SplitFolios": split = arg.Value.Value is true; break;
                 case "PageCounters": counters = arg.Value.Value is true; break;
+                case "Configurable": configurable = arg.Value.Value is true; break;
             }
         }
         if (!Parsing.DeclarationRules.IsValidChunk(chunk) || max <= 0 || initial < 0 || initial > max) return null;
-        return new DeviceMemoryModel(kind, chunk, max, large, initial, split, counters);
+        return new DeviceMemoryModel(kind, chunk, max, large, initial, split, counters, configurable);
     }
 
     private static FaultBufferModel? ParseFaultBuffer(AttributeData attribute)

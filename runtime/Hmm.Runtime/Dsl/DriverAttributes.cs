@@ -168,6 +168,15 @@ public sealed class DeviceMemoryAttribute(DevicePageKind kind) : Attribute
     /// counted) and <c>DeviceFreeListLengths</c> (base pages, 2 MiB folios on the free lists).
     /// </summary>
     public bool PageCounters { get; set; }
+
+    /// <summary>
+    /// Also generate <c>ConfigureDeviceMemory(kind, chunkBytes, maxChunks)</c>: the kind, chunk size
+    /// and chunk limit chosen at run time, before the first chunk is plugged — a probe decides, as
+    /// amdgpu picks coherent or private memory per device and test_hmm per minor (and per module
+    /// parameter). <see cref="Kind"/>, <see cref="ChunkBytes"/> and <see cref="MaxChunks"/> are then
+    /// the defaults, <see cref="MaxChunks"/> also the upper bound.
+    /// </summary>
+    public bool Configurable { get; set; }
 }
 
 /// <summary>The device has a replayable fault buffer (a GPU's): the generator writes <c>ServiceFaults()</c>.</summary>

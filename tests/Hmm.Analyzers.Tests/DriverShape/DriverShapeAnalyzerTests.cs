@@ -123,7 +123,7 @@ public sealed class DriverShapeAnalyzerTests
     [Test]
     public Task DmirrorOptions_UsedCorrectly_AreSilent()
         => VerifyAsync("""
-            [DeviceMemory(DevicePageKind.Private, MaxChunks = 2, InitialChunks = 2, SplitFolios = false, PageCounters = true)]
+            [DeviceMemory(DevicePageKind.Private, MaxChunks = 2, InitialChunks = 2, SplitFolios = false, PageCounters = true, Configurable = true)]
             partial class Mem { }
             [HmmDriver("m", Memory = nameof(_mem), FaultBatchPages = 32, GenerateSnapshot = true)]
             partial class M { private readonly Mem _mem = new(); [CopyPages] void C(ReadOnlySpan<PageCopy> c) { } }
@@ -134,13 +134,14 @@ public sealed class DriverShapeAnalyzerTests
     [TestCase("[HmmDriver(\"m\", GenerateSnapshot = true)] partial class M { public int {|HMM0012:Snapshot|} => 0; }")]
     [TestCase("[HmmDriver(\"m\")][DeviceMemory(DevicePageKind.Private, PageCounters = true)] partial class M { [CopyPages] void C(ReadOnlySpan<PageCopy> c) { } public int {|HMM0012:DeviceFreeListLengths|} => 0; }")]
     [TestCase("[DeviceMemory(DevicePageKind.Private, PageCounters = true)] partial class Mem { public long {|HMM0012:DevicePagesFreed|} => 0; }")]
+    [TestCase("[HmmDriver(\"m\")][DeviceMemory(DevicePageKind.Coherent, Configurable = true)] partial class M { [CopyPages] void C(ReadOnlySpan<PageCopy> c) { } public int {|HMM0012:DeviceKind|} => 0; }")]
     public Task HMM0012_NamesAnOptionGenerates(string code) => VerifyAsync(code);
 
     [Test]
     public Task HMM0012_OptionNames_AreFreeWhenTheOptionIsOff()
         => VerifyAsync("""
             [DeviceMemory(DevicePageKind.Private)] partial class Mem { public long DevicePagesFreed => 0; }
-            [HmmDriver("m")] partial class M { public int Snapshot => 0; public long DevicePagesAllocated => 0; }
+            [HmmDriver("m")] partial class M { public int Snapshot => 0; public long DevicePagesAllocated => 0; public int DeviceKind => 0; }
             """);
 
     [TestCase("public void {|HMM0012:Fault|}() { }")]

@@ -8,9 +8,10 @@ namespace Hmm.Generators.Behaviour.Tests.Drivers;
 /// <summary>
 /// test_hmm's dmirror_device memory as the DSL options declare it: one 4 MiB chunk plugged with the
 /// memory (InitialChunks, dmirror_device_init), lists laid out per request with no folio split
-/// (SplitFolios = false, dmirror_allocate_chunk), and calloc/cfree (PageCounters).
+/// (SplitFolios = false, dmirror_allocate_chunk), calloc/cfree (PageCounters), and the kind, chunk
+/// size and limit chosen per device at run time (Configurable: minors 0–1 private, 2–3 coherent).
 /// </summary>
-[DeviceMemory(DevicePageKind.Private, ChunkBytes = 4L << 20, MaxChunks = 4, InitialChunks = 1, SplitFolios = false, PageCounters = true)]
+[DeviceMemory(DevicePageKind.Private, ChunkBytes = 4L << 20, MaxChunks = 4, InitialChunks = 1, SplitFolios = false, PageCounters = true, Configurable = true)]
 internal sealed partial class TestHmmDevmem
 {
 }

@@ -24,6 +24,7 @@ public sealed class SkipTests
     [TestCase("[DeviceMemory(DevicePageKind.Private, MaxChunks = 2, InitialChunks = 3)] public partial class Mem { }", TestName = "InitialChunksOverMaxChunks")]
     [TestCase("[DeviceMemory(DevicePageKind.Private, InitialChunks = -1)] public partial class Mem { }", TestName = "InitialChunksNegative")]
     [TestCase("[DeviceMemory(DevicePageKind.Private, PageCounters = true)] public partial class Mem { public long DevicePagesFreed => 0; }", TestName = "PageCounterReservedWhenGenerated")]
+    [TestCase("[DeviceMemory(DevicePageKind.Private, Configurable = true)] public partial class Mem { public void ConfigureDeviceMemory() { } }", TestName = "ConfigureReservedWhenGenerated")]
     public void ADeclarationItCannotImplement_GetsNoCode_AndNoGeneratorDiagnostic(string source)
     {
         var (result, diagnostics) = GeneratorHarness.Run(source);

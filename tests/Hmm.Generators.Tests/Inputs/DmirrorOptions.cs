@@ -5,9 +5,10 @@ namespace Samples.Options;
 /// <summary>
 /// test_hmm's dmirror_device memory as the DSL options declare it: one chunk plugged at init
 /// (InitialChunks), free lists laid out per request with no folio split (SplitFolios = false), and
-/// the calloc/cfree counters (PageCounters).
+/// the calloc/cfree counters (PageCounters); kind, chunk size and limit chosen per device at run time
+/// (Configurable: test_hmm's minors 0–1 are private, 2–3 coherent).
 /// </summary>
-[DeviceMemory(DevicePageKind.Private, ChunkBytes = 4L << 20, MaxChunks = 4, InitialChunks = 1, SplitFolios = false, PageCounters = true)]
+[DeviceMemory(DevicePageKind.Private, ChunkBytes = 4L << 20, MaxChunks = 4, InitialChunks = 1, SplitFolios = false, PageCounters = true, Configurable = true)]
 public sealed partial class MirrorDevice
 {
 }

@@ -157,6 +157,49 @@ partial class MirrorDevice : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
         return true;
     }
 
+    [global::System.CodeDom.Compiler.GeneratedCode("Hmm.Generators", "1.0.0")]
+    private global::Hmm.Runtime.DeviceMemory.DevicePageKind __hmmKind = global::Hmm.Runtime.DeviceMemory.DevicePageKind.Private;
+    [global::System.CodeDom.Compiler.GeneratedCode("Hmm.Generators", "1.0.0")]
+    private long __hmmChunkBytes = DeviceChunkBytes;
+    [global::System.CodeDom.Compiler.GeneratedCode("Hmm.Generators", "1.0.0")]
+    private int __hmmChunkLimit = DeviceMaxChunks;
+
+    /// <summary>The kind chunks are hot-added as: the declared one unless <see cref="ConfigureDeviceMemory"/> chose another.</summary>
+    [global::System.CodeDom.Compiler.GeneratedCode("Hmm.Generators", "1.0.0")]
+    public global::Hmm.Runtime.DeviceMemory.DevicePageKind DeviceKind => __hmmKind;
+
+    /// <summary>Bytes per chunk in effect (<see cref="DeviceChunkBytes"/> unless configured).</summary>
+    [global::System.CodeDom.Compiler.GeneratedCode("Hmm.Generators", "1.0.0")]
+    public long DeviceChunkSize => __hmmChunkBytes;
+
+    /// <summary>The chunk limit in effect (<see cref="DeviceMaxChunks"/> unless configured lower).</summary>
+    [global::System.CodeDom.Compiler.GeneratedCode("Hmm.Generators", "1.0.0")]
+    public int DeviceChunkLimit => __hmmChunkLimit;
+
+    /// <summary>
+    /// Chooses the memory's kind (Private or Coherent), chunk size (a positive multiple of 2 MiB) and chunk limit
+    /// (at least the initial chunks, at most <see cref="DeviceMaxChunks"/>) at run time — before any chunk
+    /// is plugged, so before the memory is attached when it has initial chunks. Throws
+    /// <see cref="global::System.ArgumentOutOfRangeException"/> for a bad value and
+    /// <see cref="global::System.InvalidOperationException"/> once a chunk is plugged.
+    /// </summary>
+    [global::System.CodeDom.Compiler.GeneratedCode("Hmm.Generators", "1.0.0")]
+    public void ConfigureDeviceMemory(global::Hmm.Runtime.DeviceMemory.DevicePageKind kind, long chunkBytes, int maxChunks)
+    {
+        if (kind is not (global::Hmm.Runtime.DeviceMemory.DevicePageKind.Private or global::Hmm.Runtime.DeviceMemory.DevicePageKind.Coherent)) throw new global::System.ArgumentOutOfRangeException(nameof(kind), kind, "Private or Coherent");
+        if (chunkBytes <= 0 || chunkBytes % (2L << 20) != 0) throw new global::System.ArgumentOutOfRangeException(nameof(chunkBytes), chunkBytes, "a positive multiple of 2 MiB");
+        if (maxChunks < 1 || maxChunks > DeviceMaxChunks) throw new global::System.ArgumentOutOfRangeException(nameof(maxChunks), maxChunks, "1..4");
+        __hmmHotplugLock.Lock();
+        try
+        {
+            if (__hmmChunkCount != 0) throw new global::System.InvalidOperationException("MirrorDevice: configure the device memory before any chunk is plugged");
+            __hmmKind = kind;
+            __hmmChunkBytes = chunkBytes;
+            __hmmChunkLimit = maxChunks;
+        }
+        finally { __hmmHotplugLock.Unlock(); }
+    }
+
     /// <summary>The chunk holding <paramref name="pfn"/>, or null when it is not this driver's device memory.</summary>
     [global::System.CodeDom.Compiler.GeneratedCode("Hmm.Generators", "1.0.0")]
     public global::Hmm.Runtime.DeviceMemory.DevPagemap? DeviceChunkOf(ulong pfn)
@@ -256,11 +299,11 @@ partial class MirrorDevice : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
             __hmmFreeLock.Unlock();
             if (raced) return true;
             int count = __hmmChunkCount;
-            if (count >= DeviceMaxChunks || Device is not { } device) return false;
-            var e = global::Hmm.Runtime.DeviceMemory.DevPagemap.Create(device.Machine, global::Hmm.Runtime.DeviceMemory.DevicePageKind.Private, (ulong)DeviceChunkBytes, PgmapOwner, this, out var pgmap);
+            if (count >= __hmmChunkLimit || Device is not { } device) return false;
+            var e = global::Hmm.Runtime.DeviceMemory.DevPagemap.Create(device.Machine, __hmmKind, (ulong)__hmmChunkBytes, PgmapOwner, this, out var pgmap);
             if (e != global::Hmm.Runtime.Errno.Ok || pgmap == null) return false;
             // Grow the lists to hold every page of every chunk (cold path: a hot-add).
-            int pages = (int)(DeviceChunkBytes >> global::Hmm.Runtime.Memory.Page.Shift) * (count + 1);
+            int pages = (int)(__hmmChunkBytes >> global::Hmm.Runtime.Memory.Page.Shift) * (count + 1);
             var free = new ulong[pages];
             var freeLarge = new ulong[pages >> global::Hmm.Runtime.Memory.Page.PmdOrder];
             __hmmFreeLock.Lock();

@@ -142,7 +142,7 @@ private bool __HmmRecordUser(ulong pfn, out ulong page)
                 args.Dst = s.Dst;
                 args.PgmapOwner = PgmapOwner;
                 args.FaultPage = null;
-                args.Flags = (toDevice ? global::Hmm.Runtime.Migration.MigrateSelect.System : global::Hmm.Runtime.Migration.MigrateSelect.DevicePrivate) | global::Hmm.Runtime.Migration.MigrateSelect.Compound;
+                args.Flags = (toDevice ? global::Hmm.Runtime.Migration.MigrateSelect.System : (this.Memory.DeviceKind == global::Hmm.Runtime.DeviceMemory.DevicePageKind.Coherent ? global::Hmm.Runtime.Migration.MigrateSelect.DeviceCoherent : global::Hmm.Runtime.Migration.MigrateSelect.DevicePrivate)) | global::Hmm.Runtime.Migration.MigrateSelect.Compound;
                 global::System.Array.Clear(s.Dst);
                 e = global::Hmm.Runtime.Migration.MigrateVma.Setup(args);
                 if (e != global::Hmm.Runtime.Errno.Ok) break;
@@ -297,7 +297,7 @@ private bool __HmmRecordUser(ulong pfn, out ulong page)
         args.Dst = s.Dst;
         args.PgmapOwner = PgmapOwner;
         args.FaultPage = vmf.Page;
-        args.Flags = global::Hmm.Runtime.Migration.MigrateSelect.DevicePrivate | global::Hmm.Runtime.Migration.MigrateSelect.Compound;
+        args.Flags = (this.Memory.DeviceKind == global::Hmm.Runtime.DeviceMemory.DevicePageKind.Coherent ? global::Hmm.Runtime.Migration.MigrateSelect.DeviceCoherent : global::Hmm.Runtime.Migration.MigrateSelect.DevicePrivate) | global::Hmm.Runtime.Migration.MigrateSelect.Compound;
         global::System.Array.Clear(s.Dst);
         if (global::Hmm.Runtime.Migration.MigrateVma.Setup(args) != global::Hmm.Runtime.Errno.Ok) return global::Hmm.Runtime.DeviceMemory.VmFaultResult.SigBus;
         var result = global::Hmm.Runtime.DeviceMemory.VmFaultResult.Ok;
