@@ -16,7 +16,7 @@ namespace Hmm.Analyzers.Rules;
 public sealed class HmmFlowAnalyzer : DiagnosticAnalyzer
 {
     /// <inheritdoc/>
-    public override ImmutableArray<DiagnosticDescriptor> SupportedDiagnostics { get; } = [.. HmmRules.All];
+    public override ImmutableArray<DiagnosticDescriptor> SupportedDiagnostics { get; } = [.. HmmRules.All, .. DevicePageRules.All];
 
     /// <inheritdoc/>
     public override void Initialize(AnalysisContext context)
@@ -36,6 +36,7 @@ public sealed class HmmFlowAnalyzer : DiagnosticAnalyzer
         start.RegisterOperationAction(o => WriteWithoutFault(o, contracts), OperationKind.SimpleAssignment);
         RangeRules.Register(start, contracts);
         LifetimeRules.Register(start, contracts);
+        CopyExposure.Register(start, contracts);
         start.RegisterCompilationEndAction(end => new ProgramAnalysis(contracts, facts, declared).Run(end.ReportDiagnostic, end.CancellationToken));
     }
 
@@ -74,6 +75,7 @@ public sealed class HmmFlowAnalyzer : DiagnosticAnalyzer
         {
             var cfg = context.GetControlFlowGraph(body);
             new MethodFlow(contracts, cfg, facts).Run();
+            ReferenceEscapes.Forget(body, facts);
             // Verdicts of this body alone are local diagnostics (fixable in the editor).
             foreach (var d in facts.Diagnostics) context.ReportDiagnostic(d);
             facts.Diagnostics.Clear();
