@@ -34,6 +34,20 @@ internal static class ReferenceEscapes
         }
     }
 
+    /// <summary>
+    /// Parameters the body stores away (a helper putting the caller's reference into the device's
+    /// table): for the caller's pending-leak check such a helper takes the reference over, as one
+    /// that releases it does. Null when there are none.
+    /// </summary>
+    public static HashSet<string>? StoredParameters(IOperation body, IMethodSymbol method)
+    {
+        if (method.Parameters.IsEmpty) return null;
+        HashSet<string>? result = null;
+        foreach (var op in body.Descendants())
+            if (op is IParameterReferenceOperation pr && IsStored(pr)) (result ??= new(StringComparer.Ordinal)).Add(pr.Parameter.Name);
+        return result;
+    }
+
     // The reference-leak rules whose object is a value a driver may keep (not a lock, not a protocol step).
     private static bool IsLeak(string id) => id is "HMM1023" or "HMM1025" or "HMM1041";
 
@@ -73,10 +87,10 @@ internal static class ReferenceEscapes
     };
 
     /// <summary>Whether this read of a local hands its value to the heap: a field/property/element store, an initializer, a collection add.</summary>
-    private static bool IsStored(ILocalReferenceOperation lr)
+    private static bool IsStored(IOperation read)
     {
-        IOperation at = lr;
-        var parent = lr.Parent;
+        IOperation at = read;
+        var parent = read.Parent;
         while (parent is IConversionOperation or IParenthesizedOperation) { at = parent; parent = parent.Parent; }
         switch (parent)
         {

@@ -4,7 +4,7 @@ namespace Hmm.Analyzers.Rules;
 
 /// <summary>
 /// Descriptors and contract names of the device-page rules (HMM1040–HMM1049): the migration copy
-/// step (MIG-R06) and references on another driver's pagemap. Kept apart from
+/// step (MIG-R06), references on another driver's pagemap, CPU access to device-private pages. Kept apart from
 /// <see cref="HmmRules"/> so both ranges grow without touching each other's files; the analyzer
 /// lists both.
 /// </summary>
@@ -13,9 +13,11 @@ internal static class DevicePageRules
     public const string DestinationPfn = "Hmm.Dsl.DestinationPfnAttribute";
     public const string CopyMayFail = "Hmm.Dsl.CopyMayFailAttribute";
     public const string CommitsDestinations = "Hmm.Dsl.CommitsDestinationsAttribute";
+    public const string DevicePrivatePfn = "Hmm.Dsl.DevicePrivatePfnAttribute";
+    public const string CpuAccess = "Hmm.Dsl.CpuAccessAttribute";
 
     /// <summary>The runtime types these rules read, for the test that checks them against the runtime.</summary>
-    public static readonly string[] AllRuntimeTypes = [DestinationPfn, CopyMayFail, CommitsDestinations];
+    public static readonly string[] AllRuntimeTypes = [DestinationPfn, CopyMayFail, CommitsDestinations, DevicePrivatePfn, CpuAccess];
 
     private static DiagnosticDescriptor Rule(string id, string title, string message, string category, string description, bool end) =>
         new(id, title, message, category, DiagnosticSeverity.Warning, isEnabledByDefault: true, description,
@@ -32,5 +34,10 @@ internal static class DevicePageRules
         "get_dev_pagemap (DevPagemap.Get) pins another driver's pagemap so its memory stays plugged while it is used; every reference needs a put_dev_pagemap (DevPagemap.Put) on every path, or memunmap_pages of the provider waits forever.",
         end: true);
 
-    public static readonly DiagnosticDescriptor[] All = [FailedCopyCommitted, PagemapReferenceLeaked];
+    public static readonly DiagnosticDescriptor CpuReadsDevicePrivate = Rule("HMM1042", "CPU access to a device-private page",
+        "A device-private pfn reaches a CPU access{0}: private device memory has no CPU mapping, use the device's copy engine", HmmRules.MigrationCategory,
+        "Device-private memory (MEMORY_DEVICE_PRIVATE) is not addressable by the CPU: kmap/copy_highpage of such a page reads garbage or faults. A [DevicePrivatePfn] value (vmf->page in migrate_to_ram) must reach its bytes through the device (CopyEngine), never through a [CpuAccess] parameter.",
+        end: true);
+
+    public static readonly DiagnosticDescriptor[] All = [FailedCopyCommitted, PagemapReferenceLeaked, CpuReadsDevicePrivate];
 }

@@ -37,6 +37,7 @@ public sealed class HmmFlowAnalyzer : DiagnosticAnalyzer
         RangeRules.Register(start, contracts);
         LifetimeRules.Register(start, contracts);
         CopyExposure.Register(start, contracts);
+        CpuAccessRules.Register(start);
         start.RegisterCompilationEndAction(end => new ProgramAnalysis(contracts, facts, declared).Run(end.ReportDiagnostic, end.CancellationToken));
     }
 
@@ -68,9 +69,12 @@ public sealed class HmmFlowAnalyzer : DiagnosticAnalyzer
             }
             if (stateful) break;
         }
-        if (!stateful && !calls) return;
+        // A helper storing a parameter away takes over the reference its caller hands it.
+        var stored = ReferenceEscapes.StoredParameters(body, method);
+        if (!stateful && !calls && stored == null) return;
         bool deferrable = method.MethodKind is MethodKind.Ordinary && !IsExternallyVisible(method);
         var facts = new MethodFacts(method, self.Context, deferrable);
+        if (stored != null) facts.ReleasedParams.UnionWith(stored);
         if (stateful)
         {
             var cfg = context.GetControlFlowGraph(body);

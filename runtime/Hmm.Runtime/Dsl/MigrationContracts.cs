@@ -31,3 +31,23 @@ public sealed class CopyMayFailAttribute : Attribute
 public sealed class CommitsDestinationsAttribute : Attribute
 {
 }
+
+/// <summary>
+/// The value is the pfn of a device-private page (vmf->page in migrate_to_ram): private device
+/// memory has no CPU mapping, so it must never reach a <see cref="CpuAccessAttribute"/> parameter
+/// (HMM1042); its bytes are reached through the device's copy engine only.
+/// </summary>
+[AttributeUsage(AttributeTargets.Property | AttributeTargets.Method | AttributeTargets.Field, AllowMultiple = false)]
+public sealed class DevicePrivatePfnAttribute : Attribute
+{
+}
+
+/// <summary>
+/// The CPU reads or writes the bytes of the page this parameter names (kmap_local_page,
+/// copy_highpage): it must be CPU-addressable memory — system RAM, coherent or p2p device memory —
+/// never a device-private page (HMM1042).
+/// </summary>
+[AttributeUsage(AttributeTargets.Parameter, AllowMultiple = false)]
+public sealed class CpuAccessAttribute : Attribute
+{
+}
