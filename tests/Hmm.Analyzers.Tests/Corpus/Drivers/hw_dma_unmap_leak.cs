@@ -1,29 +1,23 @@
-// HMM1025: a NIC maps a page for DMA and forgets to unmap it when the work request is rejected
+// HMM1025: an inline send maps the payload page for DMA and leaks the mapping when the device is busy
 public sealed class HwDmaUnmapLeak
 {
     private Iommu _iommu = null!;
-    private readonly ulong[] _ring = new ulong[64];
-    private int _head;
+    private CopyEngine _dma = null!;
+    private bool _busy;
+    private long _sent;
 
-    /// <summary>Posts one page to the send ring; the ring entry owns the mapping until completion.</summary>
-    public Errno PostSend(ulong pfn, int length)
+    /// <summary>Sends one page synchronously: map, let the device read it, unmap.</summary>
+    public Errno SendInline(ulong pfn, ulong devicePfn)
     {
         if (!_iommu.TryDmaMap(pfn, 1, false, out ulong bus)) return Errno.ENOMEM;
 #if FIXED
-        if (length > 4096 || _head == _ring.Length) { _iommu.DmaUnmap(bus, 1); return Errno.EINVAL; }
+        if (_busy) { _iommu.DmaUnmap(bus, 1); return Errno.EBUSY; }
 #else
-        if (length > 4096 || _head == _ring.Length) return Errno.EINVAL;
+        if (_busy) return Errno.EBUSY;
 #endif
-        Enqueue(bus);
+        if (_iommu.Translate(bus, write: false, out ulong seen) && seen == pfn) _dma.Copy([new PageCopy(pfn, devicePfn)]);
+        _sent++;
+        _iommu.DmaUnmap(bus, 1);
         return Errno.Ok;
-    }
-
-    private void Enqueue(ulong bus) => _ring[_head++] = bus;
-
-    /// <summary>Completion: the entry's mapping goes away.</summary>
-    public void Complete(int slot)
-    {
-        _iommu.DmaUnmap(_ring[slot], 1);
-        _ring[slot] = 0;
     }
 }
