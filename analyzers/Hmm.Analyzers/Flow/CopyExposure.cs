@@ -54,6 +54,8 @@ internal static class CopyExposure
         /// <summary>Parameters whose pfn the helper writes into dst[] (after a good copy, on every path that writes).</summary>
         public HashSet<string>? ExposesParam;
         public bool MayClear;
+        /// <summary>Parameters naming a device page the helper initialises (MIG-R10), with where.</summary>
+        public Dictionary<string, Origin>? InitsParam;
 
         public bool Fails => Leak != null || FailsParam != null;
     }
@@ -109,6 +111,14 @@ internal static class CopyExposure
         if (compilation.GetTypeByMetadataName(DevicePageRules.DestinationPfn) is not { } destination
             || compilation.GetTypeByMetadataName(DevicePageRules.CopyMayFail) is not { } mayFail
             || compilation.GetTypeByMetadataName(DevicePageRules.CommitsDestinations) is not { } commits) return;
+        var pageInit = compilation.GetTypeByMetadataName(DevicePageRules.PageInit);
+        bool IsPageInit(IParameterSymbol? p)
+        {
+            if (p == null || pageInit == null) return false;
+            foreach (var a in p.OriginalDefinition.GetAttributes())
+                if (SymbolEqualityComparer.Default.Equals(a.AttributeClass, pageInit)) return true;
+            return false;
+        }
         var roles = new ConcurrentDictionary<IMethodSymbol, Role>(SymbolEqualityComparer.Default);
         Role RoleOf(IMethodSymbol m) => roles.GetOrAdd(m.OriginalDefinition, d =>
         {
@@ -137,18 +147,20 @@ internal static class CopyExposure
                 var role = RoleOf(inv.TargetMethod);
                 if (role is Role.DestinationPfn or Role.CopyMayFail) relevant = true;
                 if (role == Role.Commits) relevant = commitsHere = true;
+                foreach (var a in inv.Arguments) if (IsPageInit(a.Parameter)) relevant = true;
                 if (!relevant && inv.TargetMethod.DeclaringSyntaxReferences.Length > 0)
-                    foreach (var a in inv.Arguments) relevant |= a.Value.Type is { } t && CarriesPages(t, contracts);
+                    // A pfn handed to a helper (which may initialise it, MIG-R10) or the migration's arrays and engine.
+                    foreach (var a in inv.Arguments) relevant |= a.Value.Type is { } t && (CarriesPages(t, contracts) || t.SpecialType == SpecialType.System_UInt64);
             }
             if (relevant) bodies[method.OriginalDefinition] = (b.GetControlFlowGraph(body), commitsHere);
         });
         start.RegisterCompilationEndAction(end =>
         {
-            var pass = new Pass(bodies, RoleOf, end.CancellationToken);
+            var pass = new Pass(bodies, RoleOf, IsPageInit, end.CancellationToken);
             var methods = new List<IMethodSymbol>(bodies.Keys);
             methods.Sort((x, y) => string.CompareOrdinal(x.ToDisplayString(), y.ToDisplayString()));
             foreach (var m in methods)
-                if (bodies[m].Commits) pass.Report(m, end.ReportDiagnostic);
+                pass.Report(m, end.ReportDiagnostic);
         });
     }
 
@@ -163,7 +175,8 @@ internal static class CopyExposure
     }
 
     /// <summary>Runs the pass over stored bodies: summaries on demand (callees first), reports in committing bodies.</summary>
-    private sealed class Pass(ConcurrentDictionary<IMethodSymbol, (ControlFlowGraph Cfg, bool Commits)> bodies, Func<IMethodSymbol, Role> roleOf, CancellationToken cancel)
+    private sealed class Pass(ConcurrentDictionary<IMethodSymbol, (ControlFlowGraph Cfg, bool Commits)> bodies, Func<IMethodSymbol, Role> roleOf,
+        Func<IParameterSymbol?, bool> isPageInit, CancellationToken cancel)
     {
         private readonly Dictionary<IMethodSymbol, Summary> _summaries = new(SymbolEqualityComparer.Default);
         private readonly HashSet<IMethodSymbol> _running = new(SymbolEqualityComparer.Default);
@@ -186,6 +199,8 @@ internal static class CopyExposure
         }
 
         public Role RoleOf(IMethodSymbol m) => roleOf(m);
+
+        public bool IsPageInit(IParameterSymbol? p) => isPageInit(p);
 
         public CancellationToken Cancel => cancel;
     }
@@ -238,6 +253,12 @@ internal static class CopyExposure
             foreach (var kv in exit.Keys)
             {
                 var origin = exit.Origins.TryGetValue(kv.Key, out var o) ? o : null;
+                if (kv.Key.StartsWith(InitPrefix, StringComparison.Ordinal))
+                {
+                    if ((kv.Value & Exposed) != 0 && origin != null && kv.Key.StartsWith(InitPrefix + "P:", StringComparison.Ordinal))
+                        (s.InitsParam ??= new(StringComparer.Ordinal))[kv.Key.Substring(InitPrefix.Length + 2)] = origin;
+                    continue;
+                }
                 if ((kv.Value & Both) != 0 && origin != null) s.Leak ??= origin;
                 if (!kv.Key.StartsWith("P:", StringComparison.Ordinal)) continue;
                 string param = kv.Key.Substring(2);
@@ -315,7 +336,7 @@ internal static class CopyExposure
         private State FailAll(State state, Origin origin)
         {
             var exposed = new List<string>();
-            foreach (var kv in state.Keys) if ((kv.Value & (Exposed | Both)) != 0) exposed.Add(kv.Key);
+            foreach (var kv in state.Keys) if ((kv.Value & (Exposed | Both)) != 0 && !kv.Key.StartsWith(InitPrefix, StringComparison.Ordinal)) exposed.Add(kv.Key);
             return Fail(state, exposed, origin);
         }
 
@@ -333,6 +354,7 @@ internal static class CopyExposure
             var map = state.Keys;
             foreach (var kv in state.Keys)
             {
+                if (kv.Key.StartsWith(InitPrefix, StringComparison.Ordinal)) continue;
                 byte n = 0;
                 if ((kv.Value & (Neither | Exposed)) != 0) n |= Neither;
                 if ((kv.Value & (Failed | Both)) != 0) n |= Failed;
@@ -341,8 +363,30 @@ internal static class CopyExposure
             return state.With(map);
         }
 
-        private static State Reassign(State state, string key) =>
-            state.Keys.ContainsKey(key) ? state.With(state.Keys.Remove(key), state.Origins.Remove(key)) : state;
+        private static State Reassign(State state, string key)
+        {
+            // A new value: a new page — neither its copy nor its initialisation history carries over.
+            string init = InitPrefix + key;
+            if (!state.Keys.ContainsKey(key) && !state.Keys.ContainsKey(init)) return state;
+            return state.With(state.Keys.Remove(key).Remove(init), state.Origins.Remove(key).Remove(init));
+        }
+
+        /// <summary>Key prefix of the MIG-R10 facts: "initialised by this code and not replaced since" (the Exposed bit).</summary>
+        private const string InitPrefix = "I:";
+
+        /// <summary>MIG-R10: initialising a page this code initialised before is reported; afterwards it is initialised (again).</summary>
+        private State Init(State state, string key, IInvocationOperation inv, Origin where, string callee)
+        {
+            string k = InitPrefix + key;
+            if (_report && (state.Of(k) & Exposed) != 0 && state.Origins.TryGetValue(k, out var first) && _reported.Add(inv.Syntax.SpanStart))
+            {
+                int line = first.Location.GetLineSpan().StartLinePosition.Line + 1;
+                string at = first.Method == method.Name ? "" : " in '" + first.Method + "'";
+                sink!(Diagnostic.Create(DevicePageRules.PageReinitialised, inv.Syntax.GetLocation(), [first.Location],
+                    callee, key.Substring(key.IndexOf(':') + 1).Split('@')[0], callee.EndsWith("InitPage", StringComparison.Ordinal) ? "" : " (through its helper)", line.ToString(System.Globalization.CultureInfo.InvariantCulture) + at));
+            }
+            return state.With(state.Keys.SetItem(k, Exposed), state.Origins.SetItem(k, where));
+        }
 
         private State Visit(IOperation op, State state)
         {
@@ -362,6 +406,14 @@ internal static class CopyExposure
                     state = Visit(asg.Value, state);
                     foreach (var c in asg.Target.ChildOperations) state = Visit(c, state);
                     return Assign(asg.Target, asg.Value, state, null);
+                case IIncrementOrDecrementOperation inc:
+                    foreach (var c in inc.ChildOperations) state = Visit(c, state);
+                    return Unwrap(inc.Target) switch
+                    {
+                        ILocalReferenceOperation l => Reassign(state, LocalKey(l.Local)),
+                        IParameterReferenceOperation p => Reassign(state, "P:" + p.Parameter.Name),
+                        _ => state,
+                    };
                 case ICompoundAssignmentOperation ca:
                     state = Visit(ca.Value, state);
                     foreach (var c in ca.Target.ChildOperations) state = Visit(c, state);
@@ -385,11 +437,19 @@ internal static class CopyExposure
                     break;
             }
             foreach (var a in inv.Arguments)
+            {
                 if (a.Parameter?.RefKind == RefKind.Out && KeyOf(a.Value) is { } k) state = Reassign(state, k);
+                else if (pass.IsPageInit(a.Parameter) && VariableKey(a.Value) is { } ik)
+                    state = Init(state, ik, inv, new Origin(inv.Syntax.GetLocation(), method.Name), m.ContainingType.Name + "." + m.Name);
+            }
             if (m.DeclaringSyntaxReferences.Length > 0 && !SymbolEqualityComparer.Default.Equals(m.OriginalDefinition, method.OriginalDefinition))
             {
                 var s = pass.SummaryOf(m);
                 if (s.MayClear) state = ClearAll(state);
+                if (s.InitsParam != null)
+                    foreach (var a in inv.Arguments)
+                        if (a.Parameter != null && s.InitsParam.TryGetValue(a.Parameter.Name, out var io) && VariableKey(a.Value) is { } ik)
+                            state = Init(state, ik, inv, io, m.ContainingType.Name + "." + m.Name);
                 if (s.ExposesParam != null)
                     foreach (var a in inv.Arguments)
                         if (a.Parameter != null && s.ExposesParam.Contains(a.Parameter.Name) && KeyOf(a.Value) is { } k) state = Expose(state, k);
@@ -505,6 +565,15 @@ internal static class CopyExposure
             }
             return null;
         }
+
+        /// <summary>The variable a pfn argument is exactly (no arithmetic: <c>first + i</c> names a different page each time).</summary>
+        private string? VariableKey(IOperation value) => Unwrap(value) switch
+        {
+            ILocalReferenceOperation l => LocalKey(l.Local),
+            IDeclarationExpressionOperation { Expression: ILocalReferenceOperation dl } => LocalKey(dl.Local),
+            IParameterReferenceOperation p => "P:" + p.Parameter.Name,
+            _ => null,
+        };
 
         private static string LocalKey(ILocalSymbol local) =>
             "L:" + local.Name + "@" + (local.Locations.Length > 0 ? local.Locations[0].SourceSpan.Start : 0);

@@ -15,9 +15,10 @@ internal static class DevicePageRules
     public const string CommitsDestinations = "Hmm.Dsl.CommitsDestinationsAttribute";
     public const string DevicePrivatePfn = "Hmm.Dsl.DevicePrivatePfnAttribute";
     public const string CpuAccess = "Hmm.Dsl.CpuAccessAttribute";
+    public const string PageInit = "Hmm.Dsl.PageInitAttribute";
 
     /// <summary>The runtime types these rules read, for the test that checks them against the runtime.</summary>
-    public static readonly string[] AllRuntimeTypes = [DestinationPfn, CopyMayFail, CommitsDestinations, DevicePrivatePfn, CpuAccess];
+    public static readonly string[] AllRuntimeTypes = [DestinationPfn, CopyMayFail, CommitsDestinations, DevicePrivatePfn, CpuAccess, PageInit];
 
     private static DiagnosticDescriptor Rule(string id, string title, string message, string category, string description, bool end) =>
         new(id, title, message, category, DiagnosticSeverity.Warning, isEnabledByDefault: true, description,
@@ -39,5 +40,10 @@ internal static class DevicePageRules
         "Device-private memory (MEMORY_DEVICE_PRIVATE) is not addressable by the CPU: kmap/copy_highpage of such a page reads garbage or faults. A [DevicePrivatePfn] value (vmf->page in migrate_to_ram) must reach its bytes through the device (CopyEngine), never through a [CpuAccess] parameter.",
         end: true);
 
-    public static readonly DiagnosticDescriptor[] All = [FailedCopyCommitted, PagemapReferenceLeaked, CpuReadsDevicePrivate];
+    public static readonly DiagnosticDescriptor PageReinitialised = Rule("HMM1043", "Device page initialised again while still in use (MIG-R10)",
+        "'{0}' initialises the device page in '{1}' again{2}, but it was initialised at line {3} and not replaced since: it is still referenced", HmmRules.MigrationCategory,
+        "zone_device_page_init may only be applied to a free device page (refcount 0, after its page_free ran); a page this code already initialised is still referenced — by the code itself, or by the mappings its migration installed — and initialising it again corrupts its refcount.",
+        end: true);
+
+    public static readonly DiagnosticDescriptor[] All = [FailedCopyCommitted, PagemapReferenceLeaked, CpuReadsDevicePrivate, PageReinitialised];
 }

@@ -157,7 +157,7 @@ public sealed unsafe class DevPagemap
     /// refcount 1 and locked. The page must be free (refcount 0) — reusing one before its
     /// <see cref="IDevPagemapOps.PageFree"/> is MIG-R10.
     /// </summary>
-    public void InitPage(ulong pfn, int order = 0)
+    public void InitPage([PageInit] ulong pfn, int order = 0)
     {
         CheckPfn(pfn);
         if (order != 0 && order != Page.PmdOrder) throw new ArgumentOutOfRangeException(nameof(order));

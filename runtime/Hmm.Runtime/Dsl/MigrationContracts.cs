@@ -51,3 +51,14 @@ public sealed class DevicePrivatePfnAttribute : Attribute
 public sealed class CpuAccessAttribute : Attribute
 {
 }
+
+/// <summary>
+/// The call initialises the free device page this parameter names (zone_device_page_init):
+/// refcount 1, locked, handed to the caller. The page must be free; initialising again a page this
+/// code initialised and has not replaced since — it is still referenced, by the caller or by the
+/// mappings a migration gave it — is MIG-R10 (HMM1043).
+/// </summary>
+[AttributeUsage(AttributeTargets.Parameter, AllowMultiple = false)]
+public sealed class PageInitAttribute : Attribute
+{
+}
