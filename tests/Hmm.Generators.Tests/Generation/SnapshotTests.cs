@@ -18,6 +18,8 @@ public sealed class SnapshotTests
     [TestCase("SyncRangeLock", new[] { "Mirror" })]
     [TestCase("SyncRangeMonitor", new[] { "Mirror" })]
     [TestCase("SharedMemory", new[] { "Mirror", "Migration", "DeviceMemory" })]
+    [TestCase("MigrateToRamHook", new[] { "Mirror", "DeviceMemory", "Migration" })]
+    [TestCase("SharedMigrateToRamHook", new[] { "Mirror", "Migration", "DeviceMemory" })]
     public void GeneratedSource_MatchesSnapshot_AndCompilesCleanly(string input, string[] concerns)
     {
         var (result, diagnostics) = GeneratorHarness.Run(TestSources.Input(input));
