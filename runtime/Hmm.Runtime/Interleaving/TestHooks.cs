@@ -30,6 +30,8 @@ internal enum TestHookPoint
     MigrateDeviceUnmapped,
     /// <summary>A device folio's last reference was dropped and free_zone_device_folio is about to run. Subject: the Machine; address: the folio's pfn.</summary>
     DeviceFolioFreeing,
+    /// <summary>migrate_vma_finalize put entries back by walking the range's page tables (the sole-mapping fast path) instead of the rmap. Subject: the AddressSpace; address: the number of entries so restored.</summary>
+    MigrationRangeRestored,
 }
 
 /// <summary>
