@@ -155,7 +155,9 @@ public sealed class MigrateVma : IDisposable
             {
                 ulong pfn = word >> MigratePfn.Shift;
                 int pages = (word & MigratePfn.Compound) != 0 ? Page.PmdPages : 1;
-                MigrationEngine.UnmapOthers(machine, pfn, pages);
+                // A page collected from its only mapping has no other to unmap (UnmapOthers would
+                // find its mapcount 0 and return at once).
+                if ((_sole[i >> 6] & (1UL << (i & 63))) == 0) MigrationEngine.UnmapOthers(machine, pfn, pages);
                 if (!MigrationEngine.OnlyMigrationHoldsIt(machine, machine.Frames.FolioHead(pfn), FaultPage))
                 {
                     MigrationEngine.Restore(machine, ref src[i], FaultPage);

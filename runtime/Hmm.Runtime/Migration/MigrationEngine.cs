@@ -224,18 +224,38 @@ internal static class MigrationEngine
             t_queries = queries;
             t_targets = targets;
         }
-        for (int i = 0; i < src.Length; i++)
+        // The sources' references are dropped together at the end (release_pages): a migrated
+        // range's old pages go back to the allocator in one batch rather than one lock hold each.
+        var sources = t_sources ?? new ulong[Page.PmdPages];
+        var freed = t_freed ?? new ulong[Page.PmdPages];
+        t_sources = null;
+        t_freed = null;
+        if (sources.Length < src.Length) { sources = new ulong[src.Length]; freed = new ulong[src.Length]; }
+        int s = 0;
+        try
         {
-            ulong word = src[i], d = dst[i];
-            bool dstValid = MigratePfn.IsValid(d);
-            if (dstValid) ReleaseDestination(machine, d >> MigratePfn.Shift);
-            if (!MigratePfn.IsValid(word)) continue;
-            if ((word & SplitSubpage) != 0) continue;   // the folio's lock and reference sit on its head entry
-            ulong head = machine.Frames.FolioHead(word >> MigratePfn.Shift);
-            if (head != faultPage) machine.UnlockPage(head);
-            machine.PutPage(head);
+            for (int i = 0; i < src.Length; i++)
+            {
+                ulong word = src[i], d = dst[i];
+                bool dstValid = MigratePfn.IsValid(d);
+                if (dstValid) ReleaseDestination(machine, d >> MigratePfn.Shift);
+                if (!MigratePfn.IsValid(word)) continue;
+                if ((word & SplitSubpage) != 0) continue;   // the folio's lock and reference sit on its head entry
+                ulong head = machine.Frames.FolioHead(word >> MigratePfn.Shift);
+                if (head != faultPage) machine.UnlockPage(head);
+                sources[s++] = head;
+            }
+            machine.PutPages(sources.AsSpan(0, s), freed);
+        }
+        finally
+        {
+            t_sources = sources;
+            t_freed = freed;
         }
     }
+
+    [ThreadStatic] private static ulong[]? t_sources;
+    [ThreadStatic] private static ulong[]? t_freed;
 
     /// <summary>Tests: makes this thread's finalizes take the rmap path for every entry (to compare the two paths).</summary>
     [ThreadStatic] internal static bool t_generalPathOnly;
