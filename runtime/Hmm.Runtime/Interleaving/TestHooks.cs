@@ -38,6 +38,8 @@ internal enum TestHookPoint
     MremapVmaLinked,
     /// <summary>A CPU access read the TLB epoch and is about to be counted in its slot (TlbShootdown.Enter). Subject: the mm's TlbShootdown; address: 0.</summary>
     TlbEpochRead,
+    /// <summary>migrate_vma_finalize put entries back by walking the range's page tables (the sole-mapping fast path) instead of the rmap. Subject: the AddressSpace; address: the number of entries so restored.</summary>
+    MigrationRangeRestored,
 }
 
 /// <summary>

@@ -6,11 +6,14 @@ namespace Hmm.Runtime.Memory;
 /// One memory node's bytes: a single pinned native arena covering pfns
 /// [<see cref="FirstPfn"/>, <see cref="FirstPfn"/> + <see cref="PageCount"/>). Allocated zeroed with
 /// calloc, which the C library serves with an anonymous mmap, so the host commits only the pages
-/// the simulation touches: a 1 GiB machine is cheap to create in a test.
+/// the simulation touches: a 1 GiB machine is cheap to create in a test. Page frames are page
+/// aligned, as physical pages are (calloc's own header would leave them 16 bytes off, and the copy
+/// engine's streaming stores need aligned destinations).
 /// </summary>
 public sealed unsafe class PhysicalMemory : IDisposable
 {
-    private byte* _base;
+    private byte* _allocation;   // what calloc returned (freed on dispose)
+    private byte* _base;         // _allocation rounded up to a page boundary
 
     /// <summary>Reserves <paramref name="pageCount"/> pages starting at <paramref name="firstPfn"/>.</summary>
     public PhysicalMemory(ulong firstPfn, ulong pageCount)
@@ -18,7 +21,10 @@ public sealed unsafe class PhysicalMemory : IDisposable
         if (pageCount == 0) throw new ArgumentOutOfRangeException(nameof(pageCount), "a memory node needs at least one page");
         FirstPfn = firstPfn;
         PageCount = pageCount;
-        _base = (byte*)NativeMemory.AllocZeroed((nuint)(pageCount << Page.Shift));
+        // One page more than asked, so the first frame can start on a page boundary; the slack is
+        // never touched, so the host never commits it.
+        _allocation = (byte*)NativeMemory.AllocZeroed((nuint)((pageCount + 1) << Page.Shift));
+        _base = (byte*)(((ulong)_allocation + Page.OffsetMask) & ~Page.OffsetMask);
     }
 
     /// <summary>First pfn of the node.</summary>
@@ -51,7 +57,8 @@ public sealed unsafe class PhysicalMemory : IDisposable
     public void Dispose()
     {
         if (_base == null) return;
-        NativeMemory.Free(_base);
+        NativeMemory.Free(_allocation);
+        _allocation = null;
         _base = null;
     }
 }

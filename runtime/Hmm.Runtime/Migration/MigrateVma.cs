@@ -29,6 +29,12 @@ public sealed class MigrateVma : IDisposable
     private AddressSpace? _mm;
     private ulong[] _srcSeen = Array.Empty<ulong>(), _dstSeen = Array.Empty<ulong>();   // MIG-R05 snapshots
     private nint _exceptionAtSetup;   // an exception already being handled when setup ran (see Dispose)
+    // Finalize's range fast path: one bit per entry collected from its only mapping (mapcount 1),
+    // and the machine's rmap generation when collect started (see SoleMappingRange).
+    private ulong[] _sole = Array.Empty<ulong>();
+    private long _collectGeneration;
+    private Vma? _collectVma;
+    private ulong _collectStart;
 
     /// <summary>vma: the VMA containing [Start, End).</summary>
     public Vma? Vma { get; set; }
@@ -124,6 +130,12 @@ public sealed class MigrateVma : IDisposable
         Dst.AsSpan(0, (int)npages).Clear();
         CPages = 0;
         NPages = 0;
+        int soleWords = (int)((npages + 63) >> 6);
+        if (_sole.Length < soleWords) _sole = new ulong[Math.Max(soleWords, Page.PmdPages / 64)];
+        _sole.AsSpan(0, soleWords).Clear();
+        _collectGeneration = machine.RmapGeneration;
+        _collectVma = vma;
+        _collectStart = start;
 
         var hook = mm.InvalidateStart(NotifyEvent.Migrate, start, end, PgmapOwner);
         try
@@ -147,7 +159,9 @@ public sealed class MigrateVma : IDisposable
             {
                 ulong pfn = word >> MigratePfn.Shift;
                 int pages = (word & MigratePfn.Compound) != 0 ? Page.PmdPages : 1;
-                MigrationEngine.UnmapOthers(machine, pfn, pages);
+                // A page collected from its only mapping has no other to unmap (UnmapOthers would
+                // find its mapcount 0 and return at once).
+                if ((_sole[i >> 6] & (1UL << (i & 63))) == 0) MigrationEngine.UnmapOthers(machine, pfn, pages);
                 if (!MigrationEngine.OnlyMigrationHoldsIt(machine, machine.Frames.FolioHead(pfn), FaultPage))
                 {
                     MigrationEngine.Restore(machine, ref src[i], FaultPage);
@@ -251,7 +265,8 @@ public sealed class MigrateVma : IDisposable
                                 pte = new Pte(Volatile.Read(ref slot));
                                 if (pte.Kind is not (PteKind.Present or PteKind.DevicePrivate) || !Selects(machine, pte) || !IsBasePage(machine, pte.Pfn)) break;
                             }
-                            src[i] = CollectBasePage(machine, mm, ref slot, pte, ref ptl);
+                            src[i] = CollectBasePage(machine, mm, ref slot, pte, ref ptl, out bool sole);
+                            if (sole) _sole[i >> 6] |= 1UL << (i & 63);
                             break;
                     }
                 }
@@ -266,17 +281,29 @@ public sealed class MigrateVma : IDisposable
     /// <summary>
     /// Collects one base page whose PTE table lock the caller may already hold
     /// (<paramref name="ptl"/>): try-lock the page, take the migration's reference, and turn the
-    /// entry into a migration entry if it is still the one read.
+    /// entry into a migration entry if it is still the one read. <paramref name="sole"/>: the entry
+    /// was the page's only mapping (mapcount 1 under the PTL), so finalize may put it back without
+    /// an rmap walk.
     /// </summary>
-    private ulong CollectBasePage(Machine machine, AddressSpace mm, ref ulong slot, Pte entry, ref bool ptl)
+    private ulong CollectBasePage(Machine machine, AddressSpace mm, ref ulong slot, Pte entry, ref bool ptl, out bool sole)
     {
+        sole = false;
         ulong pfn = entry.Pfn;
         bool isFault = FaultPage == pfn;
         if (!isFault && !machine.TryLockPage(pfn)) return 0;   // best effort: a locked page is skipped
         machine.GetPage(pfn);
         if (!ptl) { mm.PageTableLock.Lock(); ptl = true; }
-        if (Volatile.Read(ref slot) == entry.Raw && MigrationEngine.ToMigrationEntry(machine, mm, ref slot, huge: false))
-            return MigratePfn.FromPfn(pfn) | MigratePfn.Migrate | (entry.IsWritable ? MigratePfn.Write : 0);
+        if (Volatile.Read(ref slot) == entry.Raw)
+        {
+            // Read before the conversion drops it: only a count of 1 (this entry) makes the entry
+            // the page's only mapping, and so the only migration entry finalize must find.
+            bool only = Volatile.Read(ref machine.Frames.MapCount(pfn)) == 1;
+            if (MigrationEngine.ToMigrationEntry(machine, mm, ref slot, huge: false))
+            {
+                sole = only;
+                return MigratePfn.FromPfn(pfn) | MigratePfn.Migrate | (entry.IsWritable ? MigratePfn.Write : 0);
+            }
+        }
         if (!isFault) machine.UnlockPage(pfn);
         machine.PutPage(pfn);
         return 0;
@@ -507,11 +534,15 @@ public sealed class MigrateVma : IDisposable
             _srcSeen.AsSpan(0, src.Length).CopyTo(src);
             if (stage == Stage.Paged) _dstSeen.AsSpan(0, dst.Length).CopyTo(dst);
             else for (int i = 0; i < src.Length; i++) src[i] &= ~MigratePfn.Migrate;
-            MigrationEngine.FinalizeEntries(machine, src, dst, FaultPage);
+            MigrationEngine.FinalizeEntries(machine, src, dst, FaultPage, SoleMappings(src.Length));
             throw new KernelBugException("MIG-R05", srcChanged ? "src[] changed after migrate_vma_setup" : "dst[] changed after migrate_vma_pages");
         }
-        MigrationEngine.FinalizeEntries(machine, src, dst, FaultPage);
+        MigrationEngine.FinalizeEntries(machine, src, dst, FaultPage, SoleMappings(src.Length));
     }
+
+    /// <summary>The collect step's record for finalize's range fast path.</summary>
+    private SoleMappingRange SoleMappings(int entries)
+        => new(_mm!, _collectVma!, _collectStart, _sole.AsSpan(0, (entries + 63) >> 6), _collectGeneration);
 
     private static void Remember(ref ulong[] seen, ReadOnlySpan<ulong> words)
     {

@@ -180,8 +180,27 @@ internal static class MigrationEngine
     /// destination (or back on the source), then unlocks and releases source and destination.
     /// </summary>
     public static void FinalizeEntries(Machine machine, Span<ulong> src, ReadOnlySpan<ulong> dst, ulong? faultPage)
+        => FinalizeEntries(machine, src, dst, faultPage, default);
+
+    /// <summary>
+    /// <see cref="FinalizeEntries(Machine, Span{ulong}, ReadOnlySpan{ulong}, ulong?)"/> for a
+    /// migrate_vma range: the entries <paramref name="range"/> marks as collected from their only
+    /// mapping are put back by walking the range's page tables
+    /// (<see cref="MigrationEntries.RestoreSoleMappings"/>) when no fork or VMA split ran since
+    /// collect; every other entry — and every entry otherwise — goes through the rmap walk.
+    /// </summary>
+    public static void FinalizeEntries(Machine machine, Span<ulong> src, ReadOnlySpan<ulong> dst, ulong? faultPage, SoleMappingRange range)
     {
-        // remove_migration_ptes for every entry first, in one batched walk; then unlock and
+        // The range fast path first: only while the rmap lineages are as collect saw them (no fork
+        // copied a migration entry, no split moved one to another VMA) and under the mmap lock.
+        bool ranged = range.Mm is { } mm && range.Vma is { } vma && !range.Sole.IsEmpty && !t_generalPathOnly
+                      && machine.RmapGeneration == range.Generation && mm.MmapLock.IsHeldByCurrentThread;
+        if (ranged)
+        {
+            int restored = MigrationEntries.RestoreSoleMappings(machine, range.Mm!, range.Vma!, range.Start, src, dst, range.Sole);
+            Interleaving.TestHooks.Fire(Interleaving.TestHookPoint.MigrationRangeRestored, range.Mm, (ulong)restored);
+        }
+        // remove_migration_ptes for every other entry, in one batched walk; then unlock and
         // release. The sources stay locked until their mappings are back, as in the kernel.
         // The buffers are taken out of their thread-static slots while in use (re-entrancy).
         var queries = t_queries ?? new RmapQuery[Page.PmdPages];
@@ -190,33 +209,63 @@ internal static class MigrationEngine
         t_targets = null;
         if (queries.Length < src.Length) { queries = new RmapQuery[src.Length]; targets = new ulong[src.Length]; }
         int n = 0;
+        // A fork during the fast path (impossible under the mmap lock, checked anyway) may have
+        // copied entries it had not restored yet: then the rmap walk covers every entry.
+        bool skipSole = ranged && machine.RmapGeneration == range.Generation;
         for (int i = 0; i < src.Length; i++)
         {
             ulong word = src[i];
             if (!MigratePfn.IsValid(word)) continue;
+            if (skipSole && (range.Sole[i >> 6] & (1UL << (i & 63))) != 0) continue;
             ulong spfn = word >> MigratePfn.Shift;
             bool ok = (word & MigratePfn.Migrate) != 0 && MigratePfn.IsValid(dst[i]);
             queries[n] = new RmapQuery(spfn, (word & MigratePfn.Compound) != 0 ? Page.PmdPages : 1);
             targets[n++] = ok ? dst[i] >> MigratePfn.Shift : spfn;
         }
-        try { RemoveMigrationEntries(machine, queries.AsSpan(0, n), targets.AsSpan(0, n)); }
+        try
+        {
+            if (n > 0 || !ranged) RemoveMigrationEntries(machine, queries.AsSpan(0, n), targets.AsSpan(0, n));
+        }
         finally
         {
             t_queries = queries;
             t_targets = targets;
         }
-        for (int i = 0; i < src.Length; i++)
+        // The sources' references are dropped together at the end (release_pages): a migrated
+        // range's old pages go back to the allocator in one batch rather than one lock hold each.
+        var sources = t_sources ?? new ulong[Page.PmdPages];
+        var freed = t_freed ?? new ulong[Page.PmdPages];
+        t_sources = null;
+        t_freed = null;
+        if (sources.Length < src.Length) { sources = new ulong[src.Length]; freed = new ulong[src.Length]; }
+        int s = 0;
+        try
         {
-            ulong word = src[i], d = dst[i];
-            bool dstValid = MigratePfn.IsValid(d);
-            if (dstValid) ReleaseDestination(machine, d >> MigratePfn.Shift);
-            if (!MigratePfn.IsValid(word)) continue;
-            if ((word & SplitSubpage) != 0) continue;   // the folio's lock and reference sit on its head entry
-            ulong head = machine.Frames.FolioHead(word >> MigratePfn.Shift);
-            if (head != faultPage) machine.UnlockPage(head);
-            machine.PutPage(head);
+            for (int i = 0; i < src.Length; i++)
+            {
+                ulong word = src[i], d = dst[i];
+                bool dstValid = MigratePfn.IsValid(d);
+                if (dstValid) ReleaseDestination(machine, d >> MigratePfn.Shift);
+                if (!MigratePfn.IsValid(word)) continue;
+                if ((word & SplitSubpage) != 0) continue;   // the folio's lock and reference sit on its head entry
+                ulong head = machine.Frames.FolioHead(word >> MigratePfn.Shift);
+                if (head != faultPage) machine.UnlockPage(head);
+                sources[s++] = head;
+            }
+            machine.PutPages(sources.AsSpan(0, s), freed);
+        }
+        finally
+        {
+            t_sources = sources;
+            t_freed = freed;
         }
     }
+
+    [ThreadStatic] private static ulong[]? t_sources;
+    [ThreadStatic] private static ulong[]? t_freed;
+
+    /// <summary>Tests: makes this thread's finalizes take the rmap path for every entry (to compare the two paths).</summary>
+    [ThreadStatic] internal static bool t_generalPathOnly;
 
     [ThreadStatic] private static RmapQuery[]? t_queries;
     [ThreadStatic] private static ulong[]? t_targets;
@@ -237,4 +286,28 @@ internal static class MigrationEngine
         if ((machine.Frames.Flags(head) & PageFlags.Locked) == 0 || machine.Frames.RefCount(head) < 1)
             throw new KernelBugException("MIG-R04", $"dst[{i}] pfn 0x{dpfn:x} is not a locked, referenced page (lock it and take a reference, e.g. DevPagemap.InitPage)");
     }
+}
+
+/// <summary>
+/// What migrate_vma_finalize's range fast path needs from the collect step: the range
+/// (<see cref="Mm"/>, <see cref="Vma"/>, <see cref="Start"/>), one bit per src entry set when the
+/// page was collected from its only mapping (mapcount 1), and the machine's rmap generation at
+/// collect. The default value disables the fast path.
+/// </summary>
+internal readonly ref struct SoleMappingRange
+{
+    public SoleMappingRange(AddressSpace mm, Vma vma, ulong start, Span<ulong> sole, long generation)
+    {
+        Mm = mm;
+        Vma = vma;
+        Start = start;
+        Sole = sole;
+        Generation = generation;
+    }
+
+    public AddressSpace? Mm { get; }
+    public Vma? Vma { get; }
+    public ulong Start { get; }
+    public Span<ulong> Sole { get; }
+    public long Generation { get; }
 }

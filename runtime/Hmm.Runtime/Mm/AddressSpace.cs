@@ -183,7 +183,7 @@ public sealed partial class AddressSpace
         if (vma.Anon is { } anon)
         {
             anon.Rwsem.WriteLock();
-            try { anon.Vmas.Add(vma); }
+            try { anon.Vmas.Add(vma); Machine.BumpRmapGeneration(); }
             finally { anon.Rwsem.WriteUnlock(); }
         }
     }
@@ -206,7 +206,7 @@ public sealed partial class AddressSpace
         if (vma.Anon is not { } anon) return;
         bool last;
         anon.Rwsem.WriteLock();
-        try { last = DetachAnonLocked(anon, vma); }
+        try { last = DetachAnonLocked(anon, vma); Machine.BumpRmapGeneration(); }
         finally { anon.Rwsem.WriteUnlock(); }
         if (last) Machine.FreeOwnerId(anon.Id);
     }
@@ -249,6 +249,7 @@ public sealed partial class AddressSpace
             VmaTree.Insert(upper);
             upper.File?.AddMapping(upper);
             anon?.Vmas.Add(upper);
+            if (anon != null) Machine.BumpRmapGeneration();
         }
         finally { anon?.Rwsem.WriteUnlock(); }
         return upper;
@@ -307,6 +308,7 @@ public sealed partial class AddressSpace
             VmaTree.Remove(lower);
             lower.End = upper.End;
             VmaTree.Insert(lower);
+            if (anon != null) Machine.BumpRmapGeneration();
         }
         finally { anon?.Rwsem.WriteUnlock(); }
         if (last) Machine.FreeOwnerId(anon!.Id);

@@ -12,6 +12,20 @@ public sealed unsafe partial class Machine
     /// <summary>The device-memory layer, once device memory was hot-plugged.</summary>
     internal IDeviceMemoryHook? DeviceMemory => Volatile.Read(ref _deviceMemory);
 
+    private long _lineageGeneration;
+
+    /// <summary>
+    /// Changes whenever a VMA is linked to or unlinked from an anon_vma lineage (fork, a VMA
+    /// split or merge, mremap, unmap). Rmap walks do not need it — they hold the anon_vma rwsem —
+    /// but migrate_vma_finalize's range fast path (<see cref="MigrationEntries.RestoreSoleMappings"/>)
+    /// does: it restores entries only where collect wrote them, which is right only while no fork
+    /// copied one into a child and no split moved one to another VMA since collect. The kernel has
+    /// no such shortcut; it is ours, and this counter is what keeps it exact.
+    /// </summary>
+    internal long RmapGeneration => Volatile.Read(ref _lineageGeneration);
+
+    internal void BumpRmapGeneration() => Interlocked.Increment(ref _lineageGeneration);
+
     internal IDeviceMemoryHook InstallDeviceMemory(IDeviceMemoryHook hook)
         => Interlocked.CompareExchange(ref _deviceMemory, hook, null) ?? hook;
 
@@ -28,6 +42,36 @@ public sealed unsafe partial class Machine
         if (Memory.Contains(pfn)) return Memory.PageAddress(pfn);
         if (DeviceMemory is { } dev) return dev.DeviceAddress(pfn);
         throw new KernelBugException("PAGE-R02", $"pfn 0x{pfn:x} is not memory");
+    }
+
+    /// <summary>
+    /// folio_put for a batch of folios (release_pages / folios_put): one reference dropped on each
+    /// of <paramref name="heads"/>; the system folios whose last reference went are freed to the
+    /// allocator together (one zone-lock hold per 512), any other (device, hugetlb) as
+    /// <see cref="PutPage"/> frees it. <paramref name="scratch"/> holds at least
+    /// <c>heads.Length</c> pfns and is overwritten.
+    /// </summary>
+    internal void PutPages(ReadOnlySpan<ulong> heads, Span<ulong> scratch)
+    {
+        int n = 0;
+        foreach (ulong head in heads)
+        {
+            ref PageFlags flags = ref Frames.Flags(head);
+            if ((flags & PageFlags.Reserved) != 0) continue;
+            int left = Interlocked.Decrement(ref Frames.RefCount(head));
+            if (left > 0) continue;
+            if (left < 0) throw new KernelBugException("PAGE-R01", $"refcount underflow on pfn 0x{head:x}");
+            if ((flags & (PageFlags.Device | PageFlags.HugeTlb)) != 0)
+            {
+                FreeFolio(head);
+                continue;
+            }
+            // FreeFolio's reset of a system folio (keep the two in step), the allocator's part batched.
+            flags &= ~(PageFlags.Anon | PageFlags.File | PageFlags.Dirty | PageFlags.Lru | PageFlags.AnonExclusive | PageFlags.Locked);
+            Frames.Owner(head) = 0;
+            scratch[n++] = head;
+        }
+        Allocator.FreeBatch(scratch.Slice(0, n));
     }
 
     /// <summary>is_zero_pfn / is_huge_zero_pfn: whether <paramref name="pfn"/> is the shared zero page (as <c>HmmRange.Fault</c> reports a read-faulted hole).</summary>

@@ -10,7 +10,7 @@ namespace Hmm.Runtime.Mm;
 /// migrate_device on them; the mm layer itself uses them to unmap a folio it splits
 /// (<see cref="Machine.TrySplitFolio"/>), as split_huge_page does.
 /// </summary>
-internal static class MigrationEntries
+internal static partial class MigrationEntries
 {
     /// <summary>
     /// Replaces a mapping entry by a migration entry (writable if the mapping was, or if it was a
