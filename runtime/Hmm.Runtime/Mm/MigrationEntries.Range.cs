@@ -12,7 +12,7 @@ internal static partial class MigrationEntries
     /// page tables are walked in address order, one page-table lock hold per PTE table, and each
     /// entry is put back as a mapping of its target (the destination when
     /// <paramref name="src"/>[i] is MIGRATE and <paramref name="dst"/>[i] valid, else the source)
-    /// exactly as <see cref="RemoveOnce"/> would. An entry not found where collect left it (moved
+    /// exactly as <see cref="RemoveLocked"/> would. An entry not found where collect left it (moved
     /// or zapped meanwhile) has its bit cleared: the caller sends it down the general rmap path.
     /// </summary>
     /// <remarks>
@@ -31,7 +31,7 @@ internal static partial class MigrationEntries
         }
         var device = machine.DeviceMemory;
         var frames = machine.Frames;
-        bool noAccess = (vma.Flags & (VmFlags.Read | VmFlags.Write | VmFlags.Exec)) == 0;
+        bool noAccess = IsNoAccess(vma);
         bool protWritable = vma.PageProtWritable;
         int restored = 0;
         long anonPages = 0, filePages = 0;
@@ -74,12 +74,8 @@ internal static partial class MigrationEntries
                         classBlock = target >> Page.PmdOrder;
                         classPrivate = device?.Classify(target) == DevicePageClass.Private;
                     }
-                    // The entry RemoveOnce builds for a PTE-level hit (keep the two in step).
-                    bool writable = e.IsWritable || protWritable;
-                    ulong entry = classPrivate
-                        ? Pte.NonPresent(PteKind.DevicePrivate, target, writable, huge: false).Raw
-                        : Pte.Present(target, writable, dirty: e.IsDirty || e.IsWritable, huge: false).Raw;
-                    if (!classPrivate && noAccess) entry = (entry | Pte.ProtNoneBit) & ~Pte.WriteBit;
+                    // The entry the rmap walk builds for a PTE-level hit.
+                    ulong entry = RestoredEntry(e, target, classPrivate, protWritable, noAccess, huge: false);
                     if (target != e.Pfn) DropExclusiveIfShared(frames, e.Pfn, target, 1);
                     ulong head = frames.FolioHead(target);
                     Interlocked.Increment(ref frames.MapCount(target));

@@ -48,6 +48,25 @@ internal static partial class MigrationEntries
     /// entry's write permission and dirty bit (a clean page comes back clean: pte_mkdirty only
     /// when is_migration_entry_dirty). Raises no notifier event (nothing was mirrored meanwhile).
     /// </summary>
+    /// <summary>
+    /// The mapping remove_migration_pte rebuilds from migration entry <paramref name="e"/> for
+    /// <paramref name="target"/>: a device-private entry for private memory, else
+    /// mk_pte(new, vma->vm_page_prot) — writable when the entry was or the VMA's protection is
+    /// (a shared writable mapping gets a writable entry back), dirty only when the entry was
+    /// (is_migration_entry_dirty), and PROT_NONE in a VMA without access. Both the rmap walk and
+    /// migrate_vma_finalize's range fast path build their entries here, so they cannot drift.
+    /// </summary>
+    internal static ulong RestoredEntry(Pte e, ulong target, bool devicePrivate, bool vmaProtWritable, bool vmaNoAccess, bool huge)
+    {
+        bool writable = e.IsWritable || vmaProtWritable;
+        if (devicePrivate) return Pte.NonPresent(PteKind.DevicePrivate, target, writable, huge).Raw;
+        ulong entry = Pte.Present(target, writable, dirty: e.IsDirty, huge: huge).Raw;
+        return vmaNoAccess ? (entry | Pte.ProtNoneBit) & ~Pte.WriteBit : entry;
+    }
+
+    /// <summary>A VMA with no access at all (PROT_NONE): its restored entries are PROT_NONE entries.</summary>
+    internal static bool IsNoAccess(Vma vma) => (vma.Flags & (VmFlags.Read | VmFlags.Write | VmFlags.Exec)) == 0;
+
     internal static void Remove(Machine machine, ulong srcPfn, int pages, ulong newPfn)
         => Remove(machine, [new RmapQuery(srcPfn, pages)], [newPfn]);
 
@@ -109,12 +128,7 @@ internal static partial class MigrationEntries
                         // remove_migration_pte: mk_pte(new, vma->vm_page_prot), made writable when the
                         // migration entry was — so a shared writable mapping (shmem) gets a writable
                         // entry back and a private one only what was writable before.
-                        bool writable = e.IsWritable || hit.Vma.PageProtWritable;
-                        ulong entry = priv
-                            ? Pte.NonPresent(PteKind.DevicePrivate, target, writable, hit.Huge).Raw
-                            : Pte.Present(target, writable, dirty: e.IsDirty, huge: hit.Huge).Raw;
-                        // mk_pte(new, vma->vm_page_prot): a PROT_NONE VMA gets a PROT_NONE entry.
-                        if (!priv && (hit.Vma.Flags & (VmFlags.Read | VmFlags.Write | VmFlags.Exec)) == 0) entry = (entry | Pte.ProtNoneBit) & ~Pte.WriteBit;
+                        ulong entry = RestoredEntry(e, target, priv, hit.Vma.PageProtWritable, IsNoAccess(hit.Vma), hit.Huge);
                         if (target != e.Pfn) DropExclusiveIfShared(frames, e.Pfn, target, hit.Huge ? Page.PmdPages : 1);
                         ulong head = frames.FolioHead(target);
                         if (hit.Huge) Interlocked.Increment(ref frames.EntireMapCount(head));
