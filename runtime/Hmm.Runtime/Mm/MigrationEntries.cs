@@ -42,13 +42,6 @@ internal static partial class MigrationEntries
     }
 
     /// <summary>
-    /// remove_migration_ptes: every migration entry for [srcPfn, +pages) becomes a mapping of the
-    /// corresponding page at <paramref name="newPfn"/> (the source again when restoring): a
-    /// device-private entry for private memory, a present entry otherwise, with the migration
-    /// entry's write permission and dirty bit (a clean page comes back clean: pte_mkdirty only
-    /// when is_migration_entry_dirty). Raises no notifier event (nothing was mirrored meanwhile).
-    /// </summary>
-    /// <summary>
     /// The mapping remove_migration_pte rebuilds from migration entry <paramref name="e"/> for
     /// <paramref name="target"/>: a device-private entry for private memory, else
     /// mk_pte(new, vma->vm_page_prot) — writable when the entry was or the VMA's protection is
@@ -67,6 +60,13 @@ internal static partial class MigrationEntries
     /// <summary>A VMA with no access at all (PROT_NONE): its restored entries are PROT_NONE entries.</summary>
     internal static bool IsNoAccess(Vma vma) => (vma.Flags & (VmFlags.Read | VmFlags.Write | VmFlags.Exec)) == 0;
 
+    /// <summary>
+    /// remove_migration_ptes: every migration entry for [srcPfn, +pages) becomes a mapping of the
+    /// corresponding page at <paramref name="newPfn"/> (the source again when restoring): a
+    /// device-private entry for private memory, a present entry otherwise, with the migration
+    /// entry's write permission and dirty bit (a clean page comes back clean: pte_mkdirty only
+    /// when is_migration_entry_dirty). Raises no notifier event (nothing was mirrored meanwhile).
+    /// </summary>
     internal static void Remove(Machine machine, ulong srcPfn, int pages, ulong newPfn)
         => Remove(machine, [new RmapQuery(srcPfn, pages)], [newPfn]);
 
