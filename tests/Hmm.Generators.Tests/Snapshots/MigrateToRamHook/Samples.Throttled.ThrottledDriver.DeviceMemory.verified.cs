@@ -148,14 +148,23 @@ partial class ThrottledDriver : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
             finally { __hmmFreeLock.Unlock(); }
             if (got < pfns.Length && !__HmmHotAdd(0)) break;
         }
-        // zone_device_page_init outside the spinlock, as TryAllocateDevicePage does; consecutive
-        // pages share a chunk, so the pagemap lookup is done once per chunk change.
-        global::Hmm.Runtime.DeviceMemory.DevPagemap? chunk = null;
-        for (int i = 0; i < got; i++)
+        // Ascending pfns, so the copy engine chains a piece's pages into contiguous transfers: the
+        // free list is a LIFO, and pages freed in ascending order (a migration back) come off it
+        // descending.
+        var taken = pfns.Slice(0, got);
+        if (got > 1 && taken[0] > taken[got - 1]) global::System.MemoryExtensions.Reverse(taken);
+        for (int i = 1; i < got; i++)
+            if (taken[i] < taken[i - 1]) { global::System.MemoryExtensions.Sort(taken); break; }
+        // zone_device_page_init outside the spinlock, as TryAllocateDevicePage does, once per run of
+        // consecutive pages in one chunk (DevPagemap.InitPages: one pagemap reference step per run).
+        for (int i = 0; i < got;)
         {
-            ulong pfn = pfns[i];
-            if (chunk == null || !chunk.Contains(pfn)) chunk = DeviceChunkOf(pfn)!;
-            chunk.InitPage(pfn, 0);
+            ulong pfn = taken[i];
+            var chunk = DeviceChunkOf(pfn)!;
+            int run = 1;
+            while (i + run < got && taken[i + run] == pfn + (ulong)run && chunk.Contains(pfn + (ulong)run)) run++;
+            chunk.InitPages(pfn, run);
+            i += run;
         }
         global::System.Threading.Interlocked.Add(ref __hmmDeviceAllocations, got);
         return got;
