@@ -36,6 +36,8 @@ internal enum TestHookPoint
     ForkVmaLinked,
     /// <summary>move_vma holds the mmap lock for write, linked the new VMA and is about to move the page tables. Subject: the AddressSpace; address: the old address.</summary>
     MremapVmaLinked,
+    /// <summary>A CPU access read the TLB epoch and is about to be counted in its slot (TlbShootdown.Enter). Subject: the mm's TlbShootdown; address: 0.</summary>
+    TlbEpochRead,
 }
 
 /// <summary>

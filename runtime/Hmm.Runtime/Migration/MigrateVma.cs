@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Hmm.Runtime.DeviceMemory;
 using Hmm.Runtime.Memory;
 using Hmm.Dsl;
@@ -17,7 +18,8 @@ namespace Hmm.Runtime.Migration;
 /// mm's mmap lock across all three steps (MIG-R01). Misuse the kernel would BUG on throws
 /// <see cref="KernelBugException"/>: <see cref="Pages"/>/<see cref="Finalize"/> without a
 /// successful setup or twice, and disposing a set-up migration that was never finalized
-/// (MIG-R02); a destination where the source had no MIGRATE, or one not locked (MIG-R04).
+/// (MIG-R02, unless an exception is unwinding: see <see cref="Dispose"/>); a destination
+/// where the source had no MIGRATE, or one not locked (MIG-R04).
 /// </remarks>
 public sealed class MigrateVma : IDisposable
 {
@@ -26,6 +28,7 @@ public sealed class MigrateVma : IDisposable
     private Stage _stage;
     private AddressSpace? _mm;
     private ulong[] _srcSeen = Array.Empty<ulong>(), _dstSeen = Array.Empty<ulong>();   // MIG-R05 snapshots
+    private nint _exceptionAtSetup;   // an exception already being handled when setup ran (see Dispose)
 
     /// <summary>vma: the VMA containing [Start, End).</summary>
     public Vma? Vma { get; set; }
@@ -154,6 +157,7 @@ public sealed class MigrateVma : IDisposable
         }
         CPages = cpages;
         Remember(ref _srcSeen, src);
+        _exceptionAtSetup = ExceptionInFlight();
         _stage = Stage.SetUp;
         Interleaving.TestHooks.Fire(Interleaving.TestHookPoint.MigrateVmaSetUp, this, start);
         return Errno.Ok;
@@ -525,22 +529,49 @@ public sealed class MigrateVma : IDisposable
     }
 
     /// <summary>
-    /// Throws MIG-R02 if a successful setup was never finalized. Before throwing it finalizes on
-    /// the caller's behalf — restoring every source after a bare setup, completing the commit
-    /// after <see cref="Pages"/> — so the machine is left consistent (no migration entry or
-    /// locked page stays behind) and the report is the only effect of the bug.
+    /// Finalizes a migration that was set up but never finalized, on the caller's behalf —
+    /// restoring every source after a bare setup, completing the commit after
+    /// <see cref="Pages"/> — so the machine is left consistent (no migration entry or locked page
+    /// stays behind), then decides whether that was a bug:
+    /// <list type="bullet">
+    /// <item>No exception is unwinding through the caller: the driver simply forgot
+    /// migrate_vma_finalize, and Dispose throws MIG-R02.</item>
+    /// <item>An exception thrown after setup is unwinding (Dispose runs from the <c>using</c>'s
+    /// finally): Dispose returns quietly and that exception surfaces unchanged. The kernel has no
+    /// exceptions, so this path has no Linux analogue; a simulator exception (a kernel-bug report
+    /// from a deeper layer, an assertion, a driver bug) is the real error, and a MIG-R02 thrown
+    /// from the finally would replace it (issue 8, failure 5). A MIG-R05 found while finalizing is
+    /// not reported either, for the same reason.</item>
+    /// </list>
+    /// "Unwinding" is the runtime's current exception record
+    /// (<see cref="Marshal.GetExceptionPointers"/>) being set and different from the one set when
+    /// setup ran, so a migration set up and abandoned inside one catch block is still MIG-R02.
     /// </summary>
     public void Dispose()
     {
         if (_stage == Stage.Idle) return;
         var stage = _stage;
+        nint current = ExceptionInFlight();
+        bool unwinding = current != 0 && current != _exceptionAtSetup;
         if (stage == Stage.SetUp)
         {
+            // Withdraw every entry from the core's own record of what setup collected: a src[]
+            // the caller scribbled on (MIG-R05) would leave its pages' migration entries behind.
             var src = Src.AsSpan(0, (int)NPages);
+            _srcSeen.AsSpan(0, src.Length).CopyTo(src);
             for (int i = 0; i < src.Length; i++) src[i] &= ~MigratePfn.Migrate;
             Remember(ref _srcSeen, src);   // the core itself withdrew every entry
         }
-        FinalizeCore();
+        try { FinalizeCore(); }
+        catch (KernelBugException) when (unwinding) { return; }   // finalized anyway; the first error wins
+        if (unwinding) return;
         throw new KernelBugException("MIG-R02", $"migration disposed after {(stage == Stage.SetUp ? "setup" : "pages")} without migrate_vma_finalize");
+    }
+
+    /// <summary>The runtime's record of the exception being dispatched on this thread, or 0 (also where the runtime does not provide it).</summary>
+    private static nint ExceptionInFlight()
+    {
+        try { return Marshal.GetExceptionPointers(); }
+        catch (PlatformNotSupportedException) { return 0; }
     }
 }

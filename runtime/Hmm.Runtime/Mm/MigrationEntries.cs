@@ -23,7 +23,16 @@ internal static class MigrationEntries
         if (e.Kind is not (PteKind.Present or PteKind.DevicePrivate or PteKind.DeviceExclusive)) return false;
         ulong pfn = e.Pfn, head = machine.Frames.FolioHead(pfn);
         bool write = e.IsWritable || e.Kind == PteKind.DeviceExclusive;
-        ulong keep = e.Kind == PteKind.Present ? e.Raw & (Pte.DirtyBit | Pte.YoungBit | Pte.SoftDirtyBit) : 0;
+        // The entry carries the mapping's dirty/young/soft-dirty bits (make_migration_entry_dirty /
+        // _young), so remove_migration_pte rebuilds a clean PTE for a clean page: a MADV_FREE'd page
+        // that a migration attempt only unmapped and restored stays discardable. A writable
+        // device-exclusive entry counts as dirty (restore_exclusive_pte makes it pte_mkdirty).
+        ulong keep = e.Kind switch
+        {
+            PteKind.Present => e.Raw & (Pte.DirtyBit | Pte.YoungBit | Pte.SoftDirtyBit),
+            PteKind.DeviceExclusive when e.IsWritable => Pte.DirtyBit,
+            _ => 0,
+        };
         Volatile.Write(ref slot, Pte.NonPresent(PteKind.Migration, pfn, write, huge).Raw | keep);
         if (huge) Interlocked.Decrement(ref machine.Frames.EntireMapCount(head));
         else Interlocked.Decrement(ref machine.Frames.MapCount(pfn));
@@ -36,7 +45,8 @@ internal static class MigrationEntries
     /// remove_migration_ptes: every migration entry for [srcPfn, +pages) becomes a mapping of the
     /// corresponding page at <paramref name="newPfn"/> (the source again when restoring): a
     /// device-private entry for private memory, a present entry otherwise, with the migration
-    /// entry's write permission. Raises no notifier event (nothing was mirrored meanwhile).
+    /// entry's write permission and dirty bit (a clean page comes back clean: pte_mkdirty only
+    /// when is_migration_entry_dirty). Raises no notifier event (nothing was mirrored meanwhile).
     /// </summary>
     internal static void Remove(Machine machine, ulong srcPfn, int pages, ulong newPfn)
         => Remove(machine, [new RmapQuery(srcPfn, pages)], [newPfn]);
@@ -102,7 +112,7 @@ internal static class MigrationEntries
                         bool writable = e.IsWritable || hit.Vma.PageProtWritable;
                         ulong entry = priv
                             ? Pte.NonPresent(PteKind.DevicePrivate, target, writable, hit.Huge).Raw
-                            : Pte.Present(target, writable, dirty: e.IsDirty || e.IsWritable, huge: hit.Huge).Raw;
+                            : Pte.Present(target, writable, dirty: e.IsDirty, huge: hit.Huge).Raw;
                         // mk_pte(new, vma->vm_page_prot): a PROT_NONE VMA gets a PROT_NONE entry.
                         if (!priv && (hit.Vma.Flags & (VmFlags.Read | VmFlags.Write | VmFlags.Exec)) == 0) entry = (entry | Pte.ProtNoneBit) & ~Pte.WriteBit;
                         if (target != e.Pfn) DropExclusiveIfShared(frames, e.Pfn, target, hit.Huge ? Page.PmdPages : 1);

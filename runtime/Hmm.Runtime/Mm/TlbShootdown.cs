@@ -40,6 +40,9 @@ internal sealed class TlbShootdown
     public int Enter()
     {
         int e = Volatile.Read(ref _epoch) & 1;
+        // A reader may stop here, between reading the epoch and being counted, for as long as the
+        // host preempts it: across a whole flush, which then cannot see it (see Flush).
+        Interleaving.TestHooks.Fire(Interleaving.TestHookPoint.TlbEpochRead, this, 0);
         // A full fence: the walk that follows cannot be ordered before the count is visible, so
         // a flusher either sees this access counted or this access sees the flusher's new PTE.
         Interlocked.Increment(ref e == 0 ? ref _slots.Even : ref _slots.Odd);
@@ -53,19 +56,37 @@ internal sealed class TlbShootdown
     /// flush_tlb_range: returns once every CPU access that may have translated through an entry
     /// changed before this call has completed. Never sleeps; callable under the PTL.
     /// </summary>
+    /// <remarks>
+    /// Both slots are drained, the other one first (as synchronize_srcu checks idx ^ 1 before it
+    /// flips): a reader that read the epoch before the previous flip but was counted only after
+    /// that flush had looked is counted in the slot that flush already drained, and it may have
+    /// walked the page table before this caller changed it. Waiting only for the slot being
+    /// flipped away let such a reader keep using the old page after this flush returned — a store
+    /// lost in a page the migration had already copied, or a load from a page already freed and
+    /// reused (issue 8, failure 1 seen again under load in stress Everything(2)). New readers
+    /// never enter the slot being drained, so each wait is bounded by accesses already begun.
+    /// </remarks>
     public void Flush()
     {
         _flushLock.Lock();
         try
         {
-            // The flip is a full fence: the caller's PTE writes are visible before the count is read.
-            int old = Interlocked.Increment(ref _epoch) - 1 & 1;
-            ref int drained = ref old == 0 ? ref _slots.Even : ref _slots.Odd;
-            if (Volatile.Read(ref drained) == 0) return;
-            Interleaving.TestHooks.Fire(Interleaving.TestHookPoint.TlbFlushWaiting, this, 0);
-            var spin = new SpinWait();
-            while (Volatile.Read(ref drained) != 0) spin.SpinOnce(sleep1Threshold: -1);
+            // A full fence first: the caller's PTE writes are visible before any count is read.
+            int current = Interlocked.CompareExchange(ref _epoch, 0, 0) & 1;
+            Drain(current ^ 1);
+            Interlocked.Increment(ref _epoch);
+            Drain(current);
         }
         finally { _flushLock.Unlock(); }
+    }
+
+    /// <summary>Waits until no access counted in slot <paramref name="slot"/> is in progress.</summary>
+    private void Drain(int slot)
+    {
+        ref int count = ref slot == 0 ? ref _slots.Even : ref _slots.Odd;
+        if (Volatile.Read(ref count) == 0) return;
+        Interleaving.TestHooks.Fire(Interleaving.TestHookPoint.TlbFlushWaiting, this, 0);
+        var spin = new SpinWait();
+        while (Volatile.Read(ref count) != 0) spin.SpinOnce(sleep1Threshold: -1);
     }
 }

@@ -193,4 +193,59 @@ public class MmDeviceRegressionTests
             new(OpKind.Migrate, 958874633, 1401155963, 1946644627, 1671913455, 1783792643),
         }, Devices: true));
     }
+
+    /// <summary>
+    /// A migration attempt that only unmapped a clean MADV_FREE page and put it back (the device
+    /// had no memory) restored its PTE dirty, so reclaim kept the data the model (and Linux)
+    /// discards. Linux: migrate_vma_collect_pmd / try_to_migrate_one copy the PTE's dirty bit into
+    /// the migration entry (make_migration_entry_dirty), and remove_migration_pte sets pte_mkdirty
+    /// only when the entry is dirty; MADV_FREE cleared both the PTE and the folio dirty bits, so the
+    /// folio stays a clean lazy-free folio that shrink_folio_list discards. Found by the device
+    /// property test (seed 17961812079025718870,8499975224397260879, case 1228; the forks and
+    /// the mremap of the shrunk sequence only pick the process and the address).
+    /// </summary>
+    [Test]
+    public void FailedMigrationKeepsALazyFreePageClean()
+    {
+        using (var machine = new Machine(new MachineOptions { SystemMemory = 64L << 20 }))
+        {
+            var coh = new TestDevice(machine, DevicePageKind.Coherent, 8UL << 20, "coh");
+            var p = machine.CreateProcess("app");
+            ulong buf = p.Mmap(2 * 4096, Prot.Read | Prot.Write, MapFlags.Private | MapFlags.Anonymous);
+            p.Store(buf + 8, 0x7dL);
+            p.Store(buf + 4096 + 8, 0x7eL);
+            p.Madvise(buf, 2 * 4096, Advice.Free);
+            Assert.That(p.Mm.EntryAt(buf).IsDirty, Is.False, "MADV_FREE cleans the PTE");
+            coh.FailAllocations = 2;
+            Assert.That(coh.MigrateToDevice(p, buf, 2), Is.Zero, "no device memory: both pages restored");
+            Assert.That(p.Mm.EntryAt(buf).Kind, Is.EqualTo(PteKind.Present));
+            Assert.That(p.Mm.EntryAt(buf).IsDirty, Is.False, "the restored PTE is as clean as the one unmapped");
+            // Negative case: a write after MADV_FREE dirties the PTE, and that survives the restore.
+            p.Store(buf + 4096 + 8, 0x7fL);
+            coh.FailAllocations = 1;
+            Assert.That(coh.MigrateToDevice(p, buf + 4096, 1), Is.Zero);
+            Assert.That(p.Mm.EntryAt(buf + 4096).IsDirty, Is.True, "a dirty PTE comes back dirty");
+            Assert.That(machine.Reclaim(), Is.EqualTo(1), "only the clean lazy-free page is discarded");
+            Assert.That(p.Load<long>(buf + 8), Is.Zero);
+            Assert.That(p.Load<long>(buf + 4096 + 8), Is.EqualTo(0x7fL));
+            machine.CheckInvariants();
+            p.Exit();
+            Assert.That(machine.UsedPages, Is.Zero);
+            Assert.That(coh.FreePages, Is.EqualTo((int)coh.Pgmap.PageCount));
+        }
+        MmRunner.Run(new MmCase(false, new Op[]
+        {
+            new(OpKind.Mmap, 1743921260, 370123533, 437155202, 794559665, 1906832957),
+            new(OpKind.Fork, 416310749, 103608646, 517956689, 1637828898, 1031669859),
+            new(OpKind.Fork, 6237377, 1939272703, 2025270456, 2143117284, 143764577),
+            new(OpKind.Store, 1352919613, 1264533919, 441972839, 2023029279, 1514994510),
+            new(OpKind.Mmap, 598917337, 1674414022, 27119839, 2024430283, 1900038808),
+            new(OpKind.Madvise, 1294251214, 657617936, 1036515431, 586933812, 670206814),
+            new(OpKind.Mmap, 1140738562, 17764810, 1406316323, 718169771, 1927431333),
+            new(OpKind.Migrate, 1632200254, 79423864, 1503455138, 2023527892, 395958437),
+            new(OpKind.Mremap, 146006056, 1395277196, 744912561, 1626432333, 1977566856),
+            new(OpKind.Reclaim, 1950396436, 1529045856, 700287503, 1549583879, 1181866924),
+            new(OpKind.Read, 1720828651, 185982309, 732825027, 1545582067, 2095346615),
+        }, Devices: true));
+    }
 }
