@@ -30,6 +30,7 @@ internal static class KnownNames
     public const string Migrates = "Hmm.Dsl.MigratesAttribute";
     public const string MayReclaim = "Hmm.Dsl.MayReclaimAttribute";
     public const string SystemPagesOnly = "Hmm.Dsl.SystemPagesOnlyAttribute";
+    public const string WaitsForWork = "Hmm.Dsl.WaitsForWorkAttribute";
 
     public const string HmmDriver = "Hmm.Dsl.HmmDriverAttribute";
     public const string OnInvalidate = "Hmm.Dsl.OnInvalidateAttribute";
@@ -57,7 +58,7 @@ internal static class KnownNames
     [
         GuardedBy, Requires, RequiresShared, Excludes, Acquires, Releases, AcquiredAfter, MayBlock,
         AcquiresShared, TryAcquires, AcquiresReference, ReleasesReference, NotifierCallback, AtomicContext,
-        MayDropMmReference, WaitsForCallbacks, ReadBegin, Snapshot, ReadRetry, SetsSeq, ConsumesSnapshot, Migrates, MayReclaim, SystemPagesOnly,
+        MayDropMmReference, WaitsForCallbacks, ReadBegin, Snapshot, ReadRetry, SetsSeq, ConsumesSnapshot, Migrates, MayReclaim, SystemPagesOnly, WaitsForWork,
         HmmDriver, OnInvalidate, OnMirrorFault, OnPageFree, OnMigrateToRam, OnRelease,
         NotifierRange, HmmRange, HmmPfn, SpinLock, AddressSpace, VmFault, DevPagemap, DevicePageKind, IntervalNotifier, MigrateVma,
     ];

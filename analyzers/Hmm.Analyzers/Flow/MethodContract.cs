@@ -67,6 +67,8 @@ internal sealed class MethodContract
     public bool Migrates { get; set; }
     /// <summary>Allocates with reclaim (GFP_KERNEL): never under U or in a callback (HMM-R09).</summary>
     public bool MayReclaim { get; set; }
+    /// <summary>Waits for queued work that may drop mm references or take U: never from a callback or under U.</summary>
+    public bool WaitsForWork { get; set; }
     public string? RefAcquireKind { get; set; }
     public string? RefAcquireTarget { get; set; }
     public int RefAcquireWhen { get; set; }
@@ -79,7 +81,7 @@ internal sealed class MethodContract
         || RefAcquireKind != null || RefReleaseKind != null || !Requires.IsEmpty || !Excludes.IsEmpty;
 
     /// <summary>Whether a call to it matters to the whole-program rules even without state change.</summary>
-    public bool HasEffects => MayBlock || MayDropMm || WaitsForCallbacks || Migrates || ReadBegin || SnapshotFaults || MayReclaim;
+    public bool HasEffects => MayBlock || MayDropMm || WaitsForCallbacks || Migrates || ReadBegin || SnapshotFaults || MayReclaim || WaitsForWork;
 }
 
 /// <summary>
@@ -217,6 +219,7 @@ internal sealed class ContractSet
                 case "ConsumesSnapshotAttribute": (c ??= new()).ConsumesSnapshot = true; break;
                 case "MigratesAttribute": (c ??= new()).Migrates = true; break;
                 case "MayReclaimAttribute": (c ??= new()).MayReclaim = true; break;
+                case "WaitsForWorkAttribute": (c ??= new()).WaitsForWork = true; break;
                 case "NotifierCallbackAttribute" when !own:
                     bool inv = false;
                     foreach (var n in a.NamedArguments) if (n.Key == "Invalidate" && n.Value.Value is bool v) inv = v;

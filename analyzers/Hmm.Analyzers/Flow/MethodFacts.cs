@@ -73,4 +73,8 @@ internal sealed class MethodFacts(IMethodSymbol method, CallbackContext context,
     public List<ParamPass> ParamPasses { get; } = [];
     /// <summary>Where the body consumes a snapshot it did not take itself (its callers must have validated one).</summary>
     public Location? ConsumesAtEntry { get; set; }
+    /// <summary>The body sleeps, yields or starts a read section (ReadBegin): a back-off for its callers' retry loops.</summary>
+    public bool BacksOff { get; set; }
+    /// <summary>Loops retrying a call on EBUSY with no bound and no back-off of their own (HMM1037).</summary>
+    public List<BusyRetryLoop> BusyRetries { get; } = [];
 }

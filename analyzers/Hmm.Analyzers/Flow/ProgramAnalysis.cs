@@ -14,6 +14,7 @@ internal sealed class MethodSummary
     public string? ReadBeginVia;
     public string? FaultsVia;
     public string? ReclaimsVia;
+    public string? WaitsWorkVia;
     public HashSet<string> Takes { get; } = new(StringComparer.Ordinal);
 }
 
@@ -62,6 +63,30 @@ internal sealed class ProgramAnalysis
         CallbackLocks(invalidateLocks, faultLocks);
         CheckCalls(invalidateLocks, faultLocks, cancel);
         CheckLockOrder(invalidateLocks, cancel);
+        CheckBusyRetries();
+    }
+
+    /// <summary>HMM1037: an unbounded EBUSY retry loop is fine when a helper it calls backs off (sleeps, yields, ReadBegin).</summary>
+    private void CheckBusyRetries()
+    {
+        foreach (var f in _facts.Values)
+            foreach (var loop in f.BusyRetries)
+            {
+                bool backsOff = false;
+                foreach (var callee in loop.SourceCallees)
+                    if (BacksOff(callee, 0)) { backsOff = true; break; }
+                if (!backsOff) Emit(Diagnostic.Create(HmmRules.UnboundedBusyRetry, loop.Call, loop.Callee));
+            }
+    }
+
+    private bool BacksOff(IMethodSymbol m, int depth)
+    {
+        if (SummaryOf(m)?.ReadBeginVia != null) return true;
+        if (depth > 8 || !_facts.TryGetValue(m, out var f)) return false;
+        if (f.BacksOff) return true;
+        foreach (var s in f.Calls)
+            if (BacksOff(s.Callee, depth + 1)) return true;
+        return false;
     }
 
     private MethodSummary? SummaryOf(IMethodSymbol m) => _summaries.TryGetValue(m, out var s) ? s : null;
@@ -96,6 +121,7 @@ internal sealed class ProgramAnalysis
                     if (s.ReadBeginVia == null && (c.ReadBegin || cs?.ReadBeginVia != null)) { s.ReadBeginVia = Via(name, cs?.ReadBeginVia, c.ReadBegin); changed = true; }
                     if (s.FaultsVia == null && (c.SnapshotFaults || cs?.FaultsVia != null)) { s.FaultsVia = Via(name, cs?.FaultsVia, c.SnapshotFaults); changed = true; }
                     if (s.ReclaimsVia == null && (c.MayReclaim || cs?.ReclaimsVia != null)) { s.ReclaimsVia = Via(name, cs?.ReclaimsVia, c.MayReclaim); changed = true; }
+                    if (s.WaitsWorkVia == null && (c.WaitsForWork || cs?.WaitsWorkVia != null)) { s.WaitsWorkVia = Via(name, cs?.WaitsWorkVia, c.WaitsForWork); changed = true; }
                     if (cs != null)
                         foreach (var k in cs.Takes)
                             if (s.Takes.Add(k)) changed = true;
@@ -220,6 +246,7 @@ internal sealed class ProgramAnalysis
                 string? readBegin = c.ReadBegin ? name : cs?.ReadBeginVia is { } rb ? name + " → " + rb : null;
                 string? faults = c.SnapshotFaults ? name : cs?.FaultsVia is { } fl ? name + " → " + fl : null;
                 string? reclaims = c.MayReclaim ? name : cs?.ReclaimsVia is { } rc ? name + " → " + rc : null;
+                string? waitsWork = c.WaitsForWork ? name : cs?.WaitsWorkVia is { } ww ? name + " → " + ww : null;
 
                 if (blocks != null)
                 {
@@ -245,6 +272,13 @@ internal sealed class ProgramAnalysis
                 {
                     if ((f.Context & CallbackContext.Notifier) != 0) Emit(Diagnostic.Create(HmmRules.ReclaimUnderUpdateLock, site.Location, name, Chain(reclaims, name) + " inside a notifier callback"));
                     else if (HeldOf(site, invalidateLocks) is { } u) Emit(Diagnostic.Create(HmmRules.ReclaimUnderUpdateLock, site.Location, name, Chain(reclaims, name) + " while holding '" + MethodFlow.Display(u) + "', which " + invalidateLocks[u] + " takes"));
+                }
+                // A callback waiting for work: the work may drop the last mm reference (exit teardown runs the
+                // release callbacks and waits for this one) or take U, which this callback or the lock holder has.
+                if (waitsWork != null)
+                {
+                    if ((f.Context & CallbackContext.Notifier) != 0) Emit(Diagnostic.Create(HmmRules.CallbackWaitsForWork, site.Location, name, Chain(waitsWork, name), "inside a notifier callback"));
+                    else if (HeldOf(site, invalidateLocks) is { } u) Emit(Diagnostic.Create(HmmRules.CallbackWaitsForWork, site.Location, name, Chain(waitsWork, name), "while holding '" + MethodFlow.Display(u) + "', which " + invalidateLocks[u] + " takes"));
                 }
                 if (migrates != null && (f.Context & CallbackContext.Notifier) != 0)
                     Emit(Diagnostic.Create(HmmRules.MigrationInCallback, site.Location, name, Chain(migrates, name)));

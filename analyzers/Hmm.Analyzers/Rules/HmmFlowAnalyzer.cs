@@ -36,6 +36,7 @@ public sealed class HmmFlowAnalyzer : DiagnosticAnalyzer
         start.RegisterOperationAction(o => WriteWithoutFault(o, contracts), OperationKind.SimpleAssignment);
         RangeRules.Register(start, contracts);
         LifetimeRules.Register(start, contracts);
+        NotifierFieldRules.Register(start, contracts);
         start.RegisterCompilationEndAction(end => new ProgramAnalysis(contracts, facts, declared).Run(end.ReportDiagnostic, end.CancellationToken));
     }
 
@@ -67,9 +68,11 @@ public sealed class HmmFlowAnalyzer : DiagnosticAnalyzer
             }
             if (stateful) break;
         }
-        if (!stateful && !calls) return;
+        // A body that only sleeps or yields still matters: it is the back-off of its callers' EBUSY loops (HMM1037).
+        if (!stateful && !calls && !RetryLoops.HasBackOff(body, contracts)) return;
         bool deferrable = method.MethodKind is MethodKind.Ordinary && !IsExternallyVisible(method);
         var facts = new MethodFacts(method, self.Context, deferrable);
+        RetryLoops.Scan(body, contracts, facts);
         if (stateful)
         {
             var cfg = context.GetControlFlowGraph(body);

@@ -120,6 +120,16 @@ internal static class HmmRules
         "This range reports the owner's device-private pages, but its pfns go to '{0}', which can only map system pages", MirrorCategory,
         "A range whose output is DMA-mapped or used as a user pointer must not set DevPrivateOwner: device-private pfns are not CPU/bus addressable. Leave the owner null so hmm_range_fault migrates such pages back to system memory.", end: false);
 
+    public static readonly DiagnosticDescriptor NotifierFieldLifetime = Rule("HMM1035", "Field a notifier callback reads is not live for the notifier's whole lifetime",
+        "{0}", NotifierCategory,
+        "Once Insert returns the invalidate callback (release included) may run at any time until Remove returns: every field it reads must be assigned before the insert, and torn down (nulled, disposed) only after the remove or under the update lock U the callback takes.");
+    public static readonly DiagnosticDescriptor CallbackWaitsForWork = Rule("HMM1036", "Notifier callback waits for work that may drop an mm reference or take U",
+        "'{0}' waits for queued work{1} {2}: the work may drop the last mm reference or take the update lock, and then waits for this callback", NotifierCategory,
+        "A [WaitsForWork] call (flush of a work queue carrying deferred mm puts or driver work that takes U) from an invalidate or release callback, or while holding a lock a callback takes, deadlocks: the work's exit teardown or lock acquisition waits for the callback that waits for the work.");
+    public static readonly DiagnosticDescriptor UnboundedBusyRetry = Rule("HMM1037", "EBUSY retried without a bound or back-off",
+        "'{0}' is retried on EBUSY by a loop with no bound (counter, deadline, cancellation) and no back-off (ReadBegin, sleep, yield): a competing invalidation or migration can livelock it", MigrationCategory,
+        "EBUSY means a concurrent invalidation, migration or reference holder won; retrying at once without a bound or a wait can spin forever against it. Bound the loop (HMM_RANGE_DEFAULT_TIMEOUT-style deadline or an attempt counter) or wait before retrying (ReadBegin sleeps until the colliding invalidation ends).", end: false);
+
     public static DiagnosticDescriptor ForReference(string kind) => kind switch
     {
         "migration" => MigrationNotFinalized,
@@ -136,5 +146,6 @@ internal static class HmmRules
         MigrationNotFinalized, MigrationInCallback, ExclusiveNotReleased, MmReferenceLeaked, SleepInAtomic, ReferenceLeaked, FaultWithoutReadBegin,
         RangeShape, OwnerNotSet, ReclaimUnderUpdateLock, MigrationLockDropped,
         NotifierNeverRemoved, NotifierUsedAfterRemove, MigrateToRamWithoutFaultPage, OwnerOnSystemPagesPath,
+        NotifierFieldLifetime, CallbackWaitsForWork, UnboundedBusyRetry,
     ];
 }

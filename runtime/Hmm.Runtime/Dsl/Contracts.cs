@@ -159,3 +159,15 @@ public sealed class MayReclaimAttribute : Attribute
 public sealed class SystemPagesOnlyAttribute : Attribute
 {
 }
+
+/// <summary>
+/// The method waits for queued work to finish (flush_work, flush_workqueue, flush_scheduled_work)
+/// whose items may drop mm references (a deferred mmput running exit teardown) or take the
+/// driver's update lock U. A notifier callback (invalidate or release) must not call it, nor a
+/// holder of a lock a callback takes: the work waits for the callback, the callback for the work.
+/// Drivers may put it on their own work queues' flush.
+/// </summary>
+[AttributeUsage(AttributeTargets.Method, AllowMultiple = false)]
+public sealed class WaitsForWorkAttribute : Attribute
+{
+}

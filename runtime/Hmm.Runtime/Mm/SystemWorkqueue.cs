@@ -41,7 +41,11 @@ public sealed class SystemWorkqueue
     /// <summary>
     /// flush_scheduled_work: returns once everything queued before the call has run (items not
     /// yet picked up by a worker run on the caller). The caller must not hold locks the work takes.
+    /// The queue carries deferred mm puts (exit teardown runs the notifiers' release), so a
+    /// notifier callback must never flush it (the analyzers' [WaitsForWork] rule, HMM1036).
     /// </summary>
+    [Hmm.Dsl.MayBlock]
+    [Hmm.Dsl.WaitsForWork]
     public void Flush()
     {
         while (RunOne()) { }

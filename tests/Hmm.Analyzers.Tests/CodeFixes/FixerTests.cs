@@ -254,4 +254,36 @@ public sealed class FixerTests
             }
         }
         """);
+    [Test]
+    public Task Late_table_moves_before_the_insert() => HmmFixVerifier<InitBeforeInsertFixer>.VerifyAsync(compilationEnd: true, before: """
+        class D : IIntervalNotifierOps
+        {
+            private readonly IntervalNotifier _n;
+            private DevicePageTable _pt;
+            public D(AddressSpace mm, int size)
+            {
+                _n = new IntervalNotifier(this);
+                var e = _n.Insert(mm, 0, 1UL << 30);
+                if (e != Errno.Ok) throw new InvalidOperationException();
+                {|HMM1035:_pt = new DevicePageTable()|};
+            }
+            public bool Invalidate(IntervalNotifier notifier, in NotifierRange range, ulong curSeq) { notifier.SetSeq(curSeq); _pt.Clear(range.Start, range.End); return true; }
+            public void Close() => _n.Remove();
+        }
+        """, after: """
+        class D : IIntervalNotifierOps
+        {
+            private readonly IntervalNotifier _n;
+            private DevicePageTable _pt;
+            public D(AddressSpace mm, int size)
+            {
+                _n = new IntervalNotifier(this);
+                _pt = new DevicePageTable();
+                var e = _n.Insert(mm, 0, 1UL << 30);
+                if (e != Errno.Ok) throw new InvalidOperationException();
+            }
+            public bool Invalidate(IntervalNotifier notifier, in NotifierRange range, ulong curSeq) { notifier.SetSeq(curSeq); _pt.Clear(range.Start, range.End); return true; }
+            public void Close() => _n.Remove();
+        }
+        """);
 }
