@@ -105,10 +105,13 @@ public sealed class DriverShapeAnalyzer : DiagnosticAnalyzer
 
         bool generatesDevmem = devmem != null && hasCopy;
         bool migration = (generatesDevmem && devmem!.ConstructorArguments.Length == 1 && devmem.ConstructorArguments[0].Value is 1 or 2) || (shared && hasCopy);
+        bool snapshot = IsTrue(driver, "GenerateSnapshot"), counters = generatesDevmem && IsTrue(devmem!, "PageCounters");
+        bool configurable = generatesDevmem && IsTrue(devmem!, "Configurable");
         foreach (var member in type.GetMembers())
         {
             if (member.IsImplicitlyDeclared || IsGenerated(member)) continue;
-            if (GeneratedMembers.IsReserved(member.Name, generatesDevmem, migration, faultBuffer != null, exporter != null, importer != null)
+            if ((GeneratedMembers.IsReserved(member.Name, generatesDevmem, migration, faultBuffer != null, exporter != null, importer != null)
+                 || GeneratedMembers.IsReservedByOptions(member.Name, snapshot, counters, configurable))
                 && member.Locations.FirstOrDefault(l => l.IsInSource) is { } location)
                 context.ReportDiagnostic(Diagnostic.Create(ReservedName, location, member.Name, type.Name));
         }
@@ -146,7 +149,8 @@ public sealed class DriverShapeAnalyzer : DiagnosticAnalyzer
         foreach (var member in type.GetMembers())
         {
             if (member.IsImplicitlyDeclared || IsGenerated(member)) continue;
-            if (GeneratedMembers.IsReservedForMemory(member.Name) && member.Locations.FirstOrDefault(l => l.IsInSource) is { } location)
+            if ((GeneratedMembers.IsReservedForMemory(member.Name) || GeneratedMembers.IsReservedByOptions(member.Name, false, IsTrue(devmem, "PageCounters"), IsTrue(devmem, "Configurable")))
+                && member.Locations.FirstOrDefault(l => l.IsInSource) is { } location)
                 context.ReportDiagnostic(Diagnostic.Create(ReservedName, location, member.Name, type.Name));
         }
     }
@@ -206,6 +210,9 @@ public sealed class DriverShapeAnalyzer : DiagnosticAnalyzer
                 case "FaultTimeoutMs" when arg.Value.Value is int ms && ms <= 0:
                     context.ReportDiagnostic(Diagnostic.Create(BadArgument, ArgumentLocation(driver, arg.Key, ct), $"FaultTimeoutMs must be positive (was {ms})"));
                     break;
+                case "FaultBatchPages" when arg.Value.Value is int pages && !DeclarationRules.IsValidFaultBatch(pages):
+                    context.ReportDiagnostic(Diagnostic.Create(BadArgument, ArgumentLocation(driver, arg.Key, ct), $"FaultBatchPages must be between 1 and 512 (was {pages})"));
+                    break;
                 case "Sync" when arg.Value.Value is int sync && sync is < 0 or > 2:
                     context.ReportDiagnostic(Diagnostic.Create(BadArgument, ArgumentLocation(driver, arg.Key, ct), $"Sync must be a defined MirrorSync value (was {sync})"));
                     break;
@@ -219,8 +226,14 @@ public sealed class DriverShapeAnalyzer : DiagnosticAnalyzer
         var ct = context.CancellationToken;
         if (devmem.ConstructorArguments.Length == 1 && devmem.ConstructorArguments[0].Value is int kind && kind is not (1 or 2 or 5))
             context.ReportDiagnostic(Diagnostic.Create(BadArgument, ArgumentLocation(devmem, null, ct), $"DeviceMemory kind must be Private, Coherent or P2PDma (was {kind})"));
+        int limit = 16;
+        foreach (var arg in devmem.NamedArguments)
+            if (arg.Key == "MaxChunks" && arg.Value.Value is int m) limit = m;
         foreach (var arg in devmem.NamedArguments)
         {
+            // Initial chunks beyond the limit could never be plugged (only checked against a valid limit: no cascade).
+            if (arg.Key == "InitialChunks" && arg.Value.Value is int initial && (initial < 0 || (limit > 0 && initial > limit)))
+                context.ReportDiagnostic(Diagnostic.Create(BadArgument, ArgumentLocation(devmem, arg.Key, ct), $"InitialChunks must be between 0 and MaxChunks ({limit}) (was {initial})"));
             if (arg.Key == "ChunkBytes" && arg.Value.Value is long bytes && !DeclarationRules.IsValidChunk(bytes))
                 context.ReportDiagnostic(Diagnostic.Create(BadArgument, ArgumentLocation(devmem, arg.Key, ct), $"ChunkBytes must be a positive multiple of 2 MiB (was {bytes})"));
             if (arg.Key == "MaxChunks" && arg.Value.Value is int max && max <= 0)
@@ -317,5 +330,12 @@ public sealed class DriverShapeAnalyzer : DiagnosticAnalyzer
             if (name != null && arg.NameEquals?.Name.Identifier.ValueText == name) return arg.Expression.GetLocation();
         }
         return syntax.GetLocation();
+    }
+
+    private static bool IsTrue(AttributeData attribute, string name)
+    {
+        foreach (var arg in attribute.NamedArguments)
+            if (arg.Key == name) return arg.Value.Value is true;
+        return false;
     }
 }

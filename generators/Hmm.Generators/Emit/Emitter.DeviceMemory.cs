@@ -23,14 +23,31 @@ internal static partial class Emitter
         string userFree = Call(m, CallbackKind.OnPageFree, "pfn") is { } f ? "\n        " + f : "";
         string migrateToRam = Call(m, CallbackKind.OnMigrateToRam, "in vmf") is { } r
             ? "return " + r
-            : m.HasMigration && dm.Kind == 1 ? "return __HmmMigrateToRam(in vmf);"
-            : m.MemoryProvider && dm.Kind == 1 ? "return DevicePageUser(vmf.Page) is { } user ? user.MigrateToRam(in vmf) : global::Hmm.Runtime.DeviceMemory.VmFaultResult.SigBus;"
+            : m.HasMigration && (dm.Kind == 1 || dm.Configurable) ? "return __HmmMigrateToRam(in vmf);"
+            : m.MemoryProvider && (dm.Kind == 1 || dm.Configurable) ? "return DevicePageUser(vmf.Page) is { } user ? user.MigrateToRam(in vmf) : global::Hmm.Runtime.DeviceMemory.VmFaultResult.SigBus;"
             : "return global::Hmm.Runtime.DeviceMemory.VmFaultResult.SigBus;";
         string provider = m.MemoryProvider ? EmitMemoryProvider(m) : "";
         string freeUser = m.MemoryProvider ? "\n        __HmmClearUser(pgmap, pfn, order);" : "";
         string moveUsers = m.MemoryProvider ? "\n                    __hmmUsers[kept] = __hmmUsers[i];" : "";
         string dropUsers = m.MemoryProvider ? "\n            for (int i = kept; i < count; i++) __hmmUsers[i] = null;" : "";
         string newUsers = m.MemoryProvider ? "\n            __hmmUsers[count] = new " + DeviceMemoryUser + "?[(int)pgmap.PageCount];" : "";
+        // [DeviceMemory(SplitFolios = false)]: test_hmm's lists — a chunk is laid out for the order
+        // that hot-added it and a base page never splits a folio. Defaults leave the text unchanged.
+        if (!dm.SplitFolios && dm.LargeFolios)
+            push = "if (order == " + Page + ".PmdOrder) __hmmFreeLarge[__hmmFreeLargeCount++] = pfn;\n" +
+                   "                    else for (ulong i = " + Page + ".PmdPages; i > 0; i--) __hmmFree[__hmmFreeCount++] = pfn + i - 1;";
+        string raced = dm.SplitFolios ? "__hmmFreeLargeCount > 0 || (order == 0 && __hmmFreeCount > 0)" : "order != 0 ? __hmmFreeLargeCount > 0 : __hmmFreeCount > 0";
+        // Initial chunks are hot-added with order -1: always a new chunk, laid out as base pages when not splitting.
+        if (dm.InitialChunks > 0) raced = "order >= 0 && (" + raced + ")";
+        string splitOne = dm.SplitFolios ? SplitOne : "";
+        string splitMany = dm.SplitFolios ? SplitMany : "";
+        string countOne = dm.PageCounters ? "\n                global::System.Threading.Interlocked.Add(ref __hmmPagesAllocated, 1L << order);" : "";
+        string countMany = dm.PageCounters ? "\n        global::System.Threading.Interlocked.Add(ref __hmmPagesAllocated, got);" : "";
+        // [DeviceMemory(Configurable = true)]: hot-add with the geometry chosen at run time.
+        string chunkKind = dm.Configurable ? "__hmmKind" : kind;
+        string chunkBytes = dm.Configurable ? "__hmmChunkBytes" : "DeviceChunkBytes";
+        string chunkLimit = dm.Configurable ? "__hmmChunkLimit" : "DeviceMaxChunks";
+        string countFree = dm.PageCounters ? "\n        global::System.Threading.Interlocked.Add(ref __hmmPagesFreed, 1L << order);" : "";
         return $$"""
             partial class {{m.ClassName}} : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
             {{{provider}}
@@ -90,7 +107,7 @@ internal static partial class Emitter
 
                 /// <summary>Device pages and folios handed out by <see cref="TryAllocateDevicePage"/> so far (cumulative).</summary>
                 {{GeneratedCode}}
-                public long DeviceAllocations => global::System.Threading.Interlocked.Read(ref __hmmDeviceAllocations);
+                public long DeviceAllocations => global::System.Threading.Interlocked.Read(ref __hmmDeviceAllocations);{{EmitPageCounters(m)}}{{EmitInitialChunks(m)}}{{EmitConfigurable(m, kind)}}
 
                 /// <summary>The chunk holding <paramref name="pfn"/>, or null when it is not this driver's device memory.</summary>
                 {{GeneratedCode}}
@@ -125,20 +142,13 @@ internal static partial class Emitter
                             {
                                 if (__hmmFreeLargeCount > 0) { pfn = __hmmFreeLarge[--__hmmFreeLargeCount]; found = true; }
                             }
-                            else if (__hmmFreeCount > 0) { pfn = __hmmFree[--__hmmFreeCount]; found = true; }
-                            else if (__hmmFreeLargeCount > 0)
-                            {
-                                ulong block = __hmmFreeLarge[--__hmmFreeLargeCount];
-                                for (ulong i = {{Page}}.PmdPages - 1; i > 0; i--) __hmmFree[__hmmFreeCount++] = block + i;
-                                pfn = block;
-                                found = true;
-                            }
+                            else if (__hmmFreeCount > 0) { pfn = __hmmFree[--__hmmFreeCount]; found = true; }{{splitOne}}
                         }
                         finally { __hmmFreeLock.Unlock(); }
                         if (found)
                         {
                             DeviceChunkOf(pfn)!.InitPage(pfn, order);
-                            global::System.Threading.Interlocked.Increment(ref __hmmDeviceAllocations);
+                            global::System.Threading.Interlocked.Increment(ref __hmmDeviceAllocations);{{countOne}}
                             return true;
                         }
                         if (!__HmmHotAdd(order)) return false;
@@ -163,13 +173,7 @@ internal static partial class Emitter
                         {
                             while (got < pfns.Length)
                             {
-                                if (__hmmFreeCount > 0) pfns[got++] = __hmmFree[--__hmmFreeCount];
-                                else if (__hmmFreeLargeCount > 0)
-                                {
-                                    ulong block = __hmmFreeLarge[--__hmmFreeLargeCount];
-                                    for (ulong i = {{Page}}.PmdPages - 1; i > 0; i--) __hmmFree[__hmmFreeCount++] = block + i;
-                                    pfns[got++] = block;
-                                }
+                                if (__hmmFreeCount > 0) pfns[got++] = __hmmFree[--__hmmFreeCount];{{splitMany}}
                                 else break;
                             }
                         }
@@ -185,7 +189,7 @@ internal static partial class Emitter
                         if (chunk == null || !chunk.Contains(pfn)) chunk = DeviceChunkOf(pfn)!;
                         chunk.InitPage(pfn, 0);
                     }
-                    global::System.Threading.Interlocked.Add(ref __hmmDeviceAllocations, got);
+                    global::System.Threading.Interlocked.Add(ref __hmmDeviceAllocations, got);{{countMany}}
                     return got;
                 }
 
@@ -198,15 +202,15 @@ internal static partial class Emitter
                     {
                         __hmmFreeLock.Lock();
                         // Another thread may have hot-added (or freed) meanwhile: retry if the request can be met now.
-                        bool raced = __hmmFreeLargeCount > 0 || (order == 0 && __hmmFreeCount > 0);
+                        bool raced = {{raced}};
                         __hmmFreeLock.Unlock();
                         if (raced) return true;
                         int count = __hmmChunkCount;
-                        if (count >= DeviceMaxChunks || Device is not { } device) return false;
-                        var e = {{DevPagemap}}.Create(device.Machine, {{kind}}, (ulong)DeviceChunkBytes, PgmapOwner, this, out var pgmap);
+                        if (count >= {{chunkLimit}} || Device is not { } device) return false;
+                        var e = {{DevPagemap}}.Create(device.Machine, {{chunkKind}}, (ulong){{chunkBytes}}, PgmapOwner, this, out var pgmap);
                         if (e != {{Errno}}.Ok || pgmap == null) return false;
                         // Grow the lists to hold every page of every chunk (cold path: a hot-add).
-                        int pages = (int)(DeviceChunkBytes >> {{Page}}.Shift) * (count + 1);
+                        int pages = (int)({{chunkBytes}} >> {{Page}}.Shift) * (count + 1);
                         var free = new ulong[pages];
                         var freeLarge = new ulong[pages >> {{Page}}.PmdOrder];
                         __hmmFreeLock.Lock();
@@ -293,7 +297,7 @@ internal static partial class Emitter
                 void global::Hmm.Runtime.DeviceMemory.IDevPagemapOps.PageFree({{DevPagemap}} pgmap, ulong pfn)
                 {
                     int order = pgmap.FolioOrder(pfn);{{userFree}}{{freeUser}}
-                    if (pgmap.IsRemoving) return;
+                    if (pgmap.IsRemoving) return;{{countFree}}
                     __hmmFreeLock.Lock();
                     try
                     {
@@ -319,6 +323,9 @@ internal static partial class Emitter
     private static string EmitMemoryProvider(DriverModel m)
     {
         var dm = m.DeviceMemory!;
+        string initial = dm.InitialChunks > 0
+            ? "\n        if (!__HmmHotAddInitial()) throw new global::Hmm.Runtime.ErrnoException(" + Errno + ".ENOMEM, " + Literal(m.ClassName + ": the initial chunks could not be hot-added") + ");"
+            : "";
         return $$"""
 
                 /// <summary>The device this memory is plugged into (<see cref="AttachDeviceMemory"/>); its machine hosts the chunks.</summary>
@@ -339,7 +346,7 @@ internal static partial class Emitter
                 {
                     global::System.ArgumentNullException.ThrowIfNull(device);
                     if (Device is not null && !ReferenceEquals(Device, device)) throw new global::System.InvalidOperationException({{Literal(m.ClassName + ": already attached to another device")}});
-                    Device = device;
+                    Device = device;{{initial}}
                 }
 
                 /// <summary>The driver instance <paramref name="pfn"/> was migrated for, or null.</summary>
@@ -378,6 +385,142 @@ internal static partial class Emitter
                 {{GeneratedCode}}
                 private void __HmmClearUser({{DevPagemap}} pgmap, ulong pfn, int order) => SetDevicePageUser(pfn, order, null);
 
+            """;
+    }
+
+    // The split branches of the allocators (SplitFolios, the default): a base page taken from a free folio.
+    private const string SplitOne = """
+
+                            else if (__hmmFreeLargeCount > 0)
+                            {
+                                ulong block = __hmmFreeLarge[--__hmmFreeLargeCount];
+                                for (ulong i = global::Hmm.Runtime.Memory.Page.PmdPages - 1; i > 0; i--) __hmmFree[__hmmFreeCount++] = block + i;
+                                pfn = block;
+                                found = true;
+                            }
+            """;
+
+    private const string SplitMany = """
+
+                                else if (__hmmFreeLargeCount > 0)
+                                {
+                                    ulong block = __hmmFreeLarge[--__hmmFreeLargeCount];
+                                    for (ulong i = global::Hmm.Runtime.Memory.Page.PmdPages - 1; i > 0; i--) __hmmFree[__hmmFreeCount++] = block + i;
+                                    pfns[got++] = block;
+                                }
+            """;
+
+    // [DeviceMemory(PageCounters = true)]: test_hmm's calloc/cfree and the free-list lengths.
+    private static string EmitPageCounters(DriverModel m)
+    {
+        if (!m.DeviceMemory!.PageCounters) return "";
+        return $$"""
+
+
+                {{GeneratedCode}}
+                private long __hmmPagesAllocated, __hmmPagesFreed;
+
+                /// <summary>Device pages handed out, in base pages (a 2 MiB folio counts 512): test_hmm's <c>calloc</c>.</summary>
+                {{GeneratedCode}}
+                public long DevicePagesAllocated => global::System.Threading.Interlocked.Read(ref __hmmPagesAllocated);
+
+                /// <summary>Device pages given back to the free lists, in base pages: test_hmm's <c>cfree</c> (not counted while their chunk is being removed).</summary>
+                {{GeneratedCode}}
+                public long DevicePagesFreed => global::System.Threading.Interlocked.Read(ref __hmmPagesFreed);
+
+                /// <summary>Base pages and 2 MiB folios on the free lists.</summary>
+                {{GeneratedCode}}
+                public (int Pages, int Folios) DeviceFreeListLengths
+                {
+                    get
+                    {
+                        __hmmFreeLock.Lock();
+                        try { return (__hmmFreeCount, __hmmFreeLargeCount); }
+                        finally { __hmmFreeLock.Unlock(); }
+                    }
+                }
+            """;
+    }
+
+    // [DeviceMemory(InitialChunks = N)]: the chunks plugged with the memory (dmirror_device_init's first one).
+    private static string EmitInitialChunks(DriverModel m)
+    {
+        var dm = m.DeviceMemory!;
+        if (dm.InitialChunks == 0) return "";
+        string layout = dm.SplitFolios && dm.LargeFolios ? "2 MiB folios, split on demand" : "base pages";
+        return $$"""
+
+
+                /// <summary>
+                /// Hot-adds chunks until <c>[DeviceMemory(InitialChunks = {{dm.InitialChunks}})]</c> are plugged ({{layout}}), when the
+                /// memory is plugged into its device; false when one cannot be. Later chunks come on demand.
+                /// </summary>
+                {{GeneratedCode}}
+                private bool __HmmHotAddInitial()
+                {
+                    while (global::System.Threading.Volatile.Read(ref __hmmChunkCount) < {{dm.InitialChunks}})
+                        if (!__HmmHotAdd(-1)) return false;
+                    return true;
+                }
+            """;
+    }
+
+    // [DeviceMemory(Configurable = true)]: kind, chunk size and limit chosen at run time, before the first
+    // chunk is plugged (a probe decides: amdgpu per device, test_hmm per minor and module parameter).
+    private static string EmitConfigurable(DriverModel m, string declaredKind)
+    {
+        var dm = m.DeviceMemory!;
+        if (!dm.Configurable) return "";
+        string kinds = dm.Kind is 1 or 2
+            ? "kind is not (global::Hmm.Runtime.DeviceMemory.DevicePageKind.Private or global::Hmm.Runtime.DeviceMemory.DevicePageKind.Coherent)"
+            : "kind != global::Hmm.Runtime.DeviceMemory.DevicePageKind.P2PDma";
+        string kindText = dm.Kind is 1 or 2 ? "Private or Coherent" : "P2PDma";
+        int min = System.Math.Max(1, dm.InitialChunks);
+        return $$"""
+
+
+                {{GeneratedCode}}
+                private global::Hmm.Runtime.DeviceMemory.DevicePageKind __hmmKind = {{declaredKind}};
+                {{GeneratedCode}}
+                private long __hmmChunkBytes = DeviceChunkBytes;
+                {{GeneratedCode}}
+                private int __hmmChunkLimit = DeviceMaxChunks;
+
+                /// <summary>The kind chunks are hot-added as: the declared one unless <see cref="ConfigureDeviceMemory"/> chose another.</summary>
+                {{GeneratedCode}}
+                public global::Hmm.Runtime.DeviceMemory.DevicePageKind DeviceKind => __hmmKind;
+
+                /// <summary>Bytes per chunk in effect (<see cref="DeviceChunkBytes"/> unless configured).</summary>
+                {{GeneratedCode}}
+                public long DeviceChunkSize => __hmmChunkBytes;
+
+                /// <summary>The chunk limit in effect (<see cref="DeviceMaxChunks"/> unless configured lower).</summary>
+                {{GeneratedCode}}
+                public int DeviceChunkLimit => __hmmChunkLimit;
+
+                /// <summary>
+                /// Chooses the memory's kind ({{kindText}}), chunk size (a positive multiple of 2 MiB) and chunk limit
+                /// (at least the initial chunks, at most <see cref="DeviceMaxChunks"/>) at run time — before any chunk
+                /// is plugged, so before the memory is attached when it has initial chunks. Throws
+                /// <see cref="global::System.ArgumentOutOfRangeException"/> for a bad value and
+                /// <see cref="global::System.InvalidOperationException"/> once a chunk is plugged.
+                /// </summary>
+                {{GeneratedCode}}
+                public void ConfigureDeviceMemory(global::Hmm.Runtime.DeviceMemory.DevicePageKind kind, long chunkBytes, int maxChunks)
+                {
+                    if ({{kinds}}) throw new global::System.ArgumentOutOfRangeException(nameof(kind), kind, "{{kindText}}");
+                    if (chunkBytes <= 0 || chunkBytes % (2L << 20) != 0) throw new global::System.ArgumentOutOfRangeException(nameof(chunkBytes), chunkBytes, "a positive multiple of 2 MiB");
+                    if (maxChunks < {{min}} || maxChunks > DeviceMaxChunks) throw new global::System.ArgumentOutOfRangeException(nameof(maxChunks), maxChunks, "{{min}}..{{dm.MaxChunks}}");
+                    __hmmHotplugLock.Lock();
+                    try
+                    {
+                        if (__hmmChunkCount != 0) throw new global::System.InvalidOperationException({{Literal(m.ClassName + ": configure the device memory before any chunk is plugged")}});
+                        __hmmKind = kind;
+                        __hmmChunkBytes = chunkBytes;
+                        __hmmChunkLimit = maxChunks;
+                    }
+                    finally { __hmmHotplugLock.Unlock(); }
+                }
             """;
     }
 }

@@ -17,6 +17,9 @@ internal static partial class Emitter
         var dm = m.DeviceMemory!;
         string copy = Call(m, CallbackKind.CopyPages, "new global::System.ReadOnlySpan<" + PageCopy + ">(s.Copies, 0, copies)")!;
         string deviceSelect = "global::Hmm.Runtime.Migration.MigrateSelect." + (dm.Kind == 2 ? "DeviceCoherent" : "DevicePrivate");
+        // [DeviceMemory(Configurable = true)]: the kind is the memory's, chosen at run time.
+        if (dm.Configurable)
+            deviceSelect = "(" + m.MemoryExpr + ".DeviceKind == global::Hmm.Runtime.DeviceMemory.DevicePageKind.Coherent ? global::Hmm.Runtime.Migration.MigrateSelect.DeviceCoherent : global::Hmm.Runtime.Migration.MigrateSelect.DevicePrivate)";
         string compound = dm.LargeFolios ? " | global::Hmm.Runtime.Migration.MigrateSelect.Compound" : "";
         string own = m.FilterOwnMigrations
             ? $"\n                    __HmmInvalidateOwn(mm, a, next, {NotifyEvent}.Migrate);"
@@ -37,7 +40,7 @@ internal static partial class Emitter
             ? "bool ok = " + ap
             : "bool ok = toDevice ? " + mem + ".TryAllocateDevicePage(order, out pfn) : global::Hmm.Runtime.Migration.SystemPages.TryAllocateLocked(Device.Machine, order, out pfn);";
         string recordUser = m.Memory != null ? "\n        if (ok && toDevice) " + mem + ".SetDevicePageUser(pfn, order, this);" : "";
-        string userMigrateToRam = Call(m, CallbackKind.OnMigrateToRam, "in vmf") is { } umr ? umr.TrimEnd(';') : dm.Kind == 1 ? "__HmmMigrateToRam(in vmf)" : "global::Hmm.Runtime.DeviceMemory.VmFaultResult.SigBus";
+        string userMigrateToRam = Call(m, CallbackKind.OnMigrateToRam, "in vmf") is { } umr ? umr.TrimEnd(';') : dm.Kind == 1 || dm.Configurable ? "__HmmMigrateToRam(in vmf)" : "global::Hmm.Runtime.DeviceMemory.VmFaultResult.SigBus";
         string sharedUser = m.Memory != null
             ? $$"""
 

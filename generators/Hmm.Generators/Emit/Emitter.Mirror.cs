@@ -42,6 +42,8 @@ internal static partial class Emitter
         string attachP2p = m.P2pExporter ? "\n        __HmmAttachP2p(device.Pci!);" : "";
         // Shared device-level memory is plugged into the first attached driver's device.
         string attachMemory = m.Memory != null ? "\n        if (this." + m.Memory + " is { Device: null } memory) memory.AttachDeviceMemory(device);" : "";
+        // [DeviceMemory(InitialChunks = N)] on the driver itself: plugged before the notifier goes in.
+        if (m.HasDeviceMemory && m.DeviceMemory!.InitialChunks > 0) attachMemory += "\n        if (!__HmmHotAddInitial()) return " + Errno + ".ENOMEM;";
         string release = Call(m, CallbackKind.OnRelease, "") is { } r ? "\n        " + r : "";
         string filter = m.FilterOwnMigrations
             ? $$"""
@@ -264,7 +266,7 @@ internal static partial class Emitter
                     {
                         for (ulong piece = start, next; piece < end; piece = next)
                         {
-                            next = global::System.Math.Min(end, piece + ((ulong){{Page}}.PmdPages << {{Page}}.Shift));
+                            next = global::System.Math.Min(end, piece + {{BatchBytes(m)}});
                             var e = __HmmFaultPiece(mm, piece, next, flags);
                             if (e != {{Errno}}.Ok) return e;
                         }
@@ -363,7 +365,7 @@ internal static partial class Emitter
                         mm.Put();
                     }
                     return e;
-                }
+                }{{EmitSnapshot(m)}}
             }
             """;
     }

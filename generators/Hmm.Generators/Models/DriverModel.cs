@@ -24,6 +24,8 @@ namespace Hmm.Generators.Models;
 /// <param name="Memory">HmmDriver(Memory): the member holding the shared device-level memory (then <paramref name="DeviceMemory"/> is that class's), or null.</param>
 /// <param name="MemoryType">The metadata name of that memory class: the driver's <paramref name="DeviceMemory"/> is resolved from its model when emitting (another file's edit must reach this driver).</param>
 /// <param name="MemoryProvider">True for a device-level class carrying [DeviceMemory] without [HmmDriver]: only its memory is generated.</param>
+/// <param name="FaultBatchPages">HmmDriver.FaultBatchPages: pages per hmm_range_fault piece of <c>Fault</c>/<c>Snapshot</c> (1..512).</param>
+/// <param name="GenerateSnapshot">HmmDriver.GenerateSnapshot: also emit the non-faulting, non-programming <c>Snapshot</c>.</param>
 /// <param name="RangedNotifier">HmmDriver.RangedNotifier: also emit <c>Attach(device, process, start, end)</c>, whose interval notifier covers only [start, end).</param>
 internal sealed record DriverModel(
     string Namespace,
@@ -43,7 +45,9 @@ internal sealed record DriverModel(
     string? Memory = null,
     bool MemoryProvider = false,
     string? MemoryType = null,
-    bool RangedNotifier = false)
+    bool RangedNotifier = false,
+    int FaultBatchPages = 512,
+    bool GenerateSnapshot = false)
 {
     /// <summary>The method name of the <paramref name="kind"/> callback, or null when the driver has none.</summary>
     public string? Callback(CallbackKind kind)

@@ -76,4 +76,7 @@ internal static class DeclarationRules
 
     /// <summary>ChunkBytes must be a positive multiple of 2 MiB (memremap_pages' section granularity here).</summary>
     internal static bool IsValidChunk(long bytes) => bytes > 0 && bytes % (2L << 20) == 0;
+
+    /// <summary>HmmDriver.FaultBatchPages: one page up to a 2 MiB piece (the per-thread ranges are cached per size up to 512).</summary>
+    internal static bool IsValidFaultBatch(int pages) => pages is >= 1 and <= 512;
 }

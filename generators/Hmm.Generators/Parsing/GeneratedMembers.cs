@@ -32,6 +32,15 @@ internal static class GeneratedMembers
 
     public static readonly string[] FaultBuffer = ["FaultBatchSize", "Cancelled", "RangesServiced", "ServiceFaults", "RunToCompletion"];
 
+    /// <summary>Added by <c>HmmDriver(GenerateSnapshot = true)</c>.</summary>
+    public static readonly string[] Snapshot = ["Snapshot"];
+
+    /// <summary>Added by <c>DeviceMemory(PageCounters = true)</c> (to the class owning the memory).</summary>
+    public static readonly string[] PageCounters = ["DevicePagesAllocated", "DevicePagesFreed", "DeviceFreeListLengths"];
+
+    /// <summary>Added by <c>DeviceMemory(Configurable = true)</c> (to the class owning the memory).</summary>
+    public static readonly string[] Configurable = ["DeviceKind", "DeviceChunkSize", "DeviceChunkLimit", "ConfigureDeviceMemory"];
+
     public static readonly string[] P2pExporter = ["P2pExporter"];
 
     public static readonly string[] P2pImporter = ["ImportPeer"];
@@ -47,6 +56,10 @@ internal static class GeneratedMembers
             || (exporter && Contains(P2pExporter, name))
             || (importer && Contains(P2pImporter, name));
     }
+
+    /// <summary>Whether a user member name collides with a member only an option generates (<see cref="Snapshot"/>, <see cref="PageCounters"/>, <see cref="Configurable"/>).</summary>
+    public static bool IsReservedByOptions(string name, bool snapshot, bool pageCounters, bool configurable = false)
+        => (snapshot && Contains(Snapshot, name)) || (pageCounters && Contains(PageCounters, name)) || (configurable && Contains(Configurable, name));
 
     /// <summary>Whether a member name of a device-level memory class collides with its generated members.</summary>
     public static bool IsReservedForMemory(string name)

@@ -24,8 +24,8 @@ internal static class Parser
         if (driver.ConstructorArguments.Length != 1 || driver.ConstructorArguments[0].Value is not string name || name.Length == 0) return null;
 
         string? updateLock = null, owner = null, memory = null;
-        int sync = 0, timeout = 1000;
-        bool filter = true, ranged = false;
+        int sync = 0, timeout = 1000, batchPages = 512;
+        bool filter = true, ranged = false, snapshot = false;
         foreach (var arg in driver.NamedArguments)
         {
             switch (arg.Key)
@@ -37,9 +37,11 @@ internal static class Parser
                 case "FaultTimeoutMs": timeout = arg.Value.Value is int t ? t : -1; break;
                 case "Memory": memory = arg.Value.Value as string; break;
                 case "RangedNotifier": ranged = arg.Value.Value is true; break;
+                case "FaultBatchPages": batchPages = arg.Value.Value is int p ? p : -1; break;
+                case "GenerateSnapshot": snapshot = arg.Value.Value is true; break;
             }
         }
-        if (sync is < 0 or > 2 || timeout <= 0) return null;
+        if (sync is < 0 or > 2 || timeout <= 0 || !Parsing.DeclarationRules.IsValidFaultBatch(batchPages)) return null;
         if (updateLock != null && !Parsing.DeclarationRules.IsKernelMutexMember(type, updateLock)) return null;
         if (owner != null && !Parsing.DeclarationRules.IsOwnerMember(type, owner)) return null;
         INamedTypeSymbol? memoryType = null;
@@ -81,7 +83,8 @@ internal static class Parser
         foreach (var c in callbacks) hasCopy |= c.Kind == CallbackKind.CopyPages;
         bool hasDevmem = devmem != null && hasCopy;
         foreach (var member in type.GetMembers())
-            if (!member.IsImplicitlyDeclared && Parsing.GeneratedMembers.IsReserved(member.Name, hasDevmem && memory == null, hasDevmem && devmem!.Kind is 1 or 2, faultBuffer != null, exporter, importer))
+            if (!member.IsImplicitlyDeclared && Parsing.GeneratedMembers.IsReserved(member.Name, hasDevmem && memory == null, hasDevmem && devmem!.Kind is 1 or 2, faultBuffer != null, exporter, importer)
+                || Parsing.GeneratedMembers.IsReservedByOptions(member.Name, snapshot, hasDevmem && memory == null && devmem!.PageCounters, hasDevmem && memory == null && devmem!.Configurable))
                 return null;
         return new DriverModel(
             type.ContainingNamespace.IsGlobalNamespace ? "" : type.ContainingNamespace.ToDisplayString(),
@@ -100,7 +103,9 @@ internal static class Parser
             callbacks,
             memory,
             MemoryType: memoryType != null ? MetadataName(memoryType) : null,
-            RangedNotifier: ranged);
+            RangedNotifier: ranged,
+            FaultBatchPages: batchPages,
+            GenerateSnapshot: snapshot);
     }
 
     /// <summary>
@@ -132,7 +137,7 @@ internal static class Parser
         if (devmem == null) return null;
         var callbacks = ParseCallbacks(type, ct);
         foreach (var member in type.GetMembers())
-            if (!member.IsImplicitlyDeclared && Parsing.GeneratedMembers.IsReservedForMemory(member.Name)) return null;
+            if (!member.IsImplicitlyDeclared && (Parsing.GeneratedMembers.IsReservedForMemory(member.Name) || Parsing.GeneratedMembers.IsReservedByOptions(member.Name, false, devmem.PageCounters, devmem.Configurable))) return null;
         return new DriverModel(
             type.ContainingNamespace.IsGlobalNamespace ? "" : type.ContainingNamespace.ToDisplayString(),
             type.Name,
@@ -166,8 +171,8 @@ internal static class Parser
     {
         if (attribute.ConstructorArguments.Length != 1 || attribute.ConstructorArguments[0].Value is not int kind || kind is not (1 or 2 or 5)) return null;
         long chunk = 256L << 20;
-        int max = 16;
-        bool large = true;
+        int max = 16, initial = 0;
+        bool large = true, split = true, counters = false, configurable = false;
         foreach (var arg in attribute.NamedArguments)
         {
             switch (arg.Key)
@@ -175,10 +180,14 @@ internal static class Parser
                 case "ChunkBytes": chunk = arg.Value.Value is long c ? c : -1; break;
                 case "MaxChunks": max = arg.Value.Value is int m ? m : -1; break;
                 case "LargeFolios": large = arg.Value.Value is true; break;
+                case "InitialChunks": initial = arg.Value.Value is int i ? i : -1; break;
+                case "SplitFolios": split = arg.Value.Value is true; break;
+                case "PageCounters": counters = arg.Value.Value is true; break;
+                case "Configurable": configurable = arg.Value.Value is true; break;
             }
         }
-        if (!Parsing.DeclarationRules.IsValidChunk(chunk) || max <= 0) return null;
-        return new DeviceMemoryModel(kind, chunk, max, large);
+        if (!Parsing.DeclarationRules.IsValidChunk(chunk) || max <= 0 || initial < 0 || initial > max) return null;
+        return new DeviceMemoryModel(kind, chunk, max, large, initial, split, counters, configurable);
     }
 
     private static FaultBufferModel? ParseFaultBuffer(AttributeData attribute)

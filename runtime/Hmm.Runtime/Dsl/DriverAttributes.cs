@@ -108,6 +108,22 @@ public sealed class HmmDriverAttribute(string name) : Attribute
     /// registered region, like an mlx5 ODP umem over its MR, instead of one over the whole mm.
     /// </summary>
     public bool RangedNotifier { get; set; }
+
+    /// <summary>
+    /// Pages per hmm_range_fault call of the generated <c>Fault</c> (and <c>Snapshot</c>), 1..512: the
+    /// range is walked in pieces of this many pages from its start, each piece faulted and programmed
+    /// on its own, so a failure part-way leaves the earlier pieces mapped — as test_hmm's
+    /// <c>dmirror_fault</c> walks in batches of 32 (<c>unsigned long pfns[32]</c>). Default 512 (2 MiB).
+    /// </summary>
+    public int FaultBatchPages { get; set; } = 512;
+
+    /// <summary>
+    /// Also generate <c>Errno Snapshot(ulong start, ulong end, Span&lt;ulong&gt; hmmPfns)</c>: the
+    /// range's hmm_pfns without faulting anything in and without programming the device table
+    /// (test_hmm's <c>dmirror_range_snapshot</c>, HMM_DMIRROR_SNAPSHOT) — the sequence-retry loop
+    /// against the driver's own interval notifier, the words copied out under U.
+    /// </summary>
+    public bool GenerateSnapshot { get; set; }
 }
 
 /// <summary>
@@ -129,6 +145,38 @@ public sealed class DeviceMemoryAttribute(DevicePageKind kind) : Attribute
 
     /// <summary>Whether 2 MiB device folios are allocated for 2 MiB-aligned migrations.</summary>
     public bool LargeFolios { get; set; } = true;
+
+    /// <summary>
+    /// Chunks hot-added when the memory is plugged into its device (<c>Attach</c>, or
+    /// <c>AttachDeviceMemory</c> for a device-level class) rather than on first use, 0..MaxChunks —
+    /// test_hmm's <c>dmirror_device_init</c> allocates one. Their pages are base pages unless
+    /// <see cref="SplitFolios"/>.
+    /// </summary>
+    public int InitialChunks { get; set; }
+
+    /// <summary>
+    /// True (default): every 2 MiB block of a hot-added chunk goes on the folio list and a base-page
+    /// request splits a free folio. False: test_hmm's lists — a chunk hot-added for a base page (and
+    /// every initial chunk) holds base pages only, one hot-added for a 2 MiB folio holds folios, and a
+    /// base page never splits a folio (an empty base-page list hot-adds a chunk instead).
+    /// </summary>
+    public bool SplitFolios { get; set; } = true;
+
+    /// <summary>
+    /// Also generate <c>DevicePagesAllocated</c> and <c>DevicePagesFreed</c> (test_hmm's
+    /// <c>calloc</c>/<c>cfree</c>, in base pages; a page freed while its chunk is being removed is not
+    /// counted) and <c>DeviceFreeListLengths</c> (base pages, 2 MiB folios on the free lists).
+    /// </summary>
+    public bool PageCounters { get; set; }
+
+    /// <summary>
+    /// Also generate <c>ConfigureDeviceMemory(kind, chunkBytes, maxChunks)</c>: the kind, chunk size
+    /// and chunk limit chosen at run time, before the first chunk is plugged — a probe decides, as
+    /// amdgpu picks coherent or private memory per device and test_hmm per minor (and per module
+    /// parameter). <see cref="Kind"/>, <see cref="ChunkBytes"/> and <see cref="MaxChunks"/> are then
+    /// the defaults, <see cref="MaxChunks"/> also the upper bound.
+    /// </summary>
+    public bool Configurable { get; set; }
 }
 
 /// <summary>The device has a replayable fault buffer (a GPU's): the generator writes <c>ServiceFaults()</c>.</summary>

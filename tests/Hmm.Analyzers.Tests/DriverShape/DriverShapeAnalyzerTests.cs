@@ -106,7 +106,43 @@ public sealed class DriverShapeAnalyzerTests
     [TestCase("[HmmDriver(\"m\")][DeviceMemory(DevicePageKind.Private, ChunkBytes = {|HMM0011:4096|})] partial class M { [CopyPages] void C(ReadOnlySpan<PageCopy> c) { } }")]
     [TestCase("[HmmDriver(\"m\")][DeviceMemory(DevicePageKind.Private, MaxChunks = {|HMM0011:0|})] partial class M { [CopyPages] void C(ReadOnlySpan<PageCopy> c) { } }")]
     [TestCase("[HmmDriver(\"m\")][FaultBuffer(Entries = 16, BatchSize = {|HMM0011:32|})] partial class M { }")]
+    [TestCase("[HmmDriver(\"m\", FaultBatchPages = {|HMM0011:0|})] partial class M { }")]
+    [TestCase("[HmmDriver(\"m\", FaultBatchPages = {|HMM0011:513|})] partial class M { }")]
+    [TestCase("[HmmDriver(\"m\")][DeviceMemory(DevicePageKind.Private, MaxChunks = 2, InitialChunks = {|HMM0011:3|})] partial class M { [CopyPages] void C(ReadOnlySpan<PageCopy> c) { } }")]
+    [TestCase("[HmmDriver(\"m\")][DeviceMemory(DevicePageKind.Private, InitialChunks = {|HMM0011:17|})] partial class M { [CopyPages] void C(ReadOnlySpan<PageCopy> c) { } }")]
+    [TestCase("[DeviceMemory(DevicePageKind.Private, InitialChunks = {|HMM0011:-1|})] partial class Mem { }")]
+    // A bad limit is the one diagnostic: the initial chunks are not checked against it.
+    [TestCase("[DeviceMemory(DevicePageKind.Private, MaxChunks = {|HMM0011:0|}, InitialChunks = 1)] partial class Mem { }")]
     public Task HMM0011_ArgumentOutOfRange(string code) => VerifyAsync(code);
+
+    [Test]
+    public Task HMM0011_FaultBatchPages_MessageShowsTheRange()
+        => VerifyAsync("""[HmmDriver("m", FaultBatchPages = {|#0:1024|})] partial class M { }""",
+            new DiagnosticResult(DriverShapeDescriptors.BadArgument).WithLocation(0).WithArguments("FaultBatchPages must be between 1 and 512 (was 1024)"));
+
+    [Test]
+    public Task DmirrorOptions_UsedCorrectly_AreSilent()
+        => VerifyAsync("""
+            [DeviceMemory(DevicePageKind.Private, MaxChunks = 2, InitialChunks = 2, SplitFolios = false, PageCounters = true, Configurable = true)]
+            partial class Mem { }
+            [HmmDriver("m", Memory = nameof(_mem), FaultBatchPages = 32, GenerateSnapshot = true)]
+            partial class M { private readonly Mem _mem = new(); [CopyPages] void C(ReadOnlySpan<PageCopy> c) { } }
+            [HmmDriver("own", FaultBatchPages = 1)][DeviceMemory(DevicePageKind.Coherent, MaxChunks = 1, InitialChunks = 1, PageCounters = true)]
+            partial class Own { [CopyPages] void C(ReadOnlySpan<PageCopy> c) { } }
+            """);
+
+    [TestCase("[HmmDriver(\"m\", GenerateSnapshot = true)] partial class M { public int {|HMM0012:Snapshot|} => 0; }")]
+    [TestCase("[HmmDriver(\"m\")][DeviceMemory(DevicePageKind.Private, PageCounters = true)] partial class M { [CopyPages] void C(ReadOnlySpan<PageCopy> c) { } public int {|HMM0012:DeviceFreeListLengths|} => 0; }")]
+    [TestCase("[DeviceMemory(DevicePageKind.Private, PageCounters = true)] partial class Mem { public long {|HMM0012:DevicePagesFreed|} => 0; }")]
+    [TestCase("[HmmDriver(\"m\")][DeviceMemory(DevicePageKind.Coherent, Configurable = true)] partial class M { [CopyPages] void C(ReadOnlySpan<PageCopy> c) { } public int {|HMM0012:DeviceKind|} => 0; }")]
+    public Task HMM0012_NamesAnOptionGenerates(string code) => VerifyAsync(code);
+
+    [Test]
+    public Task HMM0012_OptionNames_AreFreeWhenTheOptionIsOff()
+        => VerifyAsync("""
+            [DeviceMemory(DevicePageKind.Private)] partial class Mem { public long DevicePagesFreed => 0; }
+            [HmmDriver("m")] partial class M { public int Snapshot => 0; public long DevicePagesAllocated => 0; public int DeviceKind => 0; }
+            """);
 
     [TestCase("public void {|HMM0012:Fault|}() { }")]
     [TestCase("public int {|HMM0012:Device|} => 0;")]

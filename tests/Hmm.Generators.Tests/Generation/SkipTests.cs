@@ -18,6 +18,13 @@ public sealed class SkipTests
     [TestCase("[HmmDriver(\"m\", Memory = \"_m\")][DeviceMemory(DevicePageKind.Private)] public partial class M { private readonly M _m = null!; }", TestName = "MemoryNamesADriver")]
     [TestCase("[DeviceMemory(DevicePageKind.Private)] public sealed class Mem { }", TestName = "DeviceLevelMemoryNotPartial")]
     [TestCase("[DeviceMemory(DevicePageKind.Private)] public partial class Mem { public object PgmapOwner => this; }", TestName = "DeviceLevelMemoryReservedName")]
+    [TestCase("[HmmDriver(\"m\", FaultBatchPages = 0)] public partial class M { }", TestName = "FaultBatchPagesZero")]
+    [TestCase("[HmmDriver(\"m\", FaultBatchPages = 513)] public partial class M { }", TestName = "FaultBatchPagesOver512")]
+    [TestCase("[HmmDriver(\"m\", GenerateSnapshot = true)] public partial class M { public int Snapshot; }", TestName = "SnapshotReservedWhenGenerated")]
+    [TestCase("[DeviceMemory(DevicePageKind.Private, MaxChunks = 2, InitialChunks = 3)] public partial class Mem { }", TestName = "InitialChunksOverMaxChunks")]
+    [TestCase("[DeviceMemory(DevicePageKind.Private, InitialChunks = -1)] public partial class Mem { }", TestName = "InitialChunksNegative")]
+    [TestCase("[DeviceMemory(DevicePageKind.Private, PageCounters = true)] public partial class Mem { public long DevicePagesFreed => 0; }", TestName = "PageCounterReservedWhenGenerated")]
+    [TestCase("[DeviceMemory(DevicePageKind.Private, Configurable = true)] public partial class Mem { public void ConfigureDeviceMemory() { } }", TestName = "ConfigureReservedWhenGenerated")]
     public void ADeclarationItCannotImplement_GetsNoCode_AndNoGeneratorDiagnostic(string source)
     {
         var (result, diagnostics) = GeneratorHarness.Run(source);
@@ -82,5 +89,40 @@ public sealed class SkipTests
             """);
         Assert.That(diagnostics, Is.Empty);
         Assert.That(result.Results.Single().GeneratedSources.Select(s => s.HintName), Is.EquivalentTo(new[] { "M.Mirror.g.cs", "Mem.DeviceMemory.g.cs" }));
+    }
+
+    [Test]
+    public void OptionNames_AreReservedOnlyWhenTheOptionIsOn()
+    {
+        var (result, diagnostics) = GeneratorHarness.Run("""
+            [DeviceMemory(DevicePageKind.Private)] public partial class Mem { public long DevicePagesFreed => 0; }
+            [HmmDriver("m", Memory = nameof(_mem))] public partial class M
+            {
+                private readonly Mem _mem = new();
+                public int Snapshot() => 0;
+                [CopyPages] void C(ReadOnlySpan<PageCopy> c) { }
+            }
+            """);
+        Assert.That(diagnostics, Is.Empty);
+        Assert.That(result.Results.Single().GeneratedSources.Select(s => s.HintName), Is.EquivalentTo(new[] { "M.Mirror.g.cs", "M.Migration.g.cs", "Mem.DeviceMemory.g.cs" }));
+    }
+
+    [Test]
+    public void InitialChunksOnADriversOwnMemory_AreHotAddedByAttach_BeforeTheNotifierGoesIn()
+    {
+        var (result, diagnostics) = GeneratorHarness.Run("""
+            [HmmDriver("m")][DeviceMemory(DevicePageKind.Private, ChunkBytes = 2L << 20, InitialChunks = 2)]
+            public partial class M { [CopyPages] void C(ReadOnlySpan<PageCopy> c) { } }
+            """);
+        Assert.That(diagnostics, Is.Empty);
+        var sources = result.Results.Single().GeneratedSources;
+        string mirror = sources.Single(s => s.HintName == "M.Mirror.g.cs").SourceText.ToString();
+        string attach = mirror[mirror.IndexOf("public global::Hmm.Runtime.Errno Attach(", StringComparison.Ordinal)..];
+        Assert.That(attach.IndexOf("if (!__HmmHotAddInitial()) return global::Hmm.Runtime.Errno.ENOMEM;", StringComparison.Ordinal),
+            Is.GreaterThan(0).And.LessThan(attach.IndexOf("notifier.Insert(", StringComparison.Ordinal)));
+        string memory = sources.Single(s => s.HintName == "M.DeviceMemory.g.cs").SourceText.ToString();
+        Assert.That(memory, Does.Contain("while (global::System.Threading.Volatile.Read(ref __hmmChunkCount) < 2)"));
+        // SplitFolios is on by default: the allocators still split a folio for a base page.
+        Assert.That(memory, Does.Contain("ulong block = __hmmFreeLarge[--__hmmFreeLargeCount];"));
     }
 }

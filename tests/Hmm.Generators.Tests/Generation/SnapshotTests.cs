@@ -18,12 +18,13 @@ public sealed class SnapshotTests
     [TestCase("SyncRangeLock", new[] { "Mirror" })]
     [TestCase("SyncRangeMonitor", new[] { "Mirror" })]
     [TestCase("SharedMemory", new[] { "Mirror", "Migration", "DeviceMemory" })]
+    [TestCase("DmirrorOptions", new[] { "Mirror", "Migration", "DeviceMemory" })]
     public void GeneratedSource_MatchesSnapshot_AndCompilesCleanly(string input, string[] concerns)
     {
         var (result, diagnostics) = GeneratorHarness.Run(TestSources.Input(input));
 
         Assert.That(diagnostics, Is.Empty, string.Join("\n", diagnostics));
-        var generated = result.Results.Single().GeneratedSources.OrderBy(g => g.HintName.Contains(".SharedDevice.") ? 1 : 0).ToArray();
+        var generated = result.Results.Single().GeneratedSources.OrderBy(g => g.HintName.Contains("Device.DeviceMemory.") ? 1 : 0).ToArray();
         Assert.That(generated.Select(g => g.HintName.Split('.')[^3]), Is.EqualTo(concerns), "one file per concern, in a fixed order");
         var directory = Path.Combine(TestSources.ProjectDirectory, "Snapshots", input);
         foreach (var source in generated)
