@@ -10,7 +10,7 @@ using Microsoft.CodeAnalysis.Formatting;
 namespace Hmm.Analyzers.CodeFixes.Flow;
 
 /// <summary>
-/// HMM1004/1020/1022/1023/1025: moves the release that follows the acquisition (unlock,
+/// HMM1004/1020/1022/1023/1025/1041: moves the release that follows the acquisition (unlock,
 /// MigrateVma.Finalize, Put, Dispose) into a <c>finally</c> around the statements between them,
 /// and drops the early-path copies of that release the finally now covers.
 /// </summary>
@@ -20,7 +20,7 @@ public sealed class ReleaseInFinallyFixer : CodeFixProvider
     private const string Title = "Release in a finally";
 
     /// <inheritdoc/>
-    public override ImmutableArray<string> FixableDiagnosticIds { get; } = ["HMM1004", "HMM1020", "HMM1022", "HMM1023", "HMM1025"];
+    public override ImmutableArray<string> FixableDiagnosticIds { get; } = ["HMM1004", "HMM1020", "HMM1022", "HMM1023", "HMM1025", "HMM1041"];
 
     /// <inheritdoc/>
     public override FixAllProvider GetFixAllProvider() => WellKnownFixAllProviders.BatchFixer;
@@ -72,6 +72,8 @@ public sealed class ReleaseInFinallyFixer : CodeFixProvider
         {
             string name = ma.Name.Identifier.Text;
             if (name is "Setup") return args.Count > 0 ? args[0].Expression.ToString() : null;
+            // var peer = DevPagemap.Get(machine, pfn): the reference lives in the variable (released by peer.Put()).
+            if (name is "Get" && inv.Parent is EqualsValueClauseSyntax { Parent: VariableDeclaratorSyntax declared }) return declared.Identifier.Text;
             return ma.Expression.ToString();
         }
         return null;

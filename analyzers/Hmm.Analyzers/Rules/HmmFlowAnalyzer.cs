@@ -16,7 +16,7 @@ namespace Hmm.Analyzers.Rules;
 public sealed class HmmFlowAnalyzer : DiagnosticAnalyzer
 {
     /// <inheritdoc/>
-    public override ImmutableArray<DiagnosticDescriptor> SupportedDiagnostics { get; } = [.. HmmRules.All];
+    public override ImmutableArray<DiagnosticDescriptor> SupportedDiagnostics { get; } = [.. HmmRules.All, .. DevicePageRules.All];
 
     /// <inheritdoc/>
     public override void Initialize(AnalysisContext context)
@@ -37,6 +37,8 @@ public sealed class HmmFlowAnalyzer : DiagnosticAnalyzer
         RangeRules.Register(start, contracts);
         LifetimeRules.Register(start, contracts);
         NotifierFieldRules.Register(start, contracts);
+        CopyExposure.Register(start, contracts);
+        CpuAccessRules.Register(start);
         start.RegisterCompilationEndAction(end => new ProgramAnalysis(contracts, facts, declared).Run(end.ReportDiagnostic, end.CancellationToken));
     }
 
@@ -69,14 +71,18 @@ public sealed class HmmFlowAnalyzer : DiagnosticAnalyzer
             if (stateful) break;
         }
         // A body that only sleeps or yields still matters: it is the back-off of its callers' EBUSY loops (HMM1037).
-        if (!stateful && !calls && !RetryLoops.HasBackOff(body, contracts)) return;
+        // A helper storing a parameter away takes over the reference its caller hands it.
+        var stored = ReferenceEscapes.StoredParameters(body, method);
+        if (!stateful && !calls && stored == null && !RetryLoops.HasBackOff(body, contracts)) return;
         bool deferrable = method.MethodKind is MethodKind.Ordinary && !IsExternallyVisible(method);
         var facts = new MethodFacts(method, self.Context, deferrable);
+        if (stored != null) facts.ReleasedParams.UnionWith(stored);
         RetryLoops.Scan(body, contracts, facts);
         if (stateful)
         {
             var cfg = context.GetControlFlowGraph(body);
             new MethodFlow(contracts, cfg, facts).Run();
+            ReferenceEscapes.Forget(body, facts);
             // Verdicts of this body alone are local diagnostics (fixable in the editor).
             foreach (var d in facts.Diagnostics) context.ReportDiagnostic(d);
             facts.Diagnostics.Clear();

@@ -135,6 +135,7 @@ internal static class HmmRules
         "migration" => MigrationNotFinalized,
         "exclusive-folio" => ExclusiveNotReleased,
         "mm" => MmReferenceLeaked,
+        "pgmap" => DevicePageRules.PagemapReferenceLeaked,
         _ => ReferenceLeaked,
     };
 

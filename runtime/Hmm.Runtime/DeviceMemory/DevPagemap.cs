@@ -58,6 +58,24 @@ public sealed unsafe class DevPagemap
         return machine.DeviceMemory is DeviceMemoryRegistry registry ? registry.PagemapOf(pfn) : null;
     }
 
+    /// <summary>
+    /// get_dev_pagemap: the device memory range <paramref name="pfn"/> belongs to, with a reference
+    /// on it (pgmap->ref) — null for system memory and for a range whose removal started. A driver
+    /// that keeps using another driver's pagemap (a peer's device-private page reached over p2p)
+    /// holds this reference until it is done: while it is held, <see cref="Remove"/> of that range
+    /// cannot complete, so the provider's memory stays plugged. Drop it with <see cref="Put"/>.
+    /// </summary>
+    [AcquiresReference("pgmap", "return")]
+    public static DevPagemap? Get(Machine machine, ulong pfn)
+    {
+        var pgmap = Of(machine, pfn);
+        return pgmap != null && !pgmap.IsRemoving && pgmap.TryGetLive() ? pgmap : null;
+    }
+
+    /// <summary>put_dev_pagemap: drops a reference taken by <see cref="Get"/>. More puts than gets is a <see cref="KernelBugException"/>.</summary>
+    [ReleasesReference("pgmap", "this")]
+    public void Put() => PutLive();
+
     /// <summary>The machine.</summary>
     public Machine Machine { get; }
 

@@ -27,7 +27,8 @@ public readonly struct VmFault
     /// <summary>The faulting address, page aligned as the kernel's vmf->address is.</summary>
     public ulong Address { get; }
 
-    /// <summary>vmf->page: the locked, referenced device page (the folio head if PMD-mapped). Pass it as <c>MigrateVma.FaultPage</c> (MIG-R08).</summary>
+    /// <summary>vmf->page: the locked, referenced device page (the folio head if PMD-mapped). Pass it as <c>MigrateVma.FaultPage</c> (MIG-R08). Device-private: the CPU cannot read it (HMM1042).</summary>
+    [DevicePrivatePfn]
     public ulong Page { get; }
 
     /// <summary>Whether the faulting access was a write.</summary>

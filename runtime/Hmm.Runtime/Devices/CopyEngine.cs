@@ -72,6 +72,7 @@ public sealed class CopyEngine
     /// <see cref="FaultSite.CopyError"/>): false and nothing copied. Drivers that handle copy
     /// errors (migrate pages left unmigrated, then finalize) call this one.
     /// </summary>
+    [Hmm.Dsl.CopyMayFail]
     public bool TryCopy(ReadOnlySpan<PageCopy> copies)
     {
         SchedulePoints.Reach(SchedulePointKind.DeviceStep, this);

@@ -144,10 +144,28 @@ public sealed class Iommu
     }
 
     /// <summary>
+    /// dma_map_page followed by the dma_mapping_error check, as drivers write it: true with the
+    /// bus address in <paramref name="busAddress"/>, false (nothing mapped) when IOVA space is
+    /// exhausted. The mapping must be undone with <see cref="DmaUnmap"/> on every path — or the
+    /// address stored in the device's table, whose teardown unmaps it (the analyzers check the pair,
+    /// HMM1025). <see cref="DmaMap"/>'s in-band <see cref="MappingError"/> cannot say when the
+    /// reference was taken, so only this form carries the contract.
+    /// </summary>
+    [Hmm.Dsl.AcquiresReference("dma", "busAddress", When = Hmm.Dsl.AcquiredWhen.ReturnsTrue)]
+    public bool TryDmaMap(ulong pfn, int pages, bool write, out ulong busAddress)
+    {
+        busAddress = DmaMap(pfn, pages, write);
+        if (busAddress != MappingError) return true;
+        busAddress = 0;
+        return false;
+    }
+
+    /// <summary>
     /// dma_unmap_page of a mapping returned by <see cref="DmaMap"/>. Unmapping anything not
     /// mapped (twice, wrong address, wrong size) is a driver bug.
     /// </summary>
     /// <exception cref="KernelBugException">DMA-R01: some page of the range is not mapped.</exception>
+    [Hmm.Dsl.ReleasesReference("dma", "busAddress")]
     public void DmaUnmap(ulong busAddress, int pages)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(pages, 1);

@@ -49,6 +49,7 @@ public static class MigrateDevice
     /// <summary>migrate_device_pages: commits every entry with a destination; a compound source with base-page destinations migrates page by page.</summary>
     [MayBlock]
     [Migrates]
+    [CommitsDestinations]
     public static void Pages(Machine machine, Span<ulong> src, ReadOnlySpan<ulong> dst)
     {
         if (dst.Length < src.Length) throw new ArgumentException("dst is shorter than src", nameof(dst));

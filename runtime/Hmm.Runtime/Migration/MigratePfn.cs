@@ -18,6 +18,7 @@ public static class MigratePfn
     public const int Shift = 6;
 
     /// <summary>migrate_pfn(pfn): pfn with VALID.</summary>
+    [Hmm.Dsl.DestinationPfn]
     public static ulong FromPfn(ulong pfn) => (pfn << Shift) | Valid;
 
     /// <summary>The pfn of a VALID word (migrate_pfn_to_page), or null.</summary>

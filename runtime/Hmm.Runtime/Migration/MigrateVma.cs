@@ -77,6 +77,7 @@ public sealed class MigrateVma : IDisposable
     [MayBlock]
     [Migrates]
     [RequiresShared("args.Vma.Mm.MmapLock")]
+    [CommitsDestinations]
     public static void Pages(MigrateVma args) => args.PagesCore();
 
     /// <summary>migrate_vma_finalize: installs the destinations (or restores the sources). Must follow every successful setup (MIG-R02).</summary>
