@@ -38,6 +38,8 @@ internal static class KnownNames
     public const string OnMigratedAttribute = "Hmm.Dsl.OnMigratedAttribute";
     /// <summary>Hmm.Dsl.AllocatePageAttribute.</summary>
     public const string AllocatePageAttribute = "Hmm.Dsl.AllocatePageAttribute";
+    /// <summary>Hmm.Dsl.BeforeMigrateToRamAttribute.</summary>
+    public const string BeforeMigrateToRamAttribute = "Hmm.Dsl.BeforeMigrateToRamAttribute";
     /// <summary>Hmm.Dsl.IDeviceMemoryUser: what a shared device memory calls back for migrate_to_ram.</summary>
     public const string DeviceMemoryUser = "Hmm.Dsl.IDeviceMemoryUser";
     /// <summary>Hmm.Runtime.Locking.KernelMutex: the only type an UpdateLock may name.</summary>

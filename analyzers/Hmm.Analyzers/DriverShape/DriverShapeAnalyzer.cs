@@ -11,7 +11,7 @@ using DslNames = Hmm.Generators.KnownNames;
 namespace Hmm.Analyzers.DriverShape;
 
 /// <summary>
-/// HMM0001–HMM0012: checks a driver DSL declaration the way the generator reads it, so that every
+/// HMM0001–HMM0015: checks a driver DSL declaration the way the generator reads it, so that every
 /// declaration the generator skips (or partly skips) gets one diagnostic at the offending span.
 /// </summary>
 [DiagnosticAnalyzer(LanguageNames.CSharp)]
@@ -20,7 +20,7 @@ public sealed class DriverShapeAnalyzer : DiagnosticAnalyzer
     /// <inheritdoc/>
     public override ImmutableArray<DiagnosticDescriptor> SupportedDiagnostics { get; } =
         [NotPartial, Nested, Generic, WrongSignature, DuplicateCallback, MissingCallback, UpdateLock, Owner,
-         UnusedCallback, OutsideDriver, BadArgument, ReservedName, Memory, TwoMemories];
+         UnusedCallback, OutsideDriver, BadArgument, ReservedName, Memory, TwoMemories, NoMigrateToRam];
 
     /// <inheritdoc/>
     public override void Initialize(AnalysisContext context)
@@ -99,6 +99,8 @@ public sealed class DriverShapeAnalyzer : DiagnosticAnalyzer
         Unused(context, callbacks, CallbackKind.OnMigrateToRam, migrates, "DeviceMemory");
         Unused(context, callbacks, CallbackKind.OnMigrated, migrates, "DeviceMemory");
         Unused(context, callbacks, CallbackKind.AllocatePage, migrates, "DeviceMemory");
+        Unused(context, callbacks, CallbackKind.BeforeMigrateToRam, migrates, "DeviceMemory");
+        CheckMigrateToRamHook(context, type, callbacks, driver, devmem, shared);
         Unused(context, callbacks, CallbackKind.FaultPolicy, faultBuffer != null, "FaultBuffer");
         Unused(context, callbacks, CallbackKind.OnP2pExport, exporter != null, "P2pExporter");
         Unused(context, callbacks, CallbackKind.OnP2pImport, importer != null, "P2pImporter");
@@ -153,6 +155,27 @@ public sealed class DriverShapeAnalyzer : DiagnosticAnalyzer
                 && member.Locations.FirstOrDefault(l => l.IsInSource) is { } location)
                 context.ReportDiagnostic(Diagnostic.Create(ReservedName, location, member.Name, type.Name));
         }
+    }
+
+    /// <summary>
+    /// HMM0015: [BeforeMigrateToRam] with device memory (own, or the shared class's) that is not
+    /// device-private: a CPU access to coherent or p2p memory never faults into migrate_to_ram.
+    /// </summary>
+    private static void CheckMigrateToRamHook(SymbolAnalysisContext context, INamedTypeSymbol type, IMethodSymbol?[] callbacks, AttributeData driver, AttributeData? devmem, bool shared)
+    {
+        if (callbacks[(int)CallbackKind.BeforeMigrateToRam] is not { } hook) return;
+        var memory = devmem;
+        if (memory == null && shared)
+        {
+            foreach (var arg in driver.NamedArguments)
+                if (arg.Key == "Memory" && arg.Value.Value is string name && DeclarationRules.IsMemoryMember(type, name, out var memoryType))
+                    foreach (var a in memoryType!.GetAttributes())
+                        if (a.AttributeClass?.ToDisplayString() == DslNames.DeviceMemoryAttribute) memory = a;
+        }
+        // DevicePageKind.Private is 1; an unreadable kind is HMM0011's business.
+        if (memory == null || memory.ConstructorArguments.Length != 1 || memory.ConstructorArguments[0].Value is not int kind || kind == 1) return;
+        string kindName = kind switch { 2 => "DevicePageKind.Coherent", 5 => "DevicePageKind.P2PDma", _ => "kind " + kind };
+        context.ReportDiagnostic(Diagnostic.Create(NoMigrateToRam, hook.Locations[0], hook.Name, type.Name, kindName));
     }
 
     /// <summary>HMM0013/HMM0014 for HmmDriver(Memory); true when the driver validly shares a device-level memory.</summary>

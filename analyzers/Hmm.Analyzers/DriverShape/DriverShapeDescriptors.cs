@@ -25,6 +25,7 @@ internal static class DriverShapeDescriptors
     public const string ReservedNameId = "HMM0012";
     public const string MemoryId = "HMM0013";
     public const string TwoMemoriesId = "HMM0014";
+    public const string NoMigrateToRamId = "HMM0015";
 
     private static DiagnosticDescriptor Rule(string id, string title, string message, DiagnosticSeverity severity = DiagnosticSeverity.Error)
         => new(id, title, message, Category, severity, isEnabledByDefault: true, description: null,
@@ -85,4 +86,9 @@ internal static class DriverShapeDescriptors
     /// <summary>HMM0014: "Driver '{0}' declares its own [DeviceMemory] and shares '{1}' (Memory): choose one".</summary>
     public static readonly DiagnosticDescriptor TwoMemories = Rule(TwoMemoriesId, "A driver has its own and shared device memory",
         "Driver '{0}' declares its own [DeviceMemory] and shares '{1}' (Memory): migration could use only one; choose one");
+
+    /// <summary>HMM0015: "[BeforeMigrateToRam] on '{0}' never runs: the device memory of '{1}' is {2}, which the CPU reaches without migrate_to_ram" (warning).</summary>
+    public static readonly DiagnosticDescriptor NoMigrateToRam = Rule(NoMigrateToRamId, "A migrate_to_ram hook on memory without migrate_to_ram",
+        "[BeforeMigrateToRam] on '{0}' never runs: the device memory of '{1}' is {2}, which the CPU reaches without migrate_to_ram (only DevicePageKind.Private pages fault back)",
+        DiagnosticSeverity.Warning);
 }

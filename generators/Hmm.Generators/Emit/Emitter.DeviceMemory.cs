@@ -26,6 +26,8 @@ internal static partial class Emitter
             : m.HasMigration && (dm.Kind == 1 || dm.Configurable) ? "return __HmmMigrateToRam(in vmf);"
             : m.MemoryProvider && (dm.Kind == 1 || dm.Configurable) ? "return DevicePageUser(vmf.Page) is { } user ? user.MigrateToRam(in vmf) : global::Hmm.Runtime.DeviceMemory.VmFaultResult.SigBus;"
             : "return global::Hmm.Runtime.DeviceMemory.VmFaultResult.SigBus;";
+        // [BeforeMigrateToRam] runs first, before anything is collected (UVM naps a throttled CPU fault here).
+        if (BeforeMigrateToRam(m) is { } before) migrateToRam = before + "\n        " + migrateToRam;
         string provider = m.MemoryProvider ? EmitMemoryProvider(m) : "";
         string freeUser = m.MemoryProvider ? "\n        __HmmClearUser(pgmap, pfn, order);" : "";
         string moveUsers = m.MemoryProvider ? "\n                    __hmmUsers[kept] = __hmmUsers[i];" : "";
@@ -250,25 +252,47 @@ internal static partial class Emitter
                     {
                         var result = {{Errno}}.Ok;
                         int count = __hmmChunkCount, kept = 0;
+                        long evicted = 0;
                         for (int i = 0; i < count; i++)
                         {
                             var chunk = __hmmChunks[i]!;
                             // Free pages first, so none is handed out while the chunk goes; again after the
                             // eviction for pages freed before page_free saw the chunk removing.
                             __HmmDropFree(chunk);
+                            long inUse = __HmmPagesInUse(chunk);
                             var e = global::Hmm.Runtime.Migration.MigrateDevice.EvictAndRemove(chunk);
                             __HmmDropFree(chunk);
                             if (e != {{Errno}}.Ok)
                             {
+                                // The chunk stays (removing): what is still in use did not move.
+                                evicted += inUse - __HmmPagesInUse(chunk);
                                 result = e;{{moveUsers}}
                                 __hmmChunks[kept++] = chunk;
                             }
+                            else evicted += inUse;
                         }
                         for (int i = kept; i < count; i++) __hmmChunks[i] = null;{{dropUsers}}
                         global::System.Threading.Volatile.Write(ref __hmmChunkCount, kept);
+                        // Eviction is migration out of device memory: the device's hmm.device.pages_migrated_from_device.
+                        if (evicted != 0 && Device is { } device) device.Meters.AddPagesMigratedFromDevice(evicted);
                         return result;
                     }
                     finally { __hmmHotplugLock.Unlock(); }
+                }
+
+                /// <summary>Base pages of <paramref name="chunk"/> in use (a 2 MiB folio counts 512): what an eviction of it migrates.</summary>
+                {{GeneratedCode}}
+                private static long __HmmPagesInUse({{DevPagemap}} chunk)
+                {
+                    long n = 0;
+                    for (ulong pfn = chunk.FirstPfn, end = chunk.FirstPfn + chunk.PageCount; pfn < end;)
+                    {
+                        if (chunk.RefCount(pfn) == 0) { pfn++; continue; }
+                        ulong pages = 1UL << chunk.FolioOrder(pfn);
+                        n += (long)pages;
+                        pfn += pages;
+                    }
+                    return n;
                 }
 
                 {{GeneratedCode}}
@@ -316,6 +340,15 @@ internal static partial class Emitter
             }
             """;
     }
+
+    /// <summary>
+    /// The <c>[BeforeMigrateToRam]</c> guard that opens every generated migrate_to_ram of a driver
+    /// (its own memory's or the shared memory's hand-over), or null: false retries the CPU fault.
+    /// </summary>
+    private static string? BeforeMigrateToRam(DriverModel m)
+        => Call(m, CallbackKind.BeforeMigrateToRam, "in vmf") is { } call
+            ? "if (!" + call.TrimEnd(';') + ") return global::Hmm.Runtime.DeviceMemory.VmFaultResult.Ok;"
+            : null;
 
     // The members only a device-level memory class gets: the device it is plugged into, its pgmap
     // owner, and per page the driver instance that migrated it there (test_hmm's zone_device_data →

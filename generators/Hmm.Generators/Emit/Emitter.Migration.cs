@@ -41,13 +41,17 @@ internal static partial class Emitter
             : "bool ok = toDevice ? " + mem + ".TryAllocateDevicePage(order, out pfn) : global::Hmm.Runtime.Migration.SystemPages.TryAllocateLocked(Device.Machine, order, out pfn);";
         string recordUser = m.Memory != null ? "\n        if (ok && toDevice) " + mem + ".SetDevicePageUser(pfn, order, this);" : "";
         string userMigrateToRam = Call(m, CallbackKind.OnMigrateToRam, "in vmf") is { } umr ? umr.TrimEnd(';') : dm.Kind == 1 || dm.Configurable ? "__HmmMigrateToRam(in vmf)" : "global::Hmm.Runtime.DeviceMemory.VmFaultResult.SigBus";
+        // [BeforeMigrateToRam] opens the hand-over too (the shared memory calls this instance's migrate_to_ram).
+        string userMigrateToRamBody = BeforeMigrateToRam(m) is { } beforeUser
+            ? "{\n    " + beforeUser + "\n    return " + userMigrateToRam + ";\n}"
+            : "    => " + userMigrateToRam + ";";
         string sharedUser = m.Memory != null
             ? $$"""
 
                 /// <summary>dev_pagemap_ops.migrate_to_ram, handed over by the shared device memory for a page this instance migrated.</summary>
                 {{GeneratedCode}}
                 global::Hmm.Runtime.DeviceMemory.VmFaultResult {{DeviceMemoryUser}}.MigrateToRam(in global::Hmm.Runtime.DeviceMemory.VmFault vmf)
-                    => {{userMigrateToRam}};
+                {{userMigrateToRamBody}}
 
                 """
             : "";
@@ -153,6 +157,9 @@ internal static partial class Emitter
                 {
                     var e = __HmmMigrate(start, end, toDevice: true, out moved);
                     global::System.Threading.Interlocked.Add(ref __hmmPagesToDevice, moved);
+                    // The device's hmm.device.pages_migrated_to_device instrument, once per call (Device is
+                    // null before Attach, when nothing can have moved).
+                    if (moved != 0) Device.Meters.AddPagesMigratedToDevice(moved);
                     return e;
                 }
 
@@ -174,6 +181,7 @@ internal static partial class Emitter
                 {
                     var e = __HmmMigrate(start, end, toDevice: false, out moved);
                     global::System.Threading.Interlocked.Add(ref __hmmPagesToSystem, moved);
+                    if (moved != 0) Device.Meters.AddPagesMigratedFromDevice(moved);
                     return e;
                 }
 
@@ -293,12 +301,15 @@ internal static partial class Emitter
                     var src = s.Src;
                     var dst = s.Dst;
                     int copies = 0;
+                    // The pages of a piece are mostly one chunk's: the last chunk found answers "is it
+                    // ours" without the pagemap lookup (a collected page's chunk cannot go meanwhile).
+                    {{DevPagemap}}? chunk = null;
                     for (int i = 0; i < n;)
                     {
                         ulong w = src[i];
                         if ((w & {{MigratePfn}}.Migrate) == 0 || !{{MigratePfn}}.IsValid(w)) { i++; continue; }
                         ulong spfn = w >> {{MigratePfn}}.Shift;
-                        if ({{mem}}.DeviceChunkOf(spfn) == null) { i++; continue; }
+                        if ((chunk == null || !chunk.Contains(spfn)) && (chunk = {{mem}}.DeviceChunkOf(spfn)) == null) { i++; continue; }
                         ulong write = w & {{MigratePfn}}.Write;
                         int order = (w & {{MigratePfn}}.Compound) != 0 ? {{Page}}.PmdOrder : 0;
                         if (__HmmAllocateDestination(order, false, out ulong page))
@@ -368,7 +379,9 @@ internal static partial class Emitter
                         else
                         {
                             {{MigrateVma}}.Pages(args);{{migrated.Replace("\n    ", "\n")}}
-                            global::System.Threading.Interlocked.Add(ref __hmmPagesToSystem, __HmmCountMoved(s.Src, n));
+                            long moved = __HmmCountMoved(s.Src, n);
+                            global::System.Threading.Interlocked.Add(ref __hmmPagesToSystem, moved);
+                            Device.Meters.AddPagesMigratedFromDevice(moved);
                         }
                     }
                     finally { {{MigrateVma}}.Finalize(args); }

@@ -25,4 +25,6 @@ internal enum CallbackKind
     OnMigrated,
     /// <summary>[AllocatePage] bool M(int order, bool toDevice, out ulong pfn).</summary>
     AllocatePage,
+    /// <summary>[BeforeMigrateToRam] bool M(in VmFault vmf).</summary>
+    BeforeMigrateToRam,
 }

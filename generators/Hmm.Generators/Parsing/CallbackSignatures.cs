@@ -54,6 +54,8 @@ internal static class CallbackSignatures
             "void M(MigrateVma args)", (RefKind.None, "global::Hmm.Runtime.Migration.MigrateVma")),
         new(CallbackKind.AllocatePage, KnownNames.AllocatePageAttribute, "bool",
             "bool M(int order, bool toDevice, out ulong pfn)", (RefKind.None, "int"), (RefKind.None, "bool"), (RefKind.Out, "ulong")),
+        new(CallbackKind.BeforeMigrateToRam, KnownNames.BeforeMigrateToRamAttribute, "bool",
+            "bool M(in VmFault vmf)", (RefKind.In, "global::Hmm.Runtime.DeviceMemory.VmFault")),
     ];
 
     /// <summary>The callback kind of a callback attribute class, by metadata name.</summary>

@@ -262,6 +262,23 @@ public sealed class OnMigrateToRamAttribute : Attribute
 }
 
 /// <summary>
+/// The first thing the generated dev_pagemap_ops.migrate_to_ram does for a CPU fault on one of the
+/// driver's device-private pages, before the migration sequence begins (before
+/// migrate_vma_setup, and before an <c>[OnMigrateToRam]</c> replacement): nothing is collected, no
+/// migration entry is installed, the device still maps the page, U is not held. The core holds the
+/// mmap read lock (must not take it, MIG-R09) and, as do_swap_page does, the referenced and locked
+/// fault page <c>vmf.Page</c>. May block — UVM's CPU-side thrashing throttle naps the faulting
+/// thread here (C.3). Return true to go on with the migration; false returns from migrate_to_ram
+/// without migrating, so the core drops its locks and the CPU access faults again (a retry: return
+/// false only while a condition lasts that the retry will see gone, or the fault never progresses).
+/// <para>Signature: <c>bool M(in VmFault vmf)</c>.</para>
+/// </summary>
+[AttributeUsage(AttributeTargets.Method, AllowMultiple = false, Inherited = false)]
+public sealed class BeforeMigrateToRamAttribute : Attribute
+{
+}
+
+/// <summary>
 /// The per-fault residency policy, asked by the generated <c>ServiceFaults</c> for each coalesced
 /// range: map in place, migrate here, take exclusive, map remotely, or cancel. No lock held; keep
 /// it cheap (it runs once per range of every batch).

@@ -85,6 +85,14 @@ public sealed partial class GpuSvm
 
     private long Now => _gpu.Device.Clock.Now;
 
+    /// <summary>
+    /// UVM tools' throttling-start event for the CPU (uvm_tools_record_throttling_start): called with
+    /// the faulting address and the nap (ns) when a CPU fault on a throttled page starts to nap, from
+    /// <see cref="BeforeMigrateToRam"/> — before migrate_vma_setup, while the GPU still maps the page.
+    /// Null (the default): no event.
+    /// </summary>
+    public Action<ulong, long>? CpuThrottlingStarted { get; set; }
+
     /// <summary>Switches the residency policy for the following runs (the property test switches at random).</summary>
     public void Switch(GpuPolicyMode mode, UvmPolicyOptions? options = null)
     {
@@ -300,6 +308,29 @@ public sealed partial class GpuSvm
         finally { _policyLock.Unlock(); }
     }
 
+    // ------------------------------------------------------------------ [BeforeMigrateToRam]
+
+    /// <summary>
+    /// [BeforeMigrateToRam] (the generated migrate_to_ram's first step: the core holds the mmap read
+    /// lock and the fault page's lock, nothing is collected, U is not held). C.3 on the CPU side: a
+    /// CPU fault on a page the CPU is being throttled on naps until the throttling period ends
+    /// before the page migrates back — UVM naps before it takes anything, so the page stays in VRAM,
+    /// mapped by the GPU, for the whole period. The nap is simulated time. Then the migration goes
+    /// on (true): the period is over, so a retry would only find the same answer.
+    /// </summary>
+    public bool BeforeMigrateToRam(in VmFault vmf)
+    {
+        long now = Now, nap;
+        _policyLock.Lock();
+        try { nap = Policy.CpuNapNs(vmf.Address, now); }
+        finally { _policyLock.Unlock(); }
+        if (nap <= 0) return true;
+        CpuThrottlingStarted?.Invoke(vmf.Address, nap);
+        _gpu.Device.Clock.AdvanceTo(now + nap);
+        Counters.AddCpuNap(nap);
+        return true;
+    }
+
     // ------------------------------------------------------------------ [OnInvalidate]
 
     /// <summary>
@@ -317,22 +348,8 @@ public sealed partial class GpuSvm
         _policyLock.Lock();
         try
         {
-            if (cpuTouch)
-            {
-                // C.3 on the CPU side: a CPU fault on a page the CPU is being throttled on naps
-                // until the throttling period ends before the page migrates back. This is the
-                // first driver code migrate_to_ram runs (the generated default calls no hook
-                // before migrate_vma_setup), and the data has not moved yet: the nap is charged
-                // to simulated time here, so the page stays in VRAM for the GPU until then.
-                long nap = Policy.CpuNapNs(range.Start, now);
-                if (nap > 0)
-                {
-                    _gpu.Device.Clock.AdvanceTo(now + nap);
-                    Counters.AddCpuNap(nap);
-                    now += nap;
-                }
-                Policy.RecordMigration(range.Start, range.End, ProcessorIds.Cpu, now, ThrashingCause.FaultMigration);
-            }
+            // A throttled CPU fault already napped in BeforeMigrateToRam, before this migration began.
+            if (cpuTouch) Policy.RecordMigration(range.Start, range.End, ProcessorIds.Cpu, now, ThrashingCause.FaultMigration);
             if (_exclusive.Count == 0) return;
             if (range.End - range.Start > (ulong)_exclusive.Count << Page.Shift)
             {

@@ -80,4 +80,6 @@ public sealed partial class NouveauGpu : IGeneratedGpuDriver
     }
 
     [OnPageFree] private void Free(ulong pfn) => Svm.PageFreed(pfn);
+
+    [BeforeMigrateToRam] private bool BeforeMigrateToRam(in VmFault vmf) => Svm.BeforeMigrateToRam(in vmf);
 }

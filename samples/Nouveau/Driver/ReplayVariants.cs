@@ -35,6 +35,7 @@ public sealed partial class BlockReplayGpu : IGeneratedGpuDriver
     [OnMirrorFault] private void Mapped(HmmRange range, ReadOnlySpan<ulong> hmmPfns) => Svm.Mapped(range, hmmPfns);
     [CopyPages] private void Copy(ReadOnlySpan<PageCopy> copies) => Svm.Copy(copies);
     [OnPageFree] private void Free(ulong pfn) => Svm.PageFreed(pfn);
+    [BeforeMigrateToRam] private bool BeforeMigrateToRam(in VmFault vmf) => Svm.BeforeMigrateToRam(in vmf);
 }
 
 /// <summary>The GPU with UVM's BATCH replay policy: one replay per 256-entry batch.</summary>
@@ -57,6 +58,7 @@ public sealed partial class BatchReplayGpu : IGeneratedGpuDriver
     [OnMirrorFault] private void Mapped(HmmRange range, ReadOnlySpan<ulong> hmmPfns) => Svm.Mapped(range, hmmPfns);
     [CopyPages] private void Copy(ReadOnlySpan<PageCopy> copies) => Svm.Copy(copies);
     [OnPageFree] private void Free(ulong pfn) => Svm.PageFreed(pfn);
+    [BeforeMigrateToRam] private bool BeforeMigrateToRam(in VmFault vmf) => Svm.BeforeMigrateToRam(in vmf);
 }
 
 /// <summary>The GPU with UVM's default BATCH_FLUSH replay policy: flush the buffer, then one replay per batch.</summary>
@@ -79,6 +81,7 @@ public sealed partial class BatchFlushReplayGpu : IGeneratedGpuDriver
     [OnMirrorFault] private void Mapped(HmmRange range, ReadOnlySpan<ulong> hmmPfns) => Svm.Mapped(range, hmmPfns);
     [CopyPages] private void Copy(ReadOnlySpan<PageCopy> copies) => Svm.Copy(copies);
     [OnPageFree] private void Free(ulong pfn) => Svm.PageFreed(pfn);
+    [BeforeMigrateToRam] private bool BeforeMigrateToRam(in VmFault vmf) => Svm.BeforeMigrateToRam(in vmf);
 }
 
 /// <summary>The GPU with UVM's ONCE replay policy: a single replay once the buffer is drained.</summary>
@@ -101,4 +104,5 @@ public sealed partial class OnceReplayGpu : IGeneratedGpuDriver
     [OnMirrorFault] private void Mapped(HmmRange range, ReadOnlySpan<ulong> hmmPfns) => Svm.Mapped(range, hmmPfns);
     [CopyPages] private void Copy(ReadOnlySpan<PageCopy> copies) => Svm.Copy(copies);
     [OnPageFree] private void Free(ulong pfn) => Svm.PageFreed(pfn);
+    [BeforeMigrateToRam] private bool BeforeMigrateToRam(in VmFault vmf) => Svm.BeforeMigrateToRam(in vmf);
 }

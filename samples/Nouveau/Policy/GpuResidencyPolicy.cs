@@ -126,6 +126,9 @@ public sealed class GpuResidencyPolicy
             var hint = Thrashing.GetHint(va, ProcessorIds.Gpu, nowNs);
             if (hint.Kind > strongest.Kind) strongest = hint;
         }
+        // A pin covers the range's other thrashing pages too (UVM's pin mask over the serviced region).
+        if (strongest.Kind == ThrashingHintKind.Pin)
+            for (ulong va = fault.Start; va < fault.End; va += Page.Size) Thrashing.JoinPin(va, in strongest, nowNs);
         switch (strongest.Kind)
         {
             case ThrashingHintKind.Pin when strongest.Residency == ProcessorIds.Cpu:

@@ -219,6 +219,30 @@ public sealed class ThrashingDetector
     /// <summary>Throttling periods counted for the page at <paramref name="va"/> since it last pinned or reset.</summary>
     public int ThrottlePeriodsOf(ulong va) => _blocks.TryGetValue(va >> Page.PmdShift, out var b) ? b.ThrottleCount[PageIndex(va)] : 0;
 
+    /// <summary>
+    /// Extends <paramref name="pin"/> (a Pin hint another page of the same serviced region got) to
+    /// the page at <paramref name="va"/> when it is thrashing too and not pinned yet: UVM hands its
+    /// pin as a mask over the region being serviced, so pages that thrash together are pinned
+    /// together. Without it a page mapped remotely only because its coalesced neighbour pinned
+    /// would never migrate again, so never reach its own pin. Returns whether it pinned the page.
+    /// </summary>
+    public bool JoinPin(ulong va, in ThrashingHint pin, long nowNs)
+    {
+        if (!_options.ThrashingEnabled || pin.Kind != ThrashingHintKind.Pin) return false;
+        var block = BlockFor(va, nowNs, create: false);
+        if (block == null) return false;
+        int i = PageIndex(va);
+        if (block.Pinned[i] || block.Events[i] < _options.ThrashingThreshold) return false;
+        block.Pinned[i] = true;
+        block.PinnedResidency[i] = (byte)pin.Residency;
+        block.PinnedUntilNs[i] = pin.UntilNs;
+        block.ThrottleCount[i] = 0;
+        block.PinnedCount++;
+        PinnedPages++;
+        _counters.AddPin();
+        return true;
+    }
+
     private void Unpin(BlockState block, int i)
     {
         block.ClearPage(i);

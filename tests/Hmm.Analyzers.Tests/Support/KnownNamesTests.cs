@@ -24,7 +24,8 @@ public sealed class KnownNamesTests
         var dsl = compilation.GetTypeByMetadataName(KnownNames.MayBlock)!.ContainingNamespace;
         var known = new HashSet<string>(KnownNames.AllRuntimeTypes.Concat(Hmm.Analyzers.Rules.DevicePageRules.AllRuntimeTypes));
         string[] dslOnly = ["HmmDriverAttribute", "DeviceMemoryAttribute", "FaultBufferAttribute", "P2pExporterAttribute", "P2pImporterAttribute",
-            "CopyPagesAttribute", "FaultPolicyAttribute", "OnP2pExportAttribute", "OnP2pImportAttribute", "OnMigratedAttribute", "AllocatePageAttribute"];
+            "CopyPagesAttribute", "FaultPolicyAttribute", "OnP2pExportAttribute", "OnP2pImportAttribute", "OnMigratedAttribute", "AllocatePageAttribute",
+            "BeforeMigrateToRamAttribute"];
         foreach (var t in dsl.GetTypeMembers())
             if (t.Name.EndsWith("Attribute", StringComparison.Ordinal) && !dslOnly.Contains(t.Name))
                 Assert.That(known, Does.Contain("Hmm.Dsl." + t.Name), "contract attribute without a KnownNames entry");

@@ -29,6 +29,7 @@ public sealed class KnownNamesTests
             Assert.That(typeof(OnP2pImportAttribute).FullName, Is.EqualTo(KnownNames.OnP2pImportAttribute));
             Assert.That(typeof(OnMigratedAttribute).FullName, Is.EqualTo(KnownNames.OnMigratedAttribute));
             Assert.That(typeof(AllocatePageAttribute).FullName, Is.EqualTo(KnownNames.AllocatePageAttribute));
+            Assert.That(typeof(BeforeMigrateToRamAttribute).FullName, Is.EqualTo(KnownNames.BeforeMigrateToRamAttribute));
             Assert.That(typeof(IDeviceMemoryUser).FullName, Is.EqualTo(KnownNames.DeviceMemoryUser));
             Assert.That(typeof(Hmm.Runtime.Locking.KernelMutex).FullName, Is.EqualTo(KnownNames.KernelMutex));
         });
@@ -39,7 +40,7 @@ public sealed class KnownNamesTests
     {
         var runtime = typeof(HmmDriverAttribute).Assembly;
         var callbackAttributes = runtime.GetTypes().Where(t => t.Namespace == "Hmm.Dsl" && t.IsSubclassOf(typeof(Attribute))
-            && t.GetCustomAttribute<AttributeUsageAttribute>()!.ValidOn == AttributeTargets.Method && t.Name.StartsWith("On", StringComparison.Ordinal) || t == typeof(CopyPagesAttribute) || t == typeof(FaultPolicyAttribute) || t == typeof(AllocatePageAttribute));
+            && t.GetCustomAttribute<AttributeUsageAttribute>()!.ValidOn == AttributeTargets.Method && t.Name.StartsWith("On", StringComparison.Ordinal) || t == typeof(CopyPagesAttribute) || t == typeof(FaultPolicyAttribute) || t == typeof(AllocatePageAttribute) || t == typeof(BeforeMigrateToRamAttribute));
         Assert.That(CallbackSignatures.All.Select(s => s.AttributeMetadataName), Is.EquivalentTo(callbackAttributes.Select(t => t.FullName)));
         foreach (var signature in CallbackSignatures.All)
             foreach (var type in signature.Parameters.Select(p => p.Type).Append(signature.Returns).Where(t => t.StartsWith("global::Hmm", StringComparison.Ordinal)))

@@ -19,6 +19,8 @@ public sealed class SnapshotTests
     [TestCase("SyncRangeMonitor", new[] { "Mirror" })]
     [TestCase("SharedMemory", new[] { "Mirror", "Migration", "DeviceMemory" })]
     [TestCase("DmirrorOptions", new[] { "Mirror", "Migration", "DeviceMemory" })]
+    [TestCase("MigrateToRamHook", new[] { "Mirror", "DeviceMemory", "Migration" })]
+    [TestCase("SharedMigrateToRamHook", new[] { "Mirror", "Migration", "DeviceMemory" })]
     public void GeneratedSource_MatchesSnapshot_AndCompilesCleanly(string input, string[] concerns)
     {
         var (result, diagnostics) = GeneratorHarness.Run(TestSources.Input(input));

@@ -218,25 +218,47 @@ partial class GpuDriver : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
         {
             var result = global::Hmm.Runtime.Errno.Ok;
             int count = __hmmChunkCount, kept = 0;
+            long evicted = 0;
             for (int i = 0; i < count; i++)
             {
                 var chunk = __hmmChunks[i]!;
                 // Free pages first, so none is handed out while the chunk goes; again after the
                 // eviction for pages freed before page_free saw the chunk removing.
                 __HmmDropFree(chunk);
+                long inUse = __HmmPagesInUse(chunk);
                 var e = global::Hmm.Runtime.Migration.MigrateDevice.EvictAndRemove(chunk);
                 __HmmDropFree(chunk);
                 if (e != global::Hmm.Runtime.Errno.Ok)
                 {
+                    // The chunk stays (removing): what is still in use did not move.
+                    evicted += inUse - __HmmPagesInUse(chunk);
                     result = e;
                     __hmmChunks[kept++] = chunk;
                 }
+                else evicted += inUse;
             }
             for (int i = kept; i < count; i++) __hmmChunks[i] = null;
             global::System.Threading.Volatile.Write(ref __hmmChunkCount, kept);
+            // Eviction is migration out of device memory: the device's hmm.device.pages_migrated_from_device.
+            if (evicted != 0 && Device is { } device) device.Meters.AddPagesMigratedFromDevice(evicted);
             return result;
         }
         finally { __hmmHotplugLock.Unlock(); }
+    }
+
+    /// <summary>Base pages of <paramref name="chunk"/> in use (a 2 MiB folio counts 512): what an eviction of it migrates.</summary>
+    [global::System.CodeDom.Compiler.GeneratedCode("Hmm.Generators", "1.0.0")]
+    private static long __HmmPagesInUse(global::Hmm.Runtime.DeviceMemory.DevPagemap chunk)
+    {
+        long n = 0;
+        for (ulong pfn = chunk.FirstPfn, end = chunk.FirstPfn + chunk.PageCount; pfn < end;)
+        {
+            if (chunk.RefCount(pfn) == 0) { pfn++; continue; }
+            ulong pages = 1UL << chunk.FolioOrder(pfn);
+            n += (long)pages;
+            pfn += pages;
+        }
+        return n;
     }
 
     [global::System.CodeDom.Compiler.GeneratedCode("Hmm.Generators", "1.0.0")]

@@ -1,6 +1,9 @@
 using Hmm.Runtime;
 using Hmm.Runtime.Devices;
+using Hmm.Runtime.Interleaving;
+using Hmm.Runtime.Locking;
 using Hmm.Runtime.Memory;
+using Hmm.Runtime.Mm;
 using Hmm.Samples.Nouveau;
 using NUnit.Framework;
 
@@ -17,13 +20,17 @@ public sealed class UvmWorkloadTests : GpuTestBase
     // round (launch 150 µs + batch 80 µs + 2 × 45 µs) inside the 500 µs lapse with the published
     // cost model, so the defaults apply unchanged: detection after 3 events, throttling, a pin
     // after 10 periods with remote mapping, the unpin 150 ms later, the block reset after 1 s.
+    // The two pages are one page apart: adjacent pages would coalesce into one fault range, and
+    // [FaultPolicy] decides per range (UVM decides per page), so whichever page pinned first would
+    // hold the other on a remote mapping too and it would never reach its own pin — which page
+    // pins first depends on the CPU-side nap timing, not on the thrashing mechanism under test.
     [Test]
     public void Thrashing_pages_are_throttled_then_pinned_and_mapped_remotely_then_unpinned()
     {
         Uvm();
         const int pages = 2;
-        ulong buf = Filled(pages);
-        var gpuWrite = GpuWorkloads.WriteEveryPage(buf, pages * PageSize, 0);
+        ulong buf = Filled(2 * pages);
+        var gpuWrite = GpuWorkloads.WriteEveryPage(buf, 2 * pages * PageSize, 0) with { Threads = pages, StrideBytes = 2 * PageSize };
         int round = 0;
         void PingPong()
         {
@@ -31,8 +38,8 @@ public sealed class UvmWorkloadTests : GpuTestBase
             Svm.Run(gpuWrite with { Value = (ulong)round });
             for (int i = 0; i < pages; i++)
             {
-                Assert.That(P.Load<ulong>(buf + (ulong)i * PageSize), Is.EqualTo((ulong)round), $"round {round}: the GPU's write");
-                P.Store(buf + (ulong)i * PageSize + 8, (ulong)round);
+                Assert.That(P.Load<ulong>(buf + (ulong)(2 * i) * PageSize), Is.EqualTo((ulong)round), $"round {round}: the GPU's write");
+                P.Store(buf + (ulong)(2 * i) * PageSize + 8, (ulong)round);
             }
             Device.Clock.Advance(100 * Us);
         }
@@ -79,7 +86,11 @@ public sealed class UvmWorkloadTests : GpuTestBase
     }
 
     // C.3, CPU side: once a page thrashes and the GPU holds a throttling period, a CPU fault on
-    // it naps (simulated time) until the period ends before migrating it back.
+    // it naps (simulated time) until the period ends before migrating it back. UVM naps before it
+    // takes anything: the nap runs in [BeforeMigrateToRam], before migrate_vma_setup — the page is
+    // still device-private (no migration entry), still mapped by the GPU in VRAM (no MIGRATE
+    // invalidation yet), and the thread holds only what the core holds when it calls
+    // migrate_to_ram (the mmap read lock and the fault page's lock): no U, no notifier section.
     [TestCase(GpuPolicyMode.Uvm)]
     [TestCase(GpuPolicyMode.Nouveau)]
     public void A_cpu_fault_on_a_throttled_page_naps_before_migrating_it_back(GpuPolicyMode mode)
@@ -89,14 +100,30 @@ public sealed class UvmWorkloadTests : GpuTestBase
         ulong buf = Filled(pages);
         var gpuWrite = GpuWorkloads.WriteEveryPage(buf, pages * PageSize, 0);
         long cpuSideNs = 0;
-        for (int round = 1; round <= 4; round++)
+        var naps = new List<(ulong Va, PteKind Entry, bool? GpuMapsVram, int LocksHeld, int LocksAtMigrateToRam)>();
+        int locksAtMigrateToRam = -1;
+        TestHooks.Callback = (point, subject, _) =>
         {
-            Svm.Run(gpuWrite with { Value = (ulong)round });
-            long before = Device.Clock.Now;
-            for (int i = 0; i < pages; i++)
-                Assert.That(P.Load<ulong>(buf + (ulong)i * PageSize), Is.EqualTo((ulong)round), $"round {round}: the GPU's write, after any nap");
-            cpuSideNs += Device.Clock.Now - before;
-            Device.Clock.Advance(100 * Us);
+            // do_swap_page, page locked and referenced, about to call the driver's migrate_to_ram.
+            if (point == TestHookPoint.BeforeMigrateToRam && ReferenceEquals(subject, P.Mm)) locksAtMigrateToRam = LockValidator.HeldLockCount;
+        };
+        Svm.CpuThrottlingStarted = (va, _) => naps.Add((va, P.Mm.EntryAt(va).Kind, GpuMapsVram(va), LockValidator.HeldLockCount, locksAtMigrateToRam));
+        try
+        {
+            for (int round = 1; round <= 4; round++)
+            {
+                Svm.Run(gpuWrite with { Value = (ulong)round });
+                long before = Device.Clock.Now;
+                for (int i = 0; i < pages; i++)
+                    Assert.That(P.Load<ulong>(buf + (ulong)i * PageSize), Is.EqualTo((ulong)round), $"round {round}: the GPU's write, after any nap");
+                cpuSideNs += Device.Clock.Now - before;
+                Device.Clock.Advance(100 * Us);
+            }
+        }
+        finally
+        {
+            TestHooks.Callback = null;
+            Svm.CpuThrottlingStarted = null;
         }
         var c = Counters;
         if (mode == GpuPolicyMode.Uvm)
@@ -108,11 +135,21 @@ public sealed class UvmWorkloadTests : GpuTestBase
                 Assert.That(c.CpuNapNs, Is.GreaterThan(0).And.LessThanOrEqualTo(c.CpuNaps * Svm.Policy.Options.ThrashingNapNs), "a nap lasts at most one throttling period");
                 Assert.That(cpuSideNs, Is.GreaterThanOrEqualTo(c.CpuNapNs), "the naps passed on the simulated clock");
                 Assert.That(c.PagesFromVram, Is.GreaterThanOrEqualTo(c.CpuNaps), "a napping CPU fault still brought its page back");
+                Assert.That(naps, Has.Count.EqualTo(c.CpuNaps), "each nap reported once, as it started");
+                foreach (var nap in naps)
+                {
+                    Assert.That(nap.Va, Is.GreaterThanOrEqualTo(buf).And.LessThan(buf + pages * PageSize));
+                    Assert.That(nap.Entry, Is.EqualTo(PteKind.DevicePrivate), "napping before migrate_vma_setup: no migration entry yet");
+                    Assert.That(nap.GpuMapsVram, Is.True, "no MIGRATE invalidation yet: the GPU still maps the page in VRAM");
+                    Assert.That(nap.LocksAtMigrateToRam, Is.GreaterThanOrEqualTo(0), "the nap runs inside this fault's migrate_to_ram");
+                    Assert.That(nap.LocksHeld, Is.EqualTo(nap.LocksAtMigrateToRam), "the nap holds nothing the core did not already hold (no U, no notifier section)");
+                }
             });
         }
         else
         {
             Assert.That(c.CpuNaps, Is.Zero, "nouveau never naps");
+            Assert.That(naps, Is.Empty);
         }
         Finish();
     }
