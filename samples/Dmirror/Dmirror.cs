@@ -62,12 +62,8 @@ public sealed class Dmirror : IDisposable
     public Errno Write(ulong addr, int npages, ReadOnlySpan<byte> mirror, out DmirrorCounters counters)
         => Transfer(addr, npages, default, mirror, write: true, out counters);
 
-    /// <summary>
-    /// The loop READ and WRITE share (dmirror_read / dmirror_write): copy page by page under the
-    /// mirror lock; at the first page the device page table cannot serve (-ENOENT), fault from
-    /// there to the end (read or write), count the fault and resume. The counters are reported
-    /// only on success, as the ioctl copies its struct back only then.
-    /// </summary>
+    // dmirror_read / dmirror_write: copy; at the first page the table cannot serve (ENOENT), fault
+    // from there to the end, count it and resume. Counters only on success (copied back only then).
     private Errno Transfer(ulong addr, int npages, Span<byte> into, ReadOnlySpan<byte> from, bool write, out DmirrorCounters counters)
     {
         counters = default;
@@ -94,10 +90,9 @@ public sealed class Dmirror : IDisposable
     }
 
     /// <summary>
-    /// HMM_DMIRROR_SNAPSHOT: one <see cref="DmirrorProt"/> byte per page in
-    /// <paramref name="prot"/>, from hmm_range_fault without faulting (default_flags 0,
-    /// dev_private_owner = this device), 32 pages at a time, each batch retried on collision for at
-    /// most 1000 ms (then EBUSY). cpages = pages reported.
+    /// HMM_DMIRROR_SNAPSHOT: one <see cref="DmirrorProt"/> byte per page in <paramref name="prot"/>,
+    /// from hmm_range_fault without faulting (dev_private_owner = this device), 32 pages at a time,
+    /// each retried on collision for at most 1000 ms (then EBUSY). cpages = pages reported.
     /// </summary>
     public Errno Snapshot(ulong addr, int npages, Span<byte> prot, out DmirrorCounters counters)
     {
@@ -126,11 +121,9 @@ public sealed class Dmirror : IDisposable
     }
 
     /// <summary>
-    /// HMM_DMIRROR_EXCLUSIVE: under the mmap read lock, make_device_exclusive each page (owner
-    /// NULL, as test_hmm passes; the first error aborts with it) and map it ATOMIC-tagged under U
-    /// while the returned folio is still locked (EXC-R01: a CPU access that would revoke it needs
-    /// that lock), then unlock and put it. Then reads the range back into
-    /// <paramref name="mirror"/> like READ without faulting (a missing page → ENOENT).
+    /// HMM_DMIRROR_EXCLUSIVE: under the mmap read lock, make_device_exclusive each page (owner NULL,
+    /// as test_hmm passes; the first error aborts) and map it ATOMIC-tagged while the folio is still
+    /// locked (EXC-R01); then read the range back into <paramref name="mirror"/> (a missing page → ENOENT).
     /// </summary>
     public Errno Exclusive(ulong addr, int npages, Span<byte> mirror, out DmirrorCounters counters)
     {
@@ -165,12 +158,10 @@ public sealed class Dmirror : IDisposable
     }
 
     /// <summary>
-    /// HMM_DMIRROR_MIGRATE_TO_DEV: under the mmap read lock, per ≤ 512-page piece inside one VMA
-    /// (no VMA or no VM_READ → EINVAL): migrate_vma_setup (SELECT_SYSTEM | SELECT_COMPOUND,
-    /// owner = this device), allocate device pages and copy (clear holes), migrate_vma_pages, map
-    /// the migrated entries in the device page table, migrate_vma_finalize. Then reads the whole
-    /// range back from the device page table into <paramref name="mirror"/>: any page that did not
-    /// end up mapped → ENOENT. cpages = pages read back.
+    /// HMM_DMIRROR_MIGRATE_TO_DEV: per ≤ 512-page piece inside one VMA (no VMA or no VM_READ →
+    /// EINVAL), migrate SELECT_SYSTEM | SELECT_COMPOUND pages to device pages (holes cleared) and
+    /// map them; then read the range back into <paramref name="mirror"/>: a page that did not end
+    /// up mapped → ENOENT. cpages = pages read back.
     /// </summary>
     public Errno MigrateToDevice(ulong addr, int npages, Span<byte> mirror, out DmirrorCounters counters)
     {
@@ -180,14 +171,11 @@ public sealed class Dmirror : IDisposable
     }
 
     /// <summary>
-    /// HMM_DMIRROR_MIGRATE_TO_SYS: per ≤ 512-page piece inside one VMA (EINVAL as for
-    /// MigrateToDevice): setup selecting this device's private (or coherent) pages with
-    /// SELECT_COMPOUND, allocate system pages (a 2 MiB folio for a 2 MiB source) and copy, erasing
-    /// the device mappings, migrate_vma_pages, finalize. cpages counts src entries left VALID and
-    /// MIGRATE — a 2 MiB entry counts once, as test_hmm counts it. An allocation failure is not an
-    /// error here: as dmirror_migrate_to_system ignores what dmirror_devmem_fault_alloc_and_copy
-    /// returns, the entries without a destination simply stay on the device (a later CPU fault
-    /// brings them back) and the ioctl returns 0 with fewer cpages.
+    /// HMM_DMIRROR_MIGRATE_TO_SYS: the same walk selecting this device's pages, into system pages
+    /// (a 2 MiB folio for a 2 MiB source), erasing the device mappings. cpages counts src entries
+    /// left VALID and MIGRATE, a 2 MiB entry once. An allocation failure is not an error: as
+    /// dmirror_migrate_to_system ignores what dmirror_devmem_fault_alloc_and_copy returns, those
+    /// entries stay on the device (a later CPU fault brings them back) and the ioctl returns 0.
     /// </summary>
     public Errno MigrateToSystem(ulong addr, int npages, out DmirrorCounters counters)
     {
@@ -207,7 +195,7 @@ public sealed class Dmirror : IDisposable
         finally { _mm.Put(); }
     }
 
-    /// <summary>dmirror_do_read of [addr, end) without faulting, for the ioctls that read back: cpages = pages read.</summary>
+    // dmirror_do_read of [addr, end) without faulting, for the ioctls that read back.
     private Errno ReadBack(ulong addr, ulong end, Span<byte> mirror, out DmirrorCounters counters)
     {
         counters = default;
@@ -218,10 +206,7 @@ public sealed class Dmirror : IDisposable
         return e;
     }
 
-    /// <summary>
-    /// HMM_DMIRROR_RELEASE: evicts all of the device's memory (every chunk, whichever mirror
-    /// uses it) back to system memory with its data, and unplugs it.
-    /// </summary>
+    /// <summary>HMM_DMIRROR_RELEASE: evicts all of the device's memory (whichever mirror uses it) with its data, and unplugs it.</summary>
     public Errno Release()
     {
         ThrowIfClosed();
@@ -237,10 +222,7 @@ public sealed class Dmirror : IDisposable
         return Errno.Ok;
     }
 
-    /// <summary>
-    /// dmirror_fops_release: removes the interval notifier, drops the device page table and
-    /// evicts the whole device's memory (other open files of the device included). Idempotent.
-    /// </summary>
+    /// <summary>dmirror_fops_release: removes the notifier, drops the device page table and evicts the whole device's memory. Idempotent.</summary>
     public void Close()
     {
         if (Interlocked.Exchange(ref _closed, 1) != 0) return;
@@ -252,10 +234,7 @@ public sealed class Dmirror : IDisposable
     /// <summary>Same as <see cref="Close"/>.</summary>
     public void Dispose() => Close();
 
-    /// <summary>
-    /// The ioctl's common checks: a page-aligned addr, and addr &lt; addr + npages × 4096 (no
-    /// empty range, no wrap). An ioctl needs an open file.
-    /// </summary>
+    /// <summary>The ioctls' common checks: an open file, a page-aligned addr, addr &lt; addr + npages × 4096 (no empty range, no wrap).</summary>
     private Errno CheckCommand(ulong addr, int npages, out ulong end)
     {
         ThrowIfClosed();

@@ -2,8 +2,6 @@ using Hmm.Dsl;
 using Hmm.Runtime;
 using Hmm.Runtime.DeviceMemory;
 using Hmm.Runtime.Devices;
-using Hmm.Runtime.Memory;
-using Hmm.Runtime.Migration;
 using Hmm.Runtime.Mm;
 
 namespace Hmm.Samples.TestHmm;
@@ -11,19 +9,12 @@ namespace Hmm.Samples.TestHmm;
 /// <summary>
 /// Simulates <c>struct dmirror_device</c> of lib/test_hmm.c — one <c>/dev/hmm_dmirrorN</c> char
 /// device (reference/kernel-hmm.md E): minors 0 and 1 own MEMORY_DEVICE_PRIVATE memory, minors
-/// 2 and 3 MEMORY_DEVICE_COHERENT memory. Device memory comes in <see cref="ChunkSize"/> chunks
-/// created on demand, handed out from two free lists (base pages and 2 MiB folios), with
-/// <see cref="Calloc"/>/<see cref="Cfree"/> counters. The memory itself is the generated
-/// <see cref="DmirrorMemory"/>; this is the char device around it.
+/// 2 and 3 MEMORY_DEVICE_COHERENT memory. The memory is the generated <see cref="DmirrorMemory"/>:
+/// <see cref="ChunkSize"/> chunks created on demand, two free lists (base pages and 2 MiB
+/// folios), <see cref="Calloc"/>/<see cref="Cfree"/>. A coherent device's memory is the one SPM
+/// region the module parameters name: one chunk at most (a second memremap_pages of the same
+/// address fails), so a 2 MiB allocation there falls back to base pages.
 /// </summary>
-/// <remarks>
-/// Coherent devices: the kernel creates them only when the module parameters
-/// <c>spm_addr_dev0</c>/<c>spm_addr_dev1</c> give physical addresses of special-purpose memory.
-/// The simulator places each chunk itself; what it keeps is that the SPM region is one fixed
-/// chunk: a coherent device holds one chunk at most (a second memremap_pages of the same address
-/// fails), so a 2 MiB allocation on a coherent device whose initial chunk holds only base pages
-/// fails and falls back to base pages.
-/// </remarks>
 public sealed class DmirrorDevice
 {
     /// <summary>DEVMEM_CHUNK_SIZE: 256 MiB per chunk.</summary>
@@ -46,11 +37,7 @@ public sealed class DmirrorDevice
         Memory.ConfigureDeviceMemory(Kind, (long)chunkBytes, Kind == DevicePageKind.Private ? DmirrorMemory.DeviceMaxChunks : 1);
     }
 
-    /// <summary>
-    /// dmirror_device_init: creates device <paramref name="minor"/> (0..3) on
-    /// <paramref name="machine"/> and allocates its first chunk, all of it as base pages on the
-    /// free list (no page taken).
-    /// </summary>
+    /// <summary>dmirror_device_init: device <paramref name="minor"/> (0..3) on <paramref name="machine"/>, with its first chunk as free base pages.</summary>
     public static DmirrorDevice Create(Machine machine, int minor) => Create(machine, minor, ChunkSize);
 
     /// <summary>
@@ -100,7 +87,6 @@ public sealed class DmirrorDevice
     /// <summary>Free base pages and free 2 MiB folios on the lists.</summary>
     public (int Pages, int Folios) FreeListLengths => Memory.DeviceFreeListLengths;
 
-    /// <summary>The generated device memory (chunks, free lists, eviction).</summary>
     internal DmirrorMemory Memory { get; } = new();
 
     /// <summary>The simulated device the memory and every open file's device page table hang off.</summary>
@@ -140,11 +126,7 @@ public sealed class DmirrorDevice
         return process.MmapDevice(length, prot, flags, Mapping, addr);
     }
 
-    /// <summary>
-    /// dmirror_device_remove_chunks (the RELEASE ioctl and close): evicts every page in use back to
-    /// system memory with its data, then unplugs every chunk; new ones are created on demand. A
-    /// chunk a held page keeps plugged stays removing (never handed out again).
-    /// </summary>
+    /// <summary>dmirror_device_remove_chunks (RELEASE and close): every page in use evicted with its data, every chunk unplugged.</summary>
     internal void RemoveChunks() => _ = Memory.RemoveDeviceMemory();
 
     /// <inheritdoc/>
@@ -152,11 +134,9 @@ public sealed class DmirrorDevice
 }
 
 /// <summary>
-/// The device memory of one <see cref="DmirrorDevice"/>, generated: chunks hot-added on demand
-/// (one at init, dmirror_device_init), test_hmm's two free lists laid out per request (a chunk
-/// added for a 2 MiB folio holds folios, a base page never splits one), calloc/cfree, kind, chunk
-/// size and chunk limit chosen per minor, early removal that evicts with the data. Shared by
-/// every open file of the device (<see cref="DmirrorFile.Memory"/>).
+/// The generated memory of one <see cref="DmirrorDevice"/>, shared by its open files: one chunk
+/// at init, test_hmm's free lists (a chunk added for a 2 MiB folio holds folios; a base page never
+/// splits one), calloc/cfree, kind and chunk size and limit chosen per minor, evicting removal.
 /// </summary>
 [DeviceMemory(DevicePageKind.Private, ChunkBytes = 256L << 20, MaxChunks = 64, InitialChunks = 1, SplitFolios = false, PageCounters = true, Configurable = true)]
 internal sealed partial class DmirrorMemory

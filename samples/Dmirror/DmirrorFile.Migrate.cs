@@ -9,19 +9,18 @@ using Hmm.Runtime.Mm;
 namespace Hmm.Samples.TestHmm;
 
 /// <summary>
-/// The MIGRATE_TO_DEV / MIGRATE_TO_SYS walk. The generated MigrateToDevice/MigrateToSystem walk
-/// 2 MiB-aligned pieces, report EFAULT for a missing VMA and ENOMEM when an allocation fails;
-/// test_hmm walks ≤ 512-page pieces from the address (no VMA or no VM_READ → EINVAL), counts a
-/// 2 MiB entry once and ignores what dmirror_devmem_fault_alloc_and_copy returns, so the ioctls
-/// keep their own walk. Device pages hold the data themselves (no BACKING_PAGE).
+/// The MIGRATE_TO_DEV / MIGRATE_TO_SYS walk, kept: the generated one walks 2 MiB-aligned pieces,
+/// reports EFAULT for a missing VMA and ENOMEM on a failed allocation; test_hmm walks ≤ 512-page
+/// pieces from the address (no VMA or no VM_READ → EINVAL), counts a 2 MiB entry once and ignores
+/// what dmirror_devmem_fault_alloc_and_copy returns. Device pages hold the data (no BACKING_PAGE).
 /// </summary>
 internal sealed partial class DmirrorFile
 {
     /// <summary>
-    /// Per piece of at most 512 pages inside one VMA, with the mmap read lock held across setup →
-    /// allocate and copy → pages → finalize (MIG-R01, MIG-R02). To the device, the migrated entries
-    /// are then mapped; to system memory, entries the allocation failed for stay on the device and
-    /// <paramref name="cpages"/> counts the entries left VALID and MIGRATE (a 2 MiB entry once).
+    /// The mmap read lock is held across setup → allocate and copy → pages → finalize (MIG-R01,
+    /// MIG-R02). To system memory, the device mappings go before migrate_vma_pages (own MIGRATE
+    /// events are filtered, HMM-R19) and <paramref name="cpages"/> counts the entries left VALID
+    /// and MIGRATE (a 2 MiB entry once); to the device, the migrated entries are mapped after it.
     /// </summary>
     [Excludes(nameof(_mutex))]
     public Errno MigrateRange(ulong addr, ulong end, bool toDevice, ref int cpages)
@@ -47,15 +46,11 @@ internal sealed partial class DmirrorFile
                 e = MigrateVma.Setup(args);
                 if (e != Errno.Ok) break;
                 int n = args.EntryCount;
-                if (toDevice) CopyToDevice(src, dst, n);
-                else CopyToSystem(args, n);
+                AllocateAndCopy(src, dst, n, toDevice);
+                if (!toDevice) UpdateTable(args, n, map: false);
                 MigrateVma.Pages(args);
-                if (toDevice) MapMigrated(args, n);
-                else
-                {
-                    for (int i = 0; i < n; i++)
-                        if ((src[i] & (MigratePfn.Valid | MigratePfn.Migrate)) == (MigratePfn.Valid | MigratePfn.Migrate)) cpages++;
-                }
+                if (toDevice) UpdateTable(args, n, map: true);
+                else for (int i = 0; i < n; i++) if ((src[i] & (MigratePfn.Valid | MigratePfn.Migrate)) == (MigratePfn.Valid | MigratePfn.Migrate)) cpages++;
                 MigrateVma.Finalize(args);
             }
         }
@@ -64,35 +59,38 @@ internal sealed partial class DmirrorFile
     }
 
     /// <summary>
-    /// dmirror_migrate_alloc_and_copy: for each collected entry a device page (a 2 MiB device folio
-    /// for a COMPOUND entry), the source copied into it (cleared for a hole or the zero page), dst =
-    /// the device page with the source's WRITE bit. When the allocation fails (FAIL_ALLOC, or no
-    /// memory): a base page is skipped; a 2 MiB entry falls back to 512 single device pages.
+    /// dmirror_migrate_alloc_and_copy (to the device: holes and the zero page cleared) and
+    /// dmirror_devmem_fault_alloc_and_copy (to system memory: this device's pages only): a
+    /// destination per collected entry, a 2 MiB folio for a COMPOUND one, dst carrying the
+    /// source's WRITE bit. When the allocation fails (FAIL_ALLOC, or no memory) a 2 MiB entry
+    /// falls back to 512 base pages; a base page is skipped on the way to the device and ends
+    /// the copy on the way back (the rest stays on the device).
     /// </summary>
-    private void CopyToDevice(ulong[] src, ulong[] dst, int n)
+    private void AllocateAndCopy(ulong[] src, ulong[] dst, int n, bool toDevice)
     {
         for (int i = 0; i < n;)
         {
             ulong s = src[i];
-            if ((s & MigratePfn.Migrate) == 0) { i++; continue; }
-            bool large = (s & MigratePfn.Compound) != 0;
-            ulong write = s & MigratePfn.Write;
             ulong? spage = MigratePfn.ToPfn(s);
-            int order = large ? Page.PmdOrder : 0;
-            if (!TakeFailAlloc() && AllocateDevicePage(order, out ulong dpage))
+            if ((s & MigratePfn.Migrate) == 0 || (!toDevice && (spage is not { } sp || Memory.DeviceChunkOf(sp) == null))) { i++; continue; }
+            int order = (s & MigratePfn.Compound) != 0 ? Page.PmdOrder : 0;
+            ulong write = s & MigratePfn.Write;
+            if (AllocatePage(order, toDevice, out ulong page))
             {
-                CopyIn(spage, dpage, order);
-                dst[i] = MigratePfn.FromPfn(dpage) | write | (large ? MigratePfn.Compound : 0);
+                CopyIn(spage, page, order);
+                dst[i] = MigratePfn.FromPfn(page) | write | (order != 0 ? MigratePfn.Compound : 0);
                 i += 1 << order;
                 continue;
             }
-            if (!large) { i++; continue; }
+            if (order == 0 && toDevice) { i++; continue; }
+            if (order == 0) return;
             int first = i, stop = Math.Min(n, i + Page.PmdPages);
-            for (; i < stop && AllocateDevicePage(0, out ulong d); i++)
+            for (; i < stop && Allocate(0, toDevice, out ulong d); i++)
             {
-                CopyIn(spage is { } sp ? sp + (ulong)(i - first) : null, d, 0);
+                CopyIn(spage is { } head ? head + (ulong)(i - first) : null, d, 0);
                 dst[i] = MigratePfn.FromPfn(d) | write;
             }
+            if (i < stop && !toDevice) return;
             i = stop;
         }
     }
@@ -104,13 +102,13 @@ internal sealed partial class DmirrorFile
     }
 
     /// <summary>
-    /// dmirror_migrate_finalize_and_map: under U, every entry still MIGRATE with a destination maps
-    /// its device page(s), WRITE-tagged when dst carries MIGRATE_PFN_WRITE; the device's hardware
-    /// table drops the old pages. Between migrate_vma_pages and finalize (MIG-R06).
+    /// Under U: the hardware table drops the range; then dmirror_migrate_finalize_and_map maps every
+    /// migrated entry's device page(s), WRITE-tagged when dst carries MIGRATE_PFN_WRITE (between
+    /// migrate_vma_pages and finalize, MIG-R06), or the copy's xa_erase drops every entry given a
+    /// system page, so the device stops using the old pages.
     /// </summary>
-    private void MapMigrated(MigrateVma args, int n)
+    private void UpdateTable(MigrateVma args, int n, bool map)
     {
-        var src = args.Src;
         var dst = args.Dst;
         ulong vpn = args.Start >> Page.Shift;
         _mutex.Lock();
@@ -119,62 +117,12 @@ internal sealed partial class DmirrorFile
             Device.Invalidate(Instance, args.Start, args.End);
             for (int i = 0; i < n; i++)
             {
-                if ((src[i] & MigratePfn.Migrate) == 0 || MigratePfn.ToPfn(dst[i]) is not { } dpage) continue;
-                int nr = (dst[i] & MigratePfn.Compound) != 0 ? Page.PmdPages : 1;
+                if (!MigratePfn.IsValid(dst[i]) || (args.Src[i] & MigratePfn.Migrate) == 0) continue;
+                int nr = (dst[i] & MigratePfn.Compound) != 0 ? Math.Min(Page.PmdPages, n - i) : 1;
                 int tag = (dst[i] & MigratePfn.Write) != 0 ? DevicePageTable.TagWrite : DevicePageTable.TagRead;
-                for (int k = 0; k < nr && i + k < n; k++)
-                    _pt.Store(vpn + (ulong)(i + k), DevicePageTable.Make(dpage + (ulong)k, tag));
-                i += nr - 1;
-            }
-        }
-        finally { _mutex.Unlock(); }
-    }
-
-    /// <summary>
-    /// dmirror_devmem_fault_alloc_and_copy for MIGRATE_TO_SYS: for each collected page of this
-    /// device a system page (a 2 MiB folio for a 2 MiB device folio), the data copied into it, and
-    /// the device mappings of the pages handled erased under U before migrate_vma_pages (own MIGRATE
-    /// events are filtered, HMM-R19). FAIL_ALLOC fails one allocation: a base page ends the copy
-    /// (the rest stays on the device), a 2 MiB one falls back to 512 base pages.
-    /// </summary>
-    private void CopyToSystem(MigrateVma args, int n)
-    {
-        var src = args.Src;
-        var dst = args.Dst;
-        int handled = 0;
-        for (int i = 0; i < n;)
-        {
-            ulong s = src[i];
-            if ((s & MigratePfn.Migrate) == 0 || MigratePfn.ToPfn(s) is not { } spfn || Memory.DeviceChunkOf(spfn) is not { } chunk) { handled = ++i; continue; }
-            int order = (s & MigratePfn.Compound) != 0 ? chunk.FolioOrder(spfn) : 0;
-            ulong write = s & MigratePfn.Write;
-            if (!TakeFailAlloc() && SystemPages.TryAllocateLocked(Device.Machine, order, out ulong dpage))
-            {
-                Device.Copy.Copy([new PageCopy(spfn, dpage, order)]);
-                dst[i] = MigratePfn.FromPfn(dpage) | write | (order != 0 ? MigratePfn.Compound : 0);
-                handled = i += 1 << order;
-                continue;
-            }
-            if (order == 0) break;
-            int first = i, stop = Math.Min(n, i + (1 << order));
-            for (; i < stop && SystemPages.TryAllocateLocked(Device.Machine, 0, out ulong d); i++)
-            {
-                Device.Copy.Copy([new PageCopy(spfn + (ulong)(i - first), d, 0)]);
-                dst[i] = MigratePfn.FromPfn(d) | write;
-            }
-            handled = i;
-            if (i < stop) break;
-        }
-        ulong vpn = args.Start >> Page.Shift;
-        _mutex.Lock();
-        try
-        {
-            Device.Invalidate(Instance, args.Start, args.End);
-            for (int i = 0; i < handled; i++)
-            {
-                if (!MigratePfn.IsValid(dst[i])) continue;
-                int nr = (dst[i] & MigratePfn.Compound) != 0 ? Page.PmdPages : 1;
-                _pt.EraseRange(vpn + (ulong)i, vpn + (ulong)(i + nr - 1));
+                ulong v = vpn + (ulong)i, dpage = dst[i] >> MigratePfn.Shift;
+                if (!map) _pt.EraseRange(v, v + (ulong)nr - 1);
+                else for (int k = 0; k < nr; k++) _pt.Store(v + (ulong)k, DevicePageTable.Make(dpage + (ulong)k, tag));
                 i += nr - 1;
             }
         }

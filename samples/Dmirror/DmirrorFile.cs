@@ -13,17 +13,13 @@ namespace Hmm.Samples.TestHmm;
 
 /// <summary>
 /// The DSL driver behind <see cref="Dmirror"/>: <c>struct dmirror</c>'s device page table
-/// (<c>pt</c>, indexed by virtual page number) under the update lock U (<c>mutex</c>), and the
-/// callbacks the generated mirror calls. The generated code owns the interval notifier, the
-/// 32-page fault loop (dmirror_fault), the snapshot loop (dmirror_range_snapshot), the own-event
-/// filter (HMM-R19) and migrate_to_ram (dmirror_devmem_fault); what stays here is test_hmm's own:
-/// the tagged entries, the one-past erase quirk, FAIL_ALLOC and the migration walk of the ioctls.
+/// (<c>pt</c>) under the update lock U (<c>mutex</c>). The generated code owns the interval
+/// notifier, the 32-page fault loop (dmirror_fault), the snapshot loop, the own-event filter
+/// (HMM-R19) and migrate_to_ram (dmirror_devmem_fault); what stays is test_hmm's own: tagged
+/// entries, the one-past erase quirk, FAIL_ALLOC, the ioctls' migration walk. Lock order
+/// (reference C): mmap_lock → folio locks → U, so U is never held across hmm_range_fault,
+/// migrate_vma_setup/pages or an allocation that could reclaim (HMM-R04, MIG-R03, HMM-R09).
 /// </summary>
-/// <remarks>
-/// Lock order (reference C): mmap_lock → folio locks → U; U is also taken inside the invalidate
-/// callback, so U is never held across hmm_range_fault, migrate_vma_setup/pages or an allocation
-/// that could reclaim (HMM-R04, MIG-R03, HMM-R09).
-/// </remarks>
 [HmmDriver("dmirror", UpdateLock = nameof(_mutex), Memory = nameof(Memory), FaultBatchPages = 32, GenerateSnapshot = true)]
 internal sealed partial class DmirrorFile
 {
@@ -35,17 +31,14 @@ internal sealed partial class DmirrorFile
 
     public DmirrorFile(DmirrorMemory memory) => Memory = memory;
 
-    /// <summary>dmirror->mdevice's memory, shared by every open file of the device.</summary>
     public DmirrorMemory Memory { get; }
 
-    /// <summary>dmirror->flags.</summary>
     public DmirrorFlags FlagBits
     {
         get => (DmirrorFlags)Volatile.Read(ref _flags);
         set => Volatile.Write(ref _flags, (int)value);
     }
 
-    /// <summary>Entries in the device page table.</summary>
     public long EntryCount
     {
         get
@@ -61,9 +54,8 @@ internal sealed partial class DmirrorFile
         => (Interlocked.And(ref _flags, ~(int)DmirrorFlags.FailAlloc) & (int)DmirrorFlags.FailAlloc) != 0;
 
     /// <summary>
-    /// dmirror_fault: the generated 32-page mirror loop (REQ_FAULT [| REQ_WRITE], this device as
-    /// dev_private_owner), then dmirror_do_fault's verdict: a write request answered without
-    /// WRITE (the device's own read-only private page, H.2), or an invalid word, is EFAULT.
+    /// dmirror_fault: the generated 32-page loop, then dmirror_do_fault's verdict: a write request
+    /// answered without WRITE (the device's own read-only private page, H.2), or an invalid word, is EFAULT.
     /// </summary>
     [Excludes(nameof(_mutex))]
     public Errno FaultChecked(ulong start, ulong end, bool write)
@@ -73,11 +65,7 @@ internal sealed partial class DmirrorFile
         return e == Errno.Ok && t_faultRefused ? Errno.EFAULT : e;
     }
 
-    /// <summary>
-    /// dmirror_do_fault: stores every pfn of a good snapshot, WRITE-tagged when hmm_range_fault
-    /// reported WRITE; stops at the first word test_hmm refuses (see <see cref="FaultChecked"/>).
-    /// An own private page is stored as the device page, as test_hmm does.
-    /// </summary>
+    /// <summary>dmirror_do_fault: stores each pfn, WRITE-tagged when reported WRITE, up to the first word test_hmm refuses.</summary>
     [OnMirrorFault]
     private void StoreFault(HmmRange range, ReadOnlySpan<ulong> hmmPfns)
     {
@@ -97,11 +85,9 @@ internal sealed partial class DmirrorFile
     }
 
     /// <summary>
-    /// dmirror_interval_invalidate: erase vpn start&gt;&gt;12 .. end&gt;&gt;12 <b>inclusive</b>
-    /// (test_hmm's quirk: one page past the range goes too). Own MIGRATE events are filtered by the
-    /// generated trampoline; the one the generated migrate_to_ram raises for itself erases exactly
-    /// the pages it moves, as dmirror_devmem_fault_alloc_and_copy does. EXCLUSIVE events (owner
-    /// NULL) are not filtered.
+    /// dmirror_interval_invalidate: erase vpn start&gt;&gt;12 .. end&gt;&gt;12 <b>inclusive</b> (test_hmm's
+    /// quirk). Own MIGRATE events are filtered; the one the generated migrate_to_ram raises for
+    /// itself erases exactly the pages it moves, as dmirror_devmem_fault_alloc_and_copy does.
     /// </summary>
     [OnInvalidate]
     private void Erase(in NotifierRange range)
@@ -111,18 +97,19 @@ internal sealed partial class DmirrorFile
         _pt.EraseRange(range.Start >> Page.Shift, last);
     }
 
-    /// <summary>The DMA engine for the generated migrate_to_ram.</summary>
     [CopyPages]
     private void CopyPages(ReadOnlySpan<PageCopy> copies) => Device.Copy.Copy(copies);
 
-    /// <summary>Every destination of the generated migrate_to_ram: FAIL_ALLOC fails one.</summary>
+    // Every destination of the generated migrate_to_ram: FAIL_ALLOC fails one.
     [AllocatePage]
     private bool AllocatePage(int order, bool toDevice, out ulong pfn)
     {
         pfn = 0;
-        if (TakeFailAlloc()) return false;
-        return toDevice ? AllocateDevicePage(order, out pfn) : SystemPages.TryAllocateLocked(Device.Machine, order, out pfn);
+        return !TakeFailAlloc() && Allocate(order, toDevice, out pfn);
     }
+
+    private bool Allocate(int order, bool toDevice, out ulong pfn)
+        => toDevice ? AllocateDevicePage(order, out pfn) : SystemPages.TryAllocateLocked(Device.Machine, order, out pfn);
 
     /// <summary>dmirror_devmem_alloc_page: a device page or 2 MiB folio, recorded as this file's (migrate_to_ram).</summary>
     private bool AllocateDevicePage(int order, out ulong pfn)
@@ -135,10 +122,8 @@ internal sealed partial class DmirrorFile
     }
 
     /// <summary>
-    /// dmirror_do_read / dmirror_do_write: copies [start, end) between the pages the device page
-    /// table maps and <paramref name="into"/>/<paramref name="from"/> (indexed from
-    /// <paramref name="origin"/>); ENOENT at the first missing entry (for a write: the first one not
-    /// WRITE-tagged). Takes U.
+    /// dmirror_do_read / dmirror_do_write under U: [start, end) between the mapped pages and the
+    /// bounce buffer (from <paramref name="origin"/>); ENOENT at the first missing (or, writing, not WRITE-tagged) entry.
     /// </summary>
     [Excludes(nameof(_mutex))]
     public Errno CopyPagesOf(ulong origin, ulong start, ulong end, Span<byte> into, ReadOnlySpan<byte> from, bool write, ref int cpages)
@@ -160,7 +145,7 @@ internal sealed partial class DmirrorFile
         finally { _mutex.Unlock(); }
     }
 
-    /// <summary>dmirror_atomic_map: an ATOMIC-tagged entry for the exclusive page, under U.</summary>
+    // dmirror_atomic_map.
     [Excludes(nameof(_mutex))]
     public void MapAtomic(ulong addr, ulong pfn)
     {
@@ -169,7 +154,6 @@ internal sealed partial class DmirrorFile
         finally { _mutex.Unlock(); }
     }
 
-    /// <summary>Whether any page of [first, end) (vpns) is still mapped ATOMIC.</summary>
     [Excludes(nameof(_mutex))]
     public bool AnyAtomic(ulong first, ulong end)
     {
@@ -178,7 +162,6 @@ internal sealed partial class DmirrorFile
         finally { _mutex.Unlock(); }
     }
 
-    /// <summary>xa_destroy of the device page table (release).</summary>
     [Excludes(nameof(_mutex))]
     public void ClearTable()
     {
