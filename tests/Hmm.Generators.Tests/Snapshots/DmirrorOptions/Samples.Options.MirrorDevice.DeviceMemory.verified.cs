@@ -234,11 +234,14 @@ partial class MirrorDevice : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
                     if (__hmmFreeLargeCount > 0) { pfn = __hmmFreeLarge[--__hmmFreeLargeCount]; found = true; }
                 }
                 else if (__hmmFreeCount > 0) { pfn = __hmmFree[--__hmmFreeCount]; found = true; }
+                // zone_device_page_init before the free-list lock is dropped: RemoveDeviceMemory drops
+                // a chunk's free pages under this lock before marking it removing, so a page taken
+                // here is in use (refcount 1) by then, or was never taken (MIG-R10).
+                if (found) DeviceChunkOf(pfn)!.InitPage(pfn, order);
             }
             finally { __hmmFreeLock.Unlock(); }
             if (found)
             {
-                DeviceChunkOf(pfn)!.InitPage(pfn, order);
                 global::System.Threading.Interlocked.Increment(ref __hmmDeviceAllocations);
                 global::System.Threading.Interlocked.Add(ref __hmmPagesAllocated, 1L << order);
                 return true;
@@ -258,28 +261,29 @@ partial class MirrorDevice : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
     public int TryAllocateDevicePages(global::System.Span<ulong> pfns)
     {
         int got = 0;
+        global::Hmm.Runtime.DeviceMemory.DevPagemap? chunk = null;
         while (got < pfns.Length)
         {
             __hmmFreeLock.Lock();
             try
             {
+                int from = got;
                 while (got < pfns.Length)
                 {
                     if (__hmmFreeCount > 0) pfns[got++] = __hmmFree[--__hmmFreeCount];
                     else break;
                 }
+                // zone_device_page_init under the lock, as TryAllocateDevicePage does (MIG-R10);
+                // consecutive pages share a chunk, so the pagemap is looked up once per chunk change.
+                for (int i = from; i < got; i++)
+                {
+                    ulong pfn = pfns[i];
+                    if (chunk == null || !chunk.Contains(pfn)) chunk = DeviceChunkOf(pfn)!;
+                    chunk.InitPage(pfn, 0);
+                }
             }
             finally { __hmmFreeLock.Unlock(); }
             if (got < pfns.Length && !__HmmHotAdd(0)) break;
-        }
-        // zone_device_page_init outside the spinlock, as TryAllocateDevicePage does; consecutive
-        // pages share a chunk, so the pagemap lookup is done once per chunk change.
-        global::Hmm.Runtime.DeviceMemory.DevPagemap? chunk = null;
-        for (int i = 0; i < got; i++)
-        {
-            ulong pfn = pfns[i];
-            if (chunk == null || !chunk.Contains(pfn)) chunk = DeviceChunkOf(pfn)!;
-            chunk.InitPage(pfn, 0);
         }
         global::System.Threading.Interlocked.Add(ref __hmmDeviceAllocations, got);
         global::System.Threading.Interlocked.Add(ref __hmmPagesAllocated, got);
@@ -345,27 +349,49 @@ partial class MirrorDevice : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
         {
             var result = global::Hmm.Runtime.Errno.Ok;
             int count = __hmmChunkCount, kept = 0;
+            long evicted = 0;
             for (int i = 0; i < count; i++)
             {
                 var chunk = __hmmChunks[i]!;
                 // Free pages first, so none is handed out while the chunk goes; again after the
                 // eviction for pages freed before page_free saw the chunk removing.
                 __HmmDropFree(chunk);
+                long inUse = __HmmPagesInUse(chunk);
                 var e = global::Hmm.Runtime.Migration.MigrateDevice.EvictAndRemove(chunk);
                 __HmmDropFree(chunk);
                 if (e != global::Hmm.Runtime.Errno.Ok)
                 {
+                    // The chunk stays (removing): what is still in use did not move.
+                    evicted += inUse - __HmmPagesInUse(chunk);
                     result = e;
                     __hmmUsers[kept] = __hmmUsers[i];
                     __hmmChunks[kept++] = chunk;
                 }
+                else evicted += inUse;
             }
             for (int i = kept; i < count; i++) __hmmChunks[i] = null;
             for (int i = kept; i < count; i++) __hmmUsers[i] = null;
             global::System.Threading.Volatile.Write(ref __hmmChunkCount, kept);
+            // Eviction is migration out of device memory: the device's hmm.device.pages_migrated_from_device.
+            if (evicted != 0 && Device is { } device) device.Meters.AddPagesMigratedFromDevice(evicted);
             return result;
         }
         finally { __hmmHotplugLock.Unlock(); }
+    }
+
+    /// <summary>Base pages of <paramref name="chunk"/> in use (a 2 MiB folio counts 512): what an eviction of it migrates.</summary>
+    [global::System.CodeDom.Compiler.GeneratedCode("Hmm.Generators", "1.0.0")]
+    private static long __HmmPagesInUse(global::Hmm.Runtime.DeviceMemory.DevPagemap chunk)
+    {
+        long n = 0;
+        for (ulong pfn = chunk.FirstPfn, end = chunk.FirstPfn + chunk.PageCount; pfn < end;)
+        {
+            if (chunk.RefCount(pfn) == 0) { pfn++; continue; }
+            ulong pages = 1UL << chunk.FolioOrder(pfn);
+            n += (long)pages;
+            pfn += pages;
+        }
+        return n;
     }
 
     [global::System.CodeDom.Compiler.GeneratedCode("Hmm.Generators", "1.0.0")]

@@ -89,6 +89,9 @@ private bool __HmmRecordUser(ulong pfn, out ulong page)
     {
         var e = __HmmMigrate(start, end, toDevice: true, out moved);
         global::System.Threading.Interlocked.Add(ref __hmmPagesToDevice, moved);
+        // The device's hmm.device.pages_migrated_to_device instrument, once per call (Device is
+        // null before Attach, when nothing can have moved).
+        if (moved != 0) Device.Meters.AddPagesMigratedToDevice(moved);
         return e;
     }
 
@@ -110,6 +113,7 @@ private bool __HmmRecordUser(ulong pfn, out ulong page)
     {
         var e = __HmmMigrate(start, end, toDevice: false, out moved);
         global::System.Threading.Interlocked.Add(ref __hmmPagesToSystem, moved);
+        if (moved != 0) Device.Meters.AddPagesMigratedFromDevice(moved);
         return e;
     }
 
@@ -235,12 +239,15 @@ private bool __HmmRecordUser(ulong pfn, out ulong page)
         var src = s.Src;
         var dst = s.Dst;
         int copies = 0;
+        // The pages of a piece are mostly one chunk's: the last chunk found answers "is it
+        // ours" without the pagemap lookup (a collected page's chunk cannot go meanwhile).
+        global::Hmm.Runtime.DeviceMemory.DevPagemap? chunk = null;
         for (int i = 0; i < n;)
         {
             ulong w = src[i];
             if ((w & global::Hmm.Runtime.Migration.MigratePfn.Migrate) == 0 || !global::Hmm.Runtime.Migration.MigratePfn.IsValid(w)) { i++; continue; }
             ulong spfn = w >> global::Hmm.Runtime.Migration.MigratePfn.Shift;
-            if (this.Memory.DeviceChunkOf(spfn) == null) { i++; continue; }
+            if ((chunk == null || !chunk.Contains(spfn)) && (chunk = this.Memory.DeviceChunkOf(spfn)) == null) { i++; continue; }
             ulong write = w & global::Hmm.Runtime.Migration.MigratePfn.Write;
             int order = (w & global::Hmm.Runtime.Migration.MigratePfn.Compound) != 0 ? global::Hmm.Runtime.Memory.Page.PmdOrder : 0;
             if (__HmmAllocateDestination(order, false, out ulong page))
@@ -311,7 +318,9 @@ private bool __HmmRecordUser(ulong pfn, out ulong page)
             else
             {
                 global::Hmm.Runtime.Migration.MigrateVma.Pages(args);
-                global::System.Threading.Interlocked.Add(ref __hmmPagesToSystem, __HmmCountMoved(s.Src, n));
+                long moved = __HmmCountMoved(s.Src, n);
+                global::System.Threading.Interlocked.Add(ref __hmmPagesToSystem, moved);
+                Device.Meters.AddPagesMigratedFromDevice(moved);
             }
         }
         finally { global::Hmm.Runtime.Migration.MigrateVma.Finalize(args); }

@@ -162,11 +162,14 @@ partial class SharedDevice : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
                     pfn = block;
                     found = true;
                 }
+                // zone_device_page_init before the free-list lock is dropped: RemoveDeviceMemory drops
+                // a chunk's free pages under this lock before marking it removing, so a page taken
+                // here is in use (refcount 1) by then, or was never taken (MIG-R10).
+                if (found) DeviceChunkOf(pfn)!.InitPage(pfn, order);
             }
             finally { __hmmFreeLock.Unlock(); }
             if (found)
             {
-                DeviceChunkOf(pfn)!.InitPage(pfn, order);
                 global::System.Threading.Interlocked.Increment(ref __hmmDeviceAllocations);
                 return true;
             }
@@ -185,11 +188,13 @@ partial class SharedDevice : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
     public int TryAllocateDevicePages(global::System.Span<ulong> pfns)
     {
         int got = 0;
+        global::Hmm.Runtime.DeviceMemory.DevPagemap? chunk = null;
         while (got < pfns.Length)
         {
             __hmmFreeLock.Lock();
             try
             {
+                int from = got;
                 while (got < pfns.Length)
                 {
                     if (__hmmFreeCount > 0) pfns[got++] = __hmmFree[--__hmmFreeCount];
@@ -201,18 +206,17 @@ partial class SharedDevice : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
                     }
                     else break;
                 }
+                // zone_device_page_init under the lock, as TryAllocateDevicePage does (MIG-R10);
+                // consecutive pages share a chunk, so the pagemap is looked up once per chunk change.
+                for (int i = from; i < got; i++)
+                {
+                    ulong pfn = pfns[i];
+                    if (chunk == null || !chunk.Contains(pfn)) chunk = DeviceChunkOf(pfn)!;
+                    chunk.InitPage(pfn, 0);
+                }
             }
             finally { __hmmFreeLock.Unlock(); }
             if (got < pfns.Length && !__HmmHotAdd(0)) break;
-        }
-        // zone_device_page_init outside the spinlock, as TryAllocateDevicePage does; consecutive
-        // pages share a chunk, so the pagemap lookup is done once per chunk change.
-        global::Hmm.Runtime.DeviceMemory.DevPagemap? chunk = null;
-        for (int i = 0; i < got; i++)
-        {
-            ulong pfn = pfns[i];
-            if (chunk == null || !chunk.Contains(pfn)) chunk = DeviceChunkOf(pfn)!;
-            chunk.InitPage(pfn, 0);
         }
         global::System.Threading.Interlocked.Add(ref __hmmDeviceAllocations, got);
         return got;
