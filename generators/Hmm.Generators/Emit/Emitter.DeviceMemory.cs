@@ -262,10 +262,10 @@ internal static partial class Emitter
                             var chunk = __hmmChunks[i]!;
                             // Free pages first, so none is handed out while the chunk goes; again after the
                             // eviction for pages freed before page_free saw the chunk removing.
-                            __HmmDropFree(chunk);
+                            __HmmDropFree(chunk, draining: true);
                             long inUse = __HmmPagesInUse(chunk);
                             var e = global::Hmm.Runtime.Migration.MigrateDevice.EvictAndRemove(chunk);
-                            __HmmDropFree(chunk);
+                            __HmmDropFree(chunk, draining: false);
                             if (e != {{Errno}}.Ok)
                             {
                                 // The chunk stays (removing): what is still in use did not move.
@@ -299,12 +299,18 @@ internal static partial class Emitter
                     return n;
                 }
 
+                // The chunk RemoveDeviceMemory is draining (under the free-list lock): page_free takes none of
+                // its pages back, so none can be handed out — and initialised — once it is marked removing (MIG-R10).
                 {{GeneratedCode}}
-                private void __HmmDropFree({{DevPagemap}} chunk)
+                private {{DevPagemap}}? __hmmDraining;
+
+                {{GeneratedCode}}
+                private void __HmmDropFree({{DevPagemap}} chunk, bool draining)
                 {
                     __hmmFreeLock.Lock();
                     try
                     {
+                        __hmmDraining = draining ? chunk : null;
                         int n = 0;
                         for (int i = 0; i < __hmmFreeCount; i++)
                             if (!chunk.Contains(__hmmFree[i])) __hmmFree[n++] = __hmmFree[i];
@@ -325,14 +331,15 @@ internal static partial class Emitter
                 void global::Hmm.Runtime.DeviceMemory.IDevPagemapOps.PageFree({{DevPagemap}} pgmap, ulong pfn)
                 {
                     int order = pgmap.FolioOrder(pfn);{{userFree}}{{freeUser}}
-                    if (pgmap.IsRemoving) return;{{countFree}}
+                    if (pgmap.IsRemoving) return;
                     __hmmFreeLock.Lock();
                     try
                     {
+                        if (ReferenceEquals(pgmap, __hmmDraining)) return;
                         if (order != 0) __hmmFreeLarge[__hmmFreeLargeCount++] = pfn;
                         else __hmmFree[__hmmFreeCount++] = pfn;
                     }
-                    finally { __hmmFreeLock.Unlock(); }
+                    finally { __hmmFreeLock.Unlock(); }{{countFree}}
                 }
 
                 /// <summary>dev_pagemap_ops.migrate_to_ram: the <c>[OnMigrateToRam]</c> callback, or the generated default.</summary>

@@ -355,10 +355,10 @@ partial class MirrorDevice : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
                 var chunk = __hmmChunks[i]!;
                 // Free pages first, so none is handed out while the chunk goes; again after the
                 // eviction for pages freed before page_free saw the chunk removing.
-                __HmmDropFree(chunk);
+                __HmmDropFree(chunk, draining: true);
                 long inUse = __HmmPagesInUse(chunk);
                 var e = global::Hmm.Runtime.Migration.MigrateDevice.EvictAndRemove(chunk);
-                __HmmDropFree(chunk);
+                __HmmDropFree(chunk, draining: false);
                 if (e != global::Hmm.Runtime.Errno.Ok)
                 {
                     // The chunk stays (removing): what is still in use did not move.
@@ -394,12 +394,18 @@ partial class MirrorDevice : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
         return n;
     }
 
+    // The chunk RemoveDeviceMemory is draining (under the free-list lock): page_free takes none of
+    // its pages back, so none can be handed out — and initialised — once it is marked removing (MIG-R10).
     [global::System.CodeDom.Compiler.GeneratedCode("Hmm.Generators", "1.0.0")]
-    private void __HmmDropFree(global::Hmm.Runtime.DeviceMemory.DevPagemap chunk)
+    private global::Hmm.Runtime.DeviceMemory.DevPagemap? __hmmDraining;
+
+    [global::System.CodeDom.Compiler.GeneratedCode("Hmm.Generators", "1.0.0")]
+    private void __HmmDropFree(global::Hmm.Runtime.DeviceMemory.DevPagemap chunk, bool draining)
     {
         __hmmFreeLock.Lock();
         try
         {
+            __hmmDraining = draining ? chunk : null;
             int n = 0;
             for (int i = 0; i < __hmmFreeCount; i++)
                 if (!chunk.Contains(__hmmFree[i])) __hmmFree[n++] = __hmmFree[i];
@@ -422,14 +428,15 @@ partial class MirrorDevice : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
         int order = pgmap.FolioOrder(pfn);
         __HmmClearUser(pgmap, pfn, order);
         if (pgmap.IsRemoving) return;
-        global::System.Threading.Interlocked.Add(ref __hmmPagesFreed, 1L << order);
         __hmmFreeLock.Lock();
         try
         {
+            if (ReferenceEquals(pgmap, __hmmDraining)) return;
             if (order != 0) __hmmFreeLarge[__hmmFreeLargeCount++] = pfn;
             else __hmmFree[__hmmFreeCount++] = pfn;
         }
         finally { __hmmFreeLock.Unlock(); }
+        global::System.Threading.Interlocked.Add(ref __hmmPagesFreed, 1L << order);
     }
 
     /// <summary>dev_pagemap_ops.migrate_to_ram: the <c>[OnMigrateToRam]</c> callback, or the generated default.</summary>

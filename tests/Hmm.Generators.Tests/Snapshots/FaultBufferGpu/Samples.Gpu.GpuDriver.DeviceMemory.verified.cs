@@ -228,10 +228,10 @@ partial class GpuDriver : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
                 var chunk = __hmmChunks[i]!;
                 // Free pages first, so none is handed out while the chunk goes; again after the
                 // eviction for pages freed before page_free saw the chunk removing.
-                __HmmDropFree(chunk);
+                __HmmDropFree(chunk, draining: true);
                 long inUse = __HmmPagesInUse(chunk);
                 var e = global::Hmm.Runtime.Migration.MigrateDevice.EvictAndRemove(chunk);
-                __HmmDropFree(chunk);
+                __HmmDropFree(chunk, draining: false);
                 if (e != global::Hmm.Runtime.Errno.Ok)
                 {
                     // The chunk stays (removing): what is still in use did not move.
@@ -265,12 +265,18 @@ partial class GpuDriver : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
         return n;
     }
 
+    // The chunk RemoveDeviceMemory is draining (under the free-list lock): page_free takes none of
+    // its pages back, so none can be handed out — and initialised — once it is marked removing (MIG-R10).
     [global::System.CodeDom.Compiler.GeneratedCode("Hmm.Generators", "1.0.0")]
-    private void __HmmDropFree(global::Hmm.Runtime.DeviceMemory.DevPagemap chunk)
+    private global::Hmm.Runtime.DeviceMemory.DevPagemap? __hmmDraining;
+
+    [global::System.CodeDom.Compiler.GeneratedCode("Hmm.Generators", "1.0.0")]
+    private void __HmmDropFree(global::Hmm.Runtime.DeviceMemory.DevPagemap chunk, bool draining)
     {
         __hmmFreeLock.Lock();
         try
         {
+            __hmmDraining = draining ? chunk : null;
             int n = 0;
             for (int i = 0; i < __hmmFreeCount; i++)
                 if (!chunk.Contains(__hmmFree[i])) __hmmFree[n++] = __hmmFree[i];
@@ -295,6 +301,7 @@ partial class GpuDriver : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
         __hmmFreeLock.Lock();
         try
         {
+            if (ReferenceEquals(pgmap, __hmmDraining)) return;
             if (order != 0) __hmmFreeLarge[__hmmFreeLargeCount++] = pfn;
             else __hmmFree[__hmmFreeCount++] = pfn;
         }
