@@ -105,11 +105,14 @@ partial class ThrottledDriver : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
                     pfn = block;
                     found = true;
                 }
+                // zone_device_page_init before the free-list lock is dropped: RemoveDeviceMemory drops
+                // a chunk's free pages under this lock before marking it removing, so a page taken
+                // here is in use (refcount 1) by then, or was never taken (MIG-R10).
+                if (found) DeviceChunkOf(pfn)!.InitPage(pfn, order);
             }
             finally { __hmmFreeLock.Unlock(); }
             if (found)
             {
-                DeviceChunkOf(pfn)!.InitPage(pfn, order);
                 global::System.Threading.Interlocked.Increment(ref __hmmDeviceAllocations);
                 return true;
             }
@@ -128,11 +131,13 @@ partial class ThrottledDriver : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
     public int TryAllocateDevicePages(global::System.Span<ulong> pfns)
     {
         int got = 0;
+        global::Hmm.Runtime.DeviceMemory.DevPagemap? chunk = null;
         while (got < pfns.Length)
         {
             __hmmFreeLock.Lock();
             try
             {
+                int from = got;
                 while (got < pfns.Length)
                 {
                     if (__hmmFreeCount > 0) pfns[got++] = __hmmFree[--__hmmFreeCount];
@@ -144,27 +149,27 @@ partial class ThrottledDriver : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
                     }
                     else break;
                 }
+                // Ascending pfns, so the copy engine chains a piece's pages into contiguous transfers: the
+                // free list is a LIFO, and pages freed in ascending order (a migration back) come off it
+                // descending.
+                var taken = pfns.Slice(from, got - from);
+                if (taken.Length > 1 && taken[0] > taken[taken.Length - 1]) global::System.MemoryExtensions.Reverse(taken);
+                for (int i = 1; i < taken.Length; i++)
+                    if (taken[i] < taken[i - 1]) { global::System.MemoryExtensions.Sort(taken); break; }
+                // zone_device_page_init under the lock, as TryAllocateDevicePage does (MIG-R10), once per
+                // run of consecutive pages in one chunk (DevPagemap.InitPages: one pagemap reference step per run).
+                for (int i = 0; i < taken.Length;)
+                {
+                    ulong pfn = taken[i];
+                    if (chunk == null || !chunk.Contains(pfn)) chunk = DeviceChunkOf(pfn)!;
+                    int run = 1;
+                    while (i + run < taken.Length && taken[i + run] == pfn + (ulong)run && chunk.Contains(pfn + (ulong)run)) run++;
+                    chunk.InitPages(pfn, run);
+                    i += run;
+                }
             }
             finally { __hmmFreeLock.Unlock(); }
             if (got < pfns.Length && !__HmmHotAdd(0)) break;
-        }
-        // Ascending pfns, so the copy engine chains a piece's pages into contiguous transfers: the
-        // free list is a LIFO, and pages freed in ascending order (a migration back) come off it
-        // descending.
-        var taken = pfns.Slice(0, got);
-        if (got > 1 && taken[0] > taken[got - 1]) global::System.MemoryExtensions.Reverse(taken);
-        for (int i = 1; i < got; i++)
-            if (taken[i] < taken[i - 1]) { global::System.MemoryExtensions.Sort(taken); break; }
-        // zone_device_page_init outside the spinlock, as TryAllocateDevicePage does, once per run of
-        // consecutive pages in one chunk (DevPagemap.InitPages: one pagemap reference step per run).
-        for (int i = 0; i < got;)
-        {
-            ulong pfn = taken[i];
-            var chunk = DeviceChunkOf(pfn)!;
-            int run = 1;
-            while (i + run < got && taken[i + run] == pfn + (ulong)run && chunk.Contains(pfn + (ulong)run)) run++;
-            chunk.InitPages(pfn, run);
-            i += run;
         }
         global::System.Threading.Interlocked.Add(ref __hmmDeviceAllocations, got);
         return got;
@@ -233,10 +238,10 @@ partial class ThrottledDriver : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
                 var chunk = __hmmChunks[i]!;
                 // Free pages first, so none is handed out while the chunk goes; again after the
                 // eviction for pages freed before page_free saw the chunk removing.
-                __HmmDropFree(chunk);
+                __HmmDropFree(chunk, draining: true);
                 long inUse = __HmmPagesInUse(chunk);
                 var e = global::Hmm.Runtime.Migration.MigrateDevice.EvictAndRemove(chunk);
-                __HmmDropFree(chunk);
+                __HmmDropFree(chunk, draining: false);
                 if (e != global::Hmm.Runtime.Errno.Ok)
                 {
                     // The chunk stays (removing): what is still in use did not move.
@@ -270,12 +275,18 @@ partial class ThrottledDriver : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
         return n;
     }
 
+    // The chunk RemoveDeviceMemory is draining (under the free-list lock): page_free takes none of
+    // its pages back, so none can be handed out — and initialised — once it is marked removing (MIG-R10).
     [global::System.CodeDom.Compiler.GeneratedCode("Hmm.Generators", "1.0.0")]
-    private void __HmmDropFree(global::Hmm.Runtime.DeviceMemory.DevPagemap chunk)
+    private global::Hmm.Runtime.DeviceMemory.DevPagemap? __hmmDraining;
+
+    [global::System.CodeDom.Compiler.GeneratedCode("Hmm.Generators", "1.0.0")]
+    private void __HmmDropFree(global::Hmm.Runtime.DeviceMemory.DevPagemap chunk, bool draining)
     {
         __hmmFreeLock.Lock();
         try
         {
+            __hmmDraining = draining ? chunk : null;
             int n = 0;
             for (int i = 0; i < __hmmFreeCount; i++)
                 if (!chunk.Contains(__hmmFree[i])) __hmmFree[n++] = __hmmFree[i];
@@ -300,6 +311,7 @@ partial class ThrottledDriver : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
         __hmmFreeLock.Lock();
         try
         {
+            if (ReferenceEquals(pgmap, __hmmDraining)) return;
             if (order != 0) __hmmFreeLarge[__hmmFreeLargeCount++] = pfn;
             else __hmmFree[__hmmFreeCount++] = pfn;
         }
