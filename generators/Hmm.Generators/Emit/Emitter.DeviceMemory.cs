@@ -341,11 +341,13 @@ internal static partial class Emitter
                 void global::Hmm.Runtime.DeviceMemory.IDevPagemapOps.PageFree({{DevPagemap}} pgmap, ulong pfn)
                 {
                     int order = pgmap.FolioOrder(pfn);{{userFree}}{{freeUser}}
-                    if (pgmap.IsRemoving) return;
                     __hmmFreeLock.Lock();
                     try
                     {
-                        if (ReferenceEquals(pgmap, __hmmDraining)) return;
+                        // Checked under the lock: RemoveDeviceMemory marks the chunk removing before its last
+                        // drop of the free lists (under this lock), so a free that looked before the mark
+                        // cannot put the page back after the drop, for a later allocation to initialise (MIG-R10).
+                        if (pgmap.IsRemoving || ReferenceEquals(pgmap, __hmmDraining)) return;
                         if (order != 0) __hmmFreeLarge[__hmmFreeLargeCount++] = pfn;
                         else __hmmFree[__hmmFreeCount++] = pfn;
                     }
