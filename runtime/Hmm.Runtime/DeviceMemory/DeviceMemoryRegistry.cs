@@ -15,6 +15,10 @@ internal sealed unsafe class DeviceMemoryRegistry : IDeviceMemoryHook
     private readonly SpinLock _lock = new("devmem.registry");
     private DevPagemap?[] _bySection = Array.Empty<DevPagemap?>();
     private ulong _nextPfn;
+    // Ranges given back by Remove, by address, neighbours merged: request_free_mem_region finds free
+    // physical address space again, so a device that hot-removes and re-adds memory forever does
+    // not run its pfns past what a device PTE can hold.
+    private readonly List<(ulong First, ulong Pages)> _released = new();
 
     private DeviceMemoryRegistry(Machine machine)
     {
@@ -33,8 +37,9 @@ internal sealed unsafe class DeviceMemoryRegistry : IDeviceMemoryHook
         ulong first;
         try
         {
-            first = _nextPfn;
-            _nextPfn += (pages + PageFrames.SectionPages - 1) & ~(PageFrames.SectionPages - 1);
+            ulong span = (pages + PageFrames.SectionPages - 1) & ~(PageFrames.SectionPages - 1);
+            first = TakeReleased(span) ?? _nextPfn;
+            if (first == _nextPfn) _nextPfn += span;
         }
         finally { _lock.Unlock(); }
         ulong sections = (pages + PageFrames.SectionPages - 1) >> PageFrames.SectionShift;
@@ -66,6 +71,42 @@ internal sealed unsafe class DeviceMemoryRegistry : IDeviceMemoryHook
         }
         finally { _lock.Unlock(); }
         _machine.Frames.Offline(pgmap.FirstPfn, sections << PageFrames.SectionShift);
+        // Free for a later Add only once offline, so the range is never onlined twice at once.
+        _lock.Lock();
+        try { Release(pgmap.FirstPfn, sections << PageFrames.SectionShift); }
+        finally { _lock.Unlock(); }
+    }
+
+    /// <summary>First fit among the released ranges (caller holds the lock); null when none is large enough.</summary>
+    private ulong? TakeReleased(ulong span)
+    {
+        for (int i = 0; i < _released.Count; i++)
+        {
+            var (first, pages) = _released[i];
+            if (pages < span) continue;
+            if (pages == span) _released.RemoveAt(i);
+            else _released[i] = (first + span, pages - span);
+            return first;
+        }
+        return null;
+    }
+
+    /// <summary>Gives [first, +pages) back, merged with released neighbours (caller holds the lock).</summary>
+    private void Release(ulong first, ulong pages)
+    {
+        int i = 0;
+        while (i < _released.Count && _released[i].First < first) i++;
+        _released.Insert(i, (first, pages));
+        if (i + 1 < _released.Count && first + pages == _released[i + 1].First)
+        {
+            _released[i] = (first, pages + _released[i + 1].Pages);
+            _released.RemoveAt(i + 1);
+        }
+        if (i > 0 && _released[i - 1].First + _released[i - 1].Pages == _released[i].First)
+        {
+            _released[i - 1] = (_released[i - 1].First, _released[i - 1].Pages + _released[i].Pages);
+            _released.RemoveAt(i);
+        }
     }
 
     /// <summary>page_pgmap: the range a pfn belongs to, or null.</summary>

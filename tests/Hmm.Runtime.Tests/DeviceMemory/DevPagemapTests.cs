@@ -17,6 +17,34 @@ public class DevPagemapTests
         public VmFaultResult MigrateToRam(in VmFault vmf) => VmFaultResult.SigBus;
     }
 
+    // request_free_mem_region searches the free physical address space: a range given back by
+    // memunmap_pages is found again, so hot-remove / hot-add cycles do not march device pfns upwards
+    // (they would pass a device PTE's frame field after enough cycles: issue 8's Everything(2) soak).
+    [Test]
+    public void RemovedRange_IsReusedByTheNextHotplug_NeighboursMerged()
+    {
+        using var machine = NewMachine();
+        var ops = new NullOps();
+        object owner = new();
+        Assert.That(DevPagemap.Create(machine, DevicePageKind.Private, 2 << 20, owner, ops, out var a), Is.EqualTo(Errno.Ok));
+        Assert.That(DevPagemap.Create(machine, DevicePageKind.Private, 2 << 20, owner, ops, out var b), Is.EqualTo(Errno.Ok));
+        ulong firstA = a!.FirstPfn, firstB = b!.FirstPfn;
+        Assert.That(firstB, Is.GreaterThan(firstA));
+        Assert.That(a.Remove(), Is.EqualTo(Errno.Ok));
+        Assert.That(b.Remove(), Is.EqualTo(Errno.Ok));
+        for (int i = 0; i < 100; i++)
+        {
+            Assert.That(DevPagemap.Create(machine, DevicePageKind.Coherent, 2 << 20, owner, ops, out var c), Is.EqualTo(Errno.Ok));
+            Assert.That(c!.FirstPfn, Is.EqualTo(firstA), "the lowest released range is taken first");
+            Assert.That(c.Remove(), Is.EqualTo(Errno.Ok));
+        }
+        // The two released neighbours merged: a range twice as large fits where both were.
+        Assert.That(DevPagemap.Create(machine, DevicePageKind.Private, (ulong)(firstB - firstA) * 4096 * 2, owner, ops, out var big), Is.EqualTo(Errno.Ok));
+        Assert.That(big!.FirstPfn, Is.EqualTo(firstA));
+        Assert.That(big.Remove(), Is.EqualTo(Errno.Ok));
+        machine.CheckInvariants();
+    }
+
     // A.8 registration: PRIVATE needs ops (migrate_to_ram, folio_free) and an owner; COHERENT needs folio_free and an owner; nr_range non-zero.
     [Test]
     public void Create_RegistrationRules_EinvalWithoutOwnerOpsOrSize()
