@@ -21,7 +21,7 @@ namespace Hmm.Runtime.Notifiers;
 /// <see cref="RangeMonitor"/> in a second tree of the same kind, together with one node per
 /// invalidation in progress so a range lock can wait for overlapping ones.
 /// </summary>
-internal sealed class MmuNotifierSubscriptions : IMmuNotifierHook
+internal sealed partial class MmuNotifierSubscriptions : IMmuNotifierHook
 {
     /// <summary>
     /// The kernel's <c>__mmu_notifier_invalidate_range_start_map</c>: lockdep pseudo-lock taken
@@ -190,7 +190,24 @@ internal sealed class MmuNotifierSubscriptions : IMmuNotifierHook
         InvalidateRangeStartMap.Acquire();
         try
         {
-            return StartCore(in range);
+            // Intervals first; when one refuses, the whole-mm notifiers are not called at all.
+            if (!StartCore(in range)) return false;
+            if (!HasSubscribers) return true;
+            bool started;
+            try
+            {
+                started = StartSubscribers(in range);
+            }
+            catch
+            {
+                EndCore(tracked: true, range.Start, LastOf(in range));
+                throw;
+            }
+            if (started) return true;
+            // A whole-mm notifier refused: the caller calls no end, so undo the interval half
+            // here (the kernel's __mmu_notifier_invalidate_range_start leaves it counted).
+            EndCore(tracked: true, range.Start, LastOf(in range));
+            return false;
         }
         finally
         {
@@ -207,6 +224,7 @@ internal sealed class MmuNotifierSubscriptions : IMmuNotifierHook
         try
         {
             EndCore(tracked: true, range.Start, last);
+            if (HasSubscribers) EndSubscribers(in range);
         }
         finally
         {
@@ -247,6 +265,8 @@ internal sealed class MmuNotifierSubscriptions : IMmuNotifierHook
         {
             EndCore(tracked: false, 0, 0);
         }
+        // Then the whole-mm notifiers' release (__mmu_notifier_release: itree, then hlist).
+        ReleaseSubscribers();
     }
 
     private static ulong LastOf(in NotifierRange range)
@@ -570,6 +590,7 @@ internal sealed class MmuNotifierSubscriptions : IMmuNotifierHook
             }
             _intervals.Validate();
             _guards.Validate();
+            CheckSubscribersLocked();
         }
         finally
         {
