@@ -49,7 +49,7 @@ internal static class ReferenceEscapes
     }
 
     // The reference-leak rules whose object is a value a driver may keep (not a lock, not a protocol step).
-    private static bool IsLeak(string id) => id is "HMM1023" or "HMM1025" or "HMM1041";
+    private static bool IsLeak(string id) => id is "HMM1023" or "HMM1025" or "HMM1041" or "HMM1050";
 
     /// <summary>Start positions of calls whose result (or out argument) lands in a local the body stores away.</summary>
     private static HashSet<int> StoredAcquisitions(IOperation body)

@@ -16,7 +16,7 @@ namespace Hmm.Analyzers.Rules;
 public sealed class HmmFlowAnalyzer : DiagnosticAnalyzer
 {
     /// <inheritdoc/>
-    public override ImmutableArray<DiagnosticDescriptor> SupportedDiagnostics { get; } = [.. HmmRules.All, .. DevicePageRules.All];
+    public override ImmutableArray<DiagnosticDescriptor> SupportedDiagnostics { get; } = [.. HmmRules.All, .. DevicePageRules.All, .. MmuNotifierRules.All];
 
     /// <inheritdoc/>
     public override void Initialize(AnalysisContext context)
@@ -39,6 +39,7 @@ public sealed class HmmFlowAnalyzer : DiagnosticAnalyzer
         NotifierFieldRules.Register(start, contracts);
         CopyExposure.Register(start, contracts);
         CpuAccessRules.Register(start);
+        MmuNotifierRules.Register(start);
         start.RegisterCompilationEndAction(end => new ProgramAnalysis(contracts, facts, declared).Run(end.ReportDiagnostic, end.CancellationToken));
     }
 

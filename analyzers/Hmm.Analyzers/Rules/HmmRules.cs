@@ -136,6 +136,7 @@ internal static class HmmRules
         "exclusive-folio" => ExclusiveNotReleased,
         "mm" => MmReferenceLeaked,
         "pgmap" => DevicePageRules.PagemapReferenceLeaked,
+        MmuNotifierRules.Kind => MmuNotifierRules.ReferenceLeaked,
         _ => ReferenceLeaked,
     };
 

@@ -289,6 +289,7 @@ public class MmuNotifier
     /// </summary>
     [MayBlock]
     [WaitsForCallbacks]
+    [DrainsDeferredFrees("mmu-notifier")]
     public static void Synchronize(Machine machine)
     {
         ArgumentNullException.ThrowIfNull(machine);

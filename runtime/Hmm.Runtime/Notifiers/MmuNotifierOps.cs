@@ -70,6 +70,7 @@ public abstract class MmuNotifierOps
     /// <see cref="MmuNotifier.Synchronize"/> (they wait for the section it runs in).
     /// </summary>
     [NotifierCallback]
+    [NotifierLifetime(NotifierLifetimeRole.Release)]
     public virtual void Release(MmuNotifier subscription, AddressSpace mm) { }
 
     /// <summary>
@@ -79,7 +80,7 @@ public abstract class MmuNotifierOps
     /// (the OOM reaper then skips the range). A type that may fail must not override
     /// <see cref="InvalidateRangeEnd"/>: the core cannot tell which starts failed.
     /// </summary>
-    [NotifierCallback(Invalidate = true)]
+    [NotifierCallback]
     public virtual Errno InvalidateRangeStart(MmuNotifier subscription, in NotifierRange range) => Errno.Ok;
 
     /// <summary><c>invalidate_range_end</c>: the entries changed (pages may now be freed); the device may map again.</summary>
@@ -111,6 +112,7 @@ public abstract class MmuNotifierOps
     /// notifier (usually a driver subclass of <see cref="MmuNotifier"/>) built with these ops, or
     /// an error. Called with the mmap lock held for write: it must not take it.
     /// </summary>
+    [NotifierLifetime(NotifierLifetimeRole.Alloc)]
     public virtual Errno AllocNotifier(AddressSpace mm, out MmuNotifier? subscription)
     {
         subscription = null;
@@ -124,6 +126,7 @@ public abstract class MmuNotifierOps
     /// callback). This driver code must still be loaded then: call
     /// <see cref="MmuNotifier.Synchronize"/> before unloading.
     /// </summary>
+    [NotifierLifetime(NotifierLifetimeRole.Free)]
     public virtual void FreeNotifier(MmuNotifier subscription) { }
 
     private static MmuNotifierCallbacks Discover([DynamicallyAccessedMembers(DynamicallyAccessedMemberTypes.PublicMethods)] Type type)
