@@ -11,7 +11,7 @@ public sealed class KnownNamesTests
     public void Every_known_name_resolves_in_the_runtime()
     {
         var compilation = CSharpCompilation.Create("probe", references: OfflineReferences.All);
-        foreach (var name in KnownNames.AllRuntimeTypes.Concat(Hmm.Analyzers.Rules.DevicePageRules.AllRuntimeTypes))
+        foreach (var name in KnownNames.AllRuntimeTypes.Concat(Hmm.Analyzers.Rules.DevicePageRules.AllRuntimeTypes).Concat(Hmm.Analyzers.Rules.MmuNotifierRules.AllRuntimeTypes))
             Assert.That(compilation.GetTypeByMetadataName(name), Is.Not.Null, name);
         var space = compilation.GetTypeByMetadataName(KnownNames.AddressSpace)!;
         Assert.That(space.GetMembers("MmapLock"), Has.Length.EqualTo(1), KnownNames.MmapLockClass);
@@ -22,7 +22,7 @@ public sealed class KnownNamesTests
     {
         var compilation = CSharpCompilation.Create("probe", references: OfflineReferences.All);
         var dsl = compilation.GetTypeByMetadataName(KnownNames.MayBlock)!.ContainingNamespace;
-        var known = new HashSet<string>(KnownNames.AllRuntimeTypes.Concat(Hmm.Analyzers.Rules.DevicePageRules.AllRuntimeTypes));
+        var known = new HashSet<string>(KnownNames.AllRuntimeTypes.Concat(Hmm.Analyzers.Rules.DevicePageRules.AllRuntimeTypes).Concat(Hmm.Analyzers.Rules.MmuNotifierRules.AllRuntimeTypes));
         string[] dslOnly = ["HmmDriverAttribute", "DeviceMemoryAttribute", "FaultBufferAttribute", "P2pExporterAttribute", "P2pImporterAttribute",
             "CopyPagesAttribute", "FaultPolicyAttribute", "OnP2pExportAttribute", "OnP2pImportAttribute", "OnMigratedAttribute", "AllocatePageAttribute",
             "BeforeMigrateToRamAttribute"];
