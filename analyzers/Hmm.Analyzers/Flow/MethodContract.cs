@@ -169,6 +169,8 @@ internal sealed class ContractSet
             yield break;
         }
         if (method.MethodKind != MethodKind.Ordinary || method.IsStatic) yield break;
+        // An override of a runtime ops class's virtual callback (MmuNotifierOps.Release, ...).
+        for (var o = method.IsOverride ? method.OverriddenMethod : null; o != null; o = o.OverriddenMethod) yield return o;
         foreach (var iface in method.ContainingType.AllInterfaces)
             foreach (var member in iface.GetMembers(method.Name))
                 if (member is IMethodSymbol im && SymbolEqualityComparer.Default.Equals(method.ContainingType.FindImplementationForInterfaceMember(im), method))

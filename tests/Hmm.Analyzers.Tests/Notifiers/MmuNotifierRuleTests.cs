@@ -417,4 +417,33 @@ public sealed class MmuNotifierRuleTests
         }
 
         """);
+
+    // ---- the callback contracts reach overrides of MmuNotifierOps -------------------------------------
+
+    [Test]
+    public Task Unregister_inside_release_is_hmm1016() => VerifyFree("""
+        sealed class SelfUnregisterOps : MmuNotifierOps
+        {
+            public override void Release(MmuNotifier subscription, AddressSpace mm) => {|HMM1016:subscription.Unregister(mm)|};
+        }
+
+        """);
+
+    [Test]
+    public Task Synchronize_inside_release_is_hmm1016() => VerifyFree("""
+        sealed class SyncOps : MmuNotifierOps
+        {
+            public override void Release(MmuNotifier subscription, AddressSpace mm) => {|HMM1016:MmuNotifier.Synchronize(mm.Machine)|};
+        }
+
+        """);
+
+    [Test]
+    public Task Mm_put_inside_release_is_hmm1017() => VerifyFree("""
+        sealed class MmPutOps : MmuNotifierOps
+        {
+            public override void Release(MmuNotifier subscription, AddressSpace mm) => {|HMM1017:mm.Put()|};
+        }
+
+        """);
 }
