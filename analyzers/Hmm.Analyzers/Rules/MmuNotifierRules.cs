@@ -22,8 +22,11 @@ internal static class MmuNotifierRules
     public const string DrainsDeferredFrees = "Hmm.Dsl.DrainsDeferredFreesAttribute";
     public const string ModuleExit = "Hmm.Dsl.ModuleExitAttribute";
 
+    /// <summary>The notifier type: only bodies handing one to a source helper are kept for HMM1051's helper summaries.</summary>
+    public const string MmuNotifier = "Hmm.Runtime.Notifiers.MmuNotifier";
+
     /// <summary>The runtime types these rules read, for the test that checks them against the runtime.</summary>
-    public static readonly string[] AllRuntimeTypes = [NotifierLifetime, DrainsDeferredFrees, ModuleExit];
+    public static readonly string[] AllRuntimeTypes = [NotifierLifetime, DrainsDeferredFrees, ModuleExit, MmuNotifier];
 
     private static DiagnosticDescriptor Rule(string id, string title, string message, string description, bool end) =>
         new(id, title, message, HmmRules.NotifierCategory, DiagnosticSeverity.Warning, isEnabledByDefault: true, description,
@@ -70,16 +73,26 @@ internal static class MmuNotifierRules
         var moduleExitAttr = compilation.GetTypeByMetadataName(ModuleExit);
         var calls = new ConcurrentBag<CallSite>();
         var useAfterPut = new MmuNotifierUseAfterPut(releasesAttr);
+        var dsl = drainsAttr.ContainingNamespace;
+        var notifierType = compilation.GetTypeByMetadataName(MmuNotifier);
         start.RegisterOperationBlockAction(b =>
         {
             if (b.OwningSymbol is not IMethodSymbol method) return;
             foreach (var block in b.OperationBlocks)
             {
+                // One walk: the calls the rules follow, and whether the body may put a notifier.
+                bool mayPut = false;
                 foreach (var op in block.Descendants())
-                    if (op is IInvocationOperation inv && Interesting(inv.TargetMethod))
-                        calls.Add(new CallSite(method, inv.TargetMethod.OriginalDefinition, inv.Syntax.GetLocation()));
-                if (block is IMethodBodyOperation or IBlockOperation or IConstructorBodyOperation)
-                    useAfterPut.Collect(method, block, b.GetControlFlowGraph(block));
+                {
+                    if (op is not IInvocationOperation inv) continue;
+                    var target = inv.TargetMethod;
+                    bool inSource = !target.DeclaringSyntaxReferences.IsEmpty;
+                    if (inSource || IsDispose(target) || HasDslAttribute(target, dsl))
+                        calls.Add(new CallSite(method, target.OriginalDefinition, inv.Syntax.GetLocation()));
+                    if (!mayPut && (useAfterPut.IsNotifierPut(target) || (inSource && PassesNotifier(inv, notifierType)))) mayPut = true;
+                }
+                if (mayPut && block is IMethodBodyOperation or IBlockOperation or IConstructorBodyOperation)
+                    useAfterPut.Collect(method, b.GetControlFlowGraph(block));
             }
         });
         start.RegisterCompilationEndAction(end =>
@@ -91,12 +104,20 @@ internal static class MmuNotifierRules
         });
     }
 
-    /// <summary>Calls the rules follow: into source (helpers), to contract-carrying runtime methods, Dispose.</summary>
-    private static bool Interesting(IMethodSymbol m)
+    private static bool PassesNotifier(IInvocationOperation inv, INamedTypeSymbol? notifierType)
     {
-        if (!m.DeclaringSyntaxReferences.IsEmpty || IsDispose(m)) return true;
+        if (notifierType == null) return false;
+        foreach (var a in inv.Arguments)
+            for (var t = a.Parameter?.Type as INamedTypeSymbol; t != null; t = t.BaseType)
+                if (SymbolEqualityComparer.Default.Equals(t, notifierType)) return true;
+        return false;
+    }
+
+    /// <summary>Whether <paramref name="m"/> carries a contract attribute of the Hmm.Dsl namespace.</summary>
+    private static bool HasDslAttribute(IMethodSymbol m, INamespaceSymbol dsl)
+    {
         foreach (var a in m.GetAttributes())
-            if (a.AttributeClass?.ContainingNamespace?.ToDisplayString() == "Hmm.Dsl") return true;
+            if (SymbolEqualityComparer.Default.Equals(a.AttributeClass?.ContainingNamespace, dsl)) return true;
         return false;
     }
 

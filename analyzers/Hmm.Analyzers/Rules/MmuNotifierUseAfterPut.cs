@@ -25,21 +25,13 @@ internal sealed class MmuNotifierUseAfterPut(INamedTypeSymbol releasesAttr)
     private readonly ConcurrentDictionary<IMethodSymbol, bool> _sourceMethods = new(SymbolEqualityComparer.Default);
     private Dictionary<(IMethodSymbol, int), bool>? _putsParam;
 
-    /// <summary>Keeps a body that puts a notifier or hands a value to a source helper that might.</summary>
-    public void Collect(IMethodSymbol method, IOperation block, ControlFlowGraph? cfg)
+    /// <summary>Whether <paramref name="m"/> is a [ReleasesReference("mmu-notifier")] method.</summary>
+    public bool IsNotifierPut(IMethodSymbol m) => ReleasedKind(m) == MmuNotifierRules.Kind;
+
+    /// <summary>Keeps a body that may put a notifier (directly, or through a source helper it hands values to).</summary>
+    public void Collect(IMethodSymbol method, ControlFlowGraph? cfg)
     {
         if (cfg == null) return;
-        bool relevant = false;
-        foreach (var op in block.Descendants())
-        {
-            if (op is not IInvocationOperation inv) continue;
-            if (ReleasedKind(inv.TargetMethod) == MmuNotifierRules.Kind || (!inv.TargetMethod.DeclaringSyntaxReferences.IsEmpty && !inv.Arguments.IsEmpty))
-            {
-                relevant = true;
-                break;
-            }
-        }
-        if (!relevant) return;
         _sourceMethods.TryAdd(method.OriginalDefinition, true);
         _bodies.Add(new Body(method, cfg));
     }
