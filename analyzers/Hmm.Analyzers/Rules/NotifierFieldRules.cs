@@ -144,7 +144,10 @@ internal static class NotifierFieldRules
         var body = new Body(method.OriginalDefinition);
         bool ordered = false;   // worth a CFG walk: an insert, a teardown, or own stores next to own calls
         bool ownCalls = false;
-        foreach (var op in root.Descendants())
+        // A constructor's `: this(...)`/`: base(...)` is an operation block of its own next to the body; the
+        // constructor-body operation holds both (and the CFG of the body runs the initializer first).
+        var whole = root.Parent is IMethodBodyBaseOperation ctorBody ? ctorBody : root;
+        foreach (var op in whole.Descendants())
         {
             switch (op)
             {
@@ -173,13 +176,15 @@ internal static class NotifierFieldRules
             if (TeardownOf(op, method) != null) ordered = true;
         }
         if ((ownCalls && body.Stores.Count > 0) || (body.Callees.Count > 0 && (body.Removes || body.Takes.Count > 0))) ordered = true;
+        // `: this(...)` to a constructor that may insert, then a helper that may store: the order matters.
+        if (method.MethodKind == MethodKind.Constructor && whole != root && ownCalls && body.Callees.Count > 1) ordered = true;
         if (ordered) Order(context.GetControlFlowGraph(root), body, method, contracts, notifierType);
         else if (body.Callees.Count > 0)
         {
             // No lock, remove or store here: each call sees nothing held, and any other callee may have run first (which can only silence).
             var all = ImmutableArray.CreateRange(body.Callees);
             var none = ImmutableHashSet.Create<string>(StringComparer.Ordinal);
-            foreach (var inv in root.Descendants().OfType<IInvocationOperation>())
+            foreach (var inv in whole.Descendants().OfType<IInvocationOperation>())
                 if (IsSource(inv.TargetMethod, contracts.Compilation))
                     body.CallStates.Add(new StatePoint(null, inv.TargetMethod.OriginalDefinition, inv.Syntax.GetLocation(), none, false, all));
         }
@@ -226,19 +231,29 @@ internal static class NotifierFieldRules
                 if (succ?.Destination is not { } d) continue;
                 // A branch leaving a try runs its finally first: straight through its blocks (a remove or
                 // an unlock there counts; a conditional one counts too, which can only silence the rule).
+                // The finally's own blocks are also entered with that state, so a teardown inside a finally is
+                // recorded with the lock/remove state of the path that runs it.
                 var through = s;
                 foreach (var f in succ.FinallyRegions)
+                {
+                    Enter(f.FirstBlockOrdinal, through);
                     for (int fb = f.FirstBlockOrdinal; fb <= f.LastBlockOrdinal; fb++)
                         through = Transfer(cfg.Blocks[fb], through, body, method, contracts, notifierType, record: false);
-                var old = states[d.Ordinal];
-                var merged = old == null ? through : State.Join(old, through);
-                if (old != null && old.Same(merged)) continue;
-                states[d.Ordinal] = merged;
-                work.Enqueue(d.Ordinal);
+                }
+                Enter(d.Ordinal, through);
             }
         }
         for (int b = 0; b < states.Length; b++)
             if (states[b] is { } s) Transfer(cfg.Blocks[b], s, body, method, contracts, notifierType, record: true);
+
+        void Enter(int ordinal, State through)
+        {
+            var old = states[ordinal];
+            var merged = old == null ? through : State.Join(old, through);
+            if (old != null && old.Same(merged)) return;
+            states[ordinal] = merged;
+            work.Enqueue(ordinal);
+        }
     }
 
     private static State Transfer(BasicBlock block, State s, Body body, IMethodSymbol method, ContractSet contracts, INamedTypeSymbol notifierType, bool record)

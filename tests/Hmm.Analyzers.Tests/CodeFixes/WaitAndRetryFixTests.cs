@@ -241,6 +241,41 @@ public sealed class WaitAndRetryFixTests
         """);
 
     [Test]
+    public Task Fix_all_bounds_every_spin_in_the_document() => HmmFixVerifier<BusyRetryDeadlineFixer>.VerifyAsync(compilationEnd: true, before: Driver + """
+            public Errno Unplug(DevPagemap pgmap)
+            {
+                while ({|HMM1037:MigrateDevice.EvictAndRemove(pgmap)|} == Errno.EBUSY) { }
+                return Errno.Ok;
+            }
+            public Errno Remove(DevPagemap pgmap)
+            {
+                while ({|HMM1037:pgmap.Remove()|} == Errno.EBUSY) { }
+                return Errno.Ok;
+            }
+        }
+        """, after: Driver + """
+            public Errno Unplug(DevPagemap pgmap)
+            {
+                long deadline = Environment.TickCount64 + HmmPfn.DefaultTimeoutMs;
+                while (MigrateDevice.EvictAndRemove(pgmap) == Errno.EBUSY)
+                {
+                    if (Environment.TickCount64 > deadline) return Errno.EBUSY;
+                }
+                return Errno.Ok;
+            }
+            public Errno Remove(DevPagemap pgmap)
+            {
+                long deadline = Environment.TickCount64 + HmmPfn.DefaultTimeoutMs;
+                while (pgmap.Remove() == Errno.EBUSY)
+                {
+                    if (Environment.TickCount64 > deadline) return Errno.EBUSY;
+                }
+                return Errno.Ok;
+            }
+        }
+        """);
+
+    [Test]
     public Task Void_method_gets_no_fix() => HmmFixVerifier<BusyRetryDeadlineFixer>.VerifyNoFixAsync(Driver + """
             public void Unplug(DevPagemap pgmap)
             {
