@@ -134,6 +134,20 @@ internal static class NotifierFieldRules
         _ => null,
     };
 
+    /// <summary>
+    /// The generated <c>Attach</c> of a <c>[HmmDriver]</c> class (mmu_interval_notifier_insert in generated code, which is
+    /// not analysed): recognised by its name, its <c>[GeneratedCode]</c> attribute and the driver attribute on its type.
+    /// </summary>
+    private static bool IsDslAttach(IMethodSymbol m) =>
+        m.Name == "Attach" && !m.IsStatic && HasAttribute(m, "GeneratedCodeAttribute") && HasAttribute(m.ContainingType, "HmmDriverAttribute");
+
+    private static bool HasAttribute(ISymbol symbol, string name)
+    {
+        foreach (var a in symbol.GetAttributes())
+            if (a.AttributeClass?.Name == name) return true;
+        return false;
+    }
+
     private static bool IsSource(IMethodSymbol m, Compilation c) =>
         m.DeclaringSyntaxReferences.Length > 0 && SymbolEqualityComparer.Default.Equals(m.ContainingAssembly, c.Assembly);
 
@@ -166,6 +180,7 @@ internal static class NotifierFieldRules
                     if (IsSource(m, contracts.Compilation)) { body.Callees.Add(m.OriginalDefinition); ownCalls |= OwnCall(inv); }
                     foreach (var e in contracts.For(m).LockEffects)
                         if (e.Kind != LockEffectKind.Release && MethodFlow.Resolve(contracts, e.Target, m, inv) is { } key) body.Takes.Add(key);
+                    if (IsDslAttach(m)) ordered = true;
                     if (SymbolEqualityComparer.Default.Equals(m.ContainingType, notifierType))
                     {
                         if (m.Name is "Insert" or "InsertLocked") ordered = true;
@@ -302,6 +317,14 @@ internal static class NotifierFieldRules
                     if (m.Name == "Remove") return new State(s.Assigned, s.Inserts, s.Held, true, s.Calls);
                     return s;
                 }
+                if (IsDslAttach(m))
+                {
+                    // A DSL driver's generated Attach inserts the notifier whose invalidations reach the user's
+                    // [OnInvalidate]/[OnRelease] callbacks: the insertion point, as seen from user code.
+                    var point = new InsertPoint(null, null, [m.ContainingType], loc, s.Assigned);
+                    if (record) body.Inserts.Add(point);
+                    return new State(s.Assigned, s.Inserts.Add(point), s.Held, false, s.Calls);
+                }
                 var held = s.Held;
                 foreach (var e in contracts.For(m).LockEffects)
                 {
@@ -416,6 +439,18 @@ internal static class NotifierFieldRules
             return result;
         }
 
+        /// <summary>
+        /// The callbacks an inserted notifier of this ops type runs: its invalidate, and for a DSL driver (whose invalidate is
+        /// generated, not analysed) the user's <c>[OnInvalidate]</c> and <c>[OnRelease]</c> methods it calls.
+        /// </summary>
+        private IEnumerable<IMethodSymbol> LateReaders(ITypeSymbol ops)
+        {
+            if (Callback(ops) is { } cb && _bodies.ContainsKey(cb.OriginalDefinition)) yield return cb;
+            if (!HasAttribute(ops, "HmmDriverAttribute")) yield break;
+            foreach (var member in ops.GetMembers())
+                if (member is IMethodSymbol m && (HasAttribute(m, "OnInvalidateAttribute") || HasAttribute(m, "OnReleaseAttribute"))) yield return m;
+        }
+
         /// <summary>The ops type's invalidate callback.</summary>
         private IMethodSymbol? Callback(ITypeSymbol ops) => ops.FindImplementationForInterfaceMember(_invalidate) as IMethodSymbol;
 
@@ -466,8 +501,8 @@ internal static class NotifierFieldRules
         private void CheckLate(Body body, LateStore late)
         {
             foreach (var ops in OpsOf(late.Insert))
+            foreach (var cb in LateReaders(ops))
             {
-                if (Callback(ops) is not { } cb) continue;
                 var fields = late.Field != null ? [late.Field] : CandidateFields(late.Callee!, cb);
                 foreach (var f in fields)
                 {
