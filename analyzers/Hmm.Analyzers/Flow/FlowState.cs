@@ -118,8 +118,9 @@ internal sealed class FlowState : IEquatable<FlowState>
             int j = b.FindRef(r.Key);
             if (j < 0) { refs.Add(new OwnedRef(r.Key, r.Kind, false, r.Site, r.Escapes, r.DroppedAt)); continue; }
             var o = b.Refs[j];
-            var esc = r.Escapes;
-            foreach (var e in o.Escapes) if (!esc.Contains(e, SymbolEqualityComparer.Default)) esc = esc.Add(e);
+            // A path that handed the reference to no helper still owns it: what a helper on the other path does can't excuse it.
+            var esc = o.Escapes.IsEmpty ? o.Escapes : r.Escapes;
+            if (!esc.IsEmpty) foreach (var e in o.Escapes) if (!esc.Contains(e, SymbolEqualityComparer.Default)) esc = esc.Add(e);
             refs.Add(new OwnedRef(r.Key, r.Kind, r.Must && o.Must, r.Site, esc, r.DroppedAt ?? o.DroppedAt));
         }
         foreach (var r in b.Refs) if (a.FindRef(r.Key) < 0) refs.Add(new OwnedRef(r.Key, r.Kind, false, r.Site, r.Escapes, r.DroppedAt));

@@ -49,6 +49,8 @@ internal sealed partial class MethodFlow
             case IFieldReferenceOperation fr:
                 if (fr.Instance != null) state = Visit(fr.Instance, state);
                 return MemberAccess(fr, fr.Field, state);
+            case ILocalReferenceOperation or IParameterReferenceOperation when !state.Refs.IsEmpty:
+                return StoreAway(op, state);
             case IArrayElementReferenceOperation ae:
                 foreach (var c in ae.ChildOperations) state = Visit(c, state);
                 if (!IsWriteTarget(ae) && Unwrap(ae.ArrayReference) is IPropertyReferenceOperation { Property.Name: "HmmPfns" } p
@@ -59,6 +61,18 @@ internal sealed partial class MethodFlow
                 foreach (var c in op.ChildOperations) state = Visit(c, state);
                 return state;
         }
+    }
+
+    /// <summary>
+    /// A keepable reference (mm, DMA address, pagemap, pin) held in a local or parameter and stored into a field, element, initializer,
+    /// collection or new object is handed to that object at this point: paths that reach here no
+    /// longer own it, paths that returned before it still do (their leak is reported).
+    /// </summary>
+    private FlowState StoreAway(IOperation read, FlowState state)
+    {
+        if (RefKey(read) is not { } key || state.FindRef(key) is var i && i < 0) return state;
+        if (!ReferenceEscapes.IsLeak(HmmRules.ForReference(state.Refs[i].Kind).Id) || !ReferenceEscapes.IsStored(read)) return state;
+        return state.WithRefs(state.Refs.RemoveAt(i));
     }
 
     private HashSet<CaptureId>? _writtenCaptures;

@@ -9,9 +9,13 @@ namespace Hmm.Analyzers.Rules;
 /// <summary>
 /// HMM1042: a device-private pfn (a <c>[DevicePrivatePfn]</c> member such as <c>VmFault.Page</c>)
 /// reaching a <c>[CpuAccess]</c> parameter (kmap, copy_highpage) — the CPU reading or writing
-/// memory it has no mapping for. Values are followed through locals (assignments, pfn
-/// arithmetic, conversions; not through calls, which translate — <c>BackingOf(pfn)</c> is another
-/// page) and into source helpers' parameters, at any depth, at compilation end.
+/// memory it has no mapping for. Sources: <c>[DevicePrivatePfn]</c> members (<c>VmFault.Page</c>,
+/// <c>MigrateVma.FaultPage</c>) and the <c>Src</c> entries of a migration the body sets up to
+/// collect device-private pages only (migrate_to_ram's own migration: its src pfns are device
+/// pages). Values are followed through locals (assignments, pfn arithmetic, <c>&gt;&gt; Shift</c>,
+/// <c>MigratePfn.ToPfn</c>, conversions; not through other calls, which translate —
+/// <c>BackingOf(pfn)</c> is another page) and into source helpers' parameters, at any depth, at
+/// compilation end.
 /// </summary>
 internal static class CpuAccessRules
 {
@@ -66,10 +70,11 @@ internal static class CpuAccessRules
         ConcurrentDictionary<(IMethodSymbol, string), string> sinks, ConcurrentBag<(IMethodSymbol, string, IMethodSymbol, string)> forwards, ConcurrentBag<Pass> passes)
     {
         // Locals holding a device-private pfn: flow-insensitive, to a fixpoint over the body's assignments.
-        var tainted = new HashSet<ILocalSymbol>(SymbolEqualityComparer.Default);
-        bool any = false;
+        bool privateSrc = PrivateMigration(body);
+        var taint = new Taint(privateAttr, privateSrc);
+        bool any = privateSrc;
         foreach (var op in body.Descendants())
-            if (IsSource(op, privateAttr)) { any = true; break; }
+            if (taint.IsSource(op)) { any = true; break; }
         if (any)
         {
             bool changed = true;
@@ -80,11 +85,11 @@ internal static class CpuAccessRules
                 {
                     switch (op)
                     {
-                        case IVariableDeclaratorOperation d when d.Initializer != null && Tainted(d.Initializer.Value, tainted, privateAttr):
-                            changed |= tainted.Add(d.Symbol);
+                        case IVariableDeclaratorOperation d when d.Initializer != null && taint.Holds(d.Initializer.Value):
+                            changed |= taint.Locals.Add(d.Symbol);
                             break;
-                        case IAssignmentOperation { Target: ILocalReferenceOperation t } a when Tainted(a.Value, tainted, privateAttr):
-                            changed |= tainted.Add(t.Local);
+                        case IAssignmentOperation { Target: ILocalReferenceOperation t } a when taint.Holds(a.Value):
+                            changed |= taint.Locals.Add(t.Local);
                             break;
                     }
                 }
@@ -98,7 +103,7 @@ internal static class CpuAccessRules
             {
                 if (a.Parameter == null) continue;
                 bool cpu = HasAttr(a.Parameter, cpuAttr);
-                bool bad = any && Tainted(a.Value, tainted, privateAttr);
+                bool bad = any && taint.Holds(a.Value);
                 if (cpu && bad)
                     context.ReportDiagnostic(Diagnostic.Create(DevicePageRules.CpuReadsDevicePrivate, a.Value.Syntax.GetLocation(), ""));
                 else if (cpu && Unwrap(a.Value) is IParameterReferenceOperation p)
@@ -111,28 +116,72 @@ internal static class CpuAccessRules
         }
     }
 
-    private static bool IsSource(IOperation op, INamedTypeSymbol privateAttr) => op switch
-    {
-        IPropertyReferenceOperation p => HasAttr(p.Property, privateAttr),
-        IFieldReferenceOperation f => HasAttr(f.Field, privateAttr),
-        IInvocationOperation i => HasAttr(i.TargetMethod, privateAttr),
-        _ => false,
-    };
+    private const string MigrateVmaType = "Hmm.Runtime.Migration.MigrateVma";
+    private const string MigratePfnType = "Hmm.Runtime.Migration.MigratePfn";
+    private const string MigrateSelectType = "Hmm.Runtime.Migration.MigrateSelect";
 
-    /// <summary>A device-private pfn: a source member, a tainted local, or pfn arithmetic on one (calls translate and end the taint).</summary>
-    private static bool Tainted(IOperation value, HashSet<ILocalSymbol> tainted, INamedTypeSymbol privateAttr)
+    /// <summary>
+    /// Whether the body sets up a migration that collects device-private pages only (<c>Flags =
+    /// MigrateSelect.DevicePrivate</c>: migrate_to_ram's MIGRATE_VMA_SELECT_DEVICE_PRIVATE): every
+    /// pfn its <c>Src</c> entries name is then a device-private page, the faulting page among them.
+    /// </summary>
+    private static bool PrivateMigration(IOperation body)
     {
-        var op = Unwrap(value);
-        return op switch
+        foreach (var op in body.Descendants())
+            if (op is ISimpleAssignmentOperation { Target: IPropertyReferenceOperation { Property.Name: "Flags" } target } a
+                && target.Property.ContainingType.ToDisplayString() == MigrateVmaType
+                && a.Value.ConstantValue is { HasValue: true, Value: { } v }
+                && target.Property.Type is INamedTypeSymbol { TypeKind: TypeKind.Enum } e && e.ToDisplayString() == MigrateSelectType
+                && e.GetMembers("DevicePrivate").FirstOrDefault() is IFieldSymbol { ConstantValue: { } dp }
+                && Convert.ToInt64(v, System.Globalization.CultureInfo.InvariantCulture) == Convert.ToInt64(dp, System.Globalization.CultureInfo.InvariantCulture))
+                return true;
+        return false;
+    }
+
+    /// <summary>What holds a device-private pfn in one body.</summary>
+    private sealed class Taint(INamedTypeSymbol privateAttr, bool privateSrc)
+    {
+        public HashSet<ILocalSymbol> Locals { get; } = new(SymbolEqualityComparer.Default);
+
+        /// <summary>A <c>[DevicePrivatePfn]</c> member, or an entry of a device-private-only migration's <c>Src</c>.</summary>
+        public bool IsSource(IOperation op) => op switch
         {
-            null => false,
-            ILocalReferenceOperation l => tainted.Contains(l.Local),
-            IBinaryOperation { OperatorKind: BinaryOperatorKind.Add or BinaryOperatorKind.Subtract or BinaryOperatorKind.Or } b =>
-                Tainted(b.LeftOperand, tainted, privateAttr) || Tainted(b.RightOperand, tainted, privateAttr),
-            IConditionalOperation c => Tainted(c.WhenTrue, tainted, privateAttr) || (c.WhenFalse != null && Tainted(c.WhenFalse, tainted, privateAttr)),
-            ICoalesceOperation co => Tainted(co.Value, tainted, privateAttr) || Tainted(co.WhenNull, tainted, privateAttr),
-            _ => IsSource(op, privateAttr),
+            IPropertyReferenceOperation p => HasAttr(p.Property, privateAttr),
+            IFieldReferenceOperation f => HasAttr(f.Field, privateAttr),
+            IInvocationOperation i => HasAttr(i.TargetMethod, privateAttr),
+            IArrayElementReferenceOperation ae => privateSrc && IsSrc(ae.ArrayReference),
+            _ => false,
         };
+
+        /// <summary>The <c>Src</c> array of a device-private-only migration, or a local holding it (<c>var src = args.Src;</c>).</summary>
+        private bool IsSrc(IOperation array) => Unwrap(array) switch
+        {
+            IPropertyReferenceOperation { Property.Name: "Src" } p => privateSrc && p.Property.ContainingType.ToDisplayString() == MigrateVmaType,
+            ILocalReferenceOperation l => Locals.Contains(l.Local),
+            _ => false,
+        };
+
+        /// <summary>A device-private pfn (or src word): a source, a tainted local, pfn arithmetic or decoding of one (other calls translate and end the taint).</summary>
+        public bool Holds(IOperation value)
+        {
+            var op = Unwrap(value);
+            return op switch
+            {
+                null => false,
+                ILocalReferenceOperation l => Locals.Contains(l.Local),
+                IPropertyReferenceOperation { Property.Name: "Src" } p when privateSrc => IsSrc(p),
+                IBinaryOperation { OperatorKind: BinaryOperatorKind.Add or BinaryOperatorKind.Subtract or BinaryOperatorKind.Or } b => Holds(b.LeftOperand) || Holds(b.RightOperand),
+                // src[i] >> MigratePfn.Shift: the pfn of a migrate word.
+                IBinaryOperation { OperatorKind: BinaryOperatorKind.RightShift } sh => Holds(sh.LeftOperand),
+                IConditionalOperation c => Holds(c.WhenTrue) || (c.WhenFalse != null && Holds(c.WhenFalse)),
+                ICoalesceOperation co => Holds(co.Value) || Holds(co.WhenNull),
+                // MigratePfn.ToPfn(word) decodes; FaultPage.Value / GetValueOrDefault() unwrap the same pfn.
+                IInvocationOperation { TargetMethod.Name: "ToPfn" } d when d.TargetMethod.ContainingType.ToDisplayString() == MigratePfnType && d.Arguments.Length == 1 => Holds(d.Arguments[0].Value),
+                IInvocationOperation { TargetMethod.Name: "GetValueOrDefault", Instance: { } n } => Holds(n),
+                IPropertyReferenceOperation { Property.Name: "Value", Instance: { } n } when n.Type?.OriginalDefinition.SpecialType == SpecialType.System_Nullable_T => Holds(n),
+                _ => IsSource(op),
+            };
+        }
     }
 
     private static bool HasAttr(ISymbol symbol, INamedTypeSymbol attr)

@@ -83,7 +83,6 @@ public sealed class HmmFlowAnalyzer : DiagnosticAnalyzer
         {
             var cfg = context.GetControlFlowGraph(body);
             new MethodFlow(contracts, cfg, facts).Run();
-            ReferenceEscapes.Forget(body, facts);
             // Verdicts of this body alone are local diagnostics (fixable in the editor).
             foreach (var d in facts.Diagnostics) context.ReportDiagnostic(d);
             facts.Diagnostics.Clear();

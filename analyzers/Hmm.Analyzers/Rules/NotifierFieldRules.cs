@@ -134,6 +134,20 @@ internal static class NotifierFieldRules
         _ => null,
     };
 
+    /// <summary>
+    /// The generated <c>Attach</c> of a <c>[HmmDriver]</c> class (mmu_interval_notifier_insert in generated code, which is
+    /// not analysed): recognised by its name, its <c>[GeneratedCode]</c> attribute and the driver attribute on its type.
+    /// </summary>
+    private static bool IsDslAttach(IMethodSymbol m) =>
+        m.Name == "Attach" && !m.IsStatic && HasAttribute(m, "GeneratedCodeAttribute") && HasAttribute(m.ContainingType, "HmmDriverAttribute");
+
+    private static bool HasAttribute(ISymbol symbol, string name)
+    {
+        foreach (var a in symbol.GetAttributes())
+            if (a.AttributeClass?.Name == name) return true;
+        return false;
+    }
+
     private static bool IsSource(IMethodSymbol m, Compilation c) =>
         m.DeclaringSyntaxReferences.Length > 0 && SymbolEqualityComparer.Default.Equals(m.ContainingAssembly, c.Assembly);
 
@@ -144,7 +158,10 @@ internal static class NotifierFieldRules
         var body = new Body(method.OriginalDefinition);
         bool ordered = false;   // worth a CFG walk: an insert, a teardown, or own stores next to own calls
         bool ownCalls = false;
-        foreach (var op in root.Descendants())
+        // A constructor's `: this(...)`/`: base(...)` is an operation block of its own next to the body; the
+        // constructor-body operation holds both (and the CFG of the body runs the initializer first).
+        var whole = root.Parent is IMethodBodyBaseOperation ctorBody ? ctorBody : root;
+        foreach (var op in whole.Descendants())
         {
             switch (op)
             {
@@ -163,6 +180,7 @@ internal static class NotifierFieldRules
                     if (IsSource(m, contracts.Compilation)) { body.Callees.Add(m.OriginalDefinition); ownCalls |= OwnCall(inv); }
                     foreach (var e in contracts.For(m).LockEffects)
                         if (e.Kind != LockEffectKind.Release && MethodFlow.Resolve(contracts, e.Target, m, inv) is { } key) body.Takes.Add(key);
+                    if (IsDslAttach(m)) ordered = true;
                     if (SymbolEqualityComparer.Default.Equals(m.ContainingType, notifierType))
                     {
                         if (m.Name is "Insert" or "InsertLocked") ordered = true;
@@ -173,13 +191,15 @@ internal static class NotifierFieldRules
             if (TeardownOf(op, method) != null) ordered = true;
         }
         if ((ownCalls && body.Stores.Count > 0) || (body.Callees.Count > 0 && (body.Removes || body.Takes.Count > 0))) ordered = true;
+        // `: this(...)` to a constructor that may insert, then a helper that may store: the order matters.
+        if (method.MethodKind == MethodKind.Constructor && whole != root && ownCalls && body.Callees.Count > 1) ordered = true;
         if (ordered) Order(context.GetControlFlowGraph(root), body, method, contracts, notifierType);
         else if (body.Callees.Count > 0)
         {
             // No lock, remove or store here: each call sees nothing held, and any other callee may have run first (which can only silence).
             var all = ImmutableArray.CreateRange(body.Callees);
             var none = ImmutableHashSet.Create<string>(StringComparer.Ordinal);
-            foreach (var inv in root.Descendants().OfType<IInvocationOperation>())
+            foreach (var inv in whole.Descendants().OfType<IInvocationOperation>())
                 if (IsSource(inv.TargetMethod, contracts.Compilation))
                     body.CallStates.Add(new StatePoint(null, inv.TargetMethod.OriginalDefinition, inv.Syntax.GetLocation(), none, false, all));
         }
@@ -226,19 +246,29 @@ internal static class NotifierFieldRules
                 if (succ?.Destination is not { } d) continue;
                 // A branch leaving a try runs its finally first: straight through its blocks (a remove or
                 // an unlock there counts; a conditional one counts too, which can only silence the rule).
+                // The finally's own blocks are also entered with that state, so a teardown inside a finally is
+                // recorded with the lock/remove state of the path that runs it.
                 var through = s;
                 foreach (var f in succ.FinallyRegions)
+                {
+                    Enter(f.FirstBlockOrdinal, through);
                     for (int fb = f.FirstBlockOrdinal; fb <= f.LastBlockOrdinal; fb++)
                         through = Transfer(cfg.Blocks[fb], through, body, method, contracts, notifierType, record: false);
-                var old = states[d.Ordinal];
-                var merged = old == null ? through : State.Join(old, through);
-                if (old != null && old.Same(merged)) continue;
-                states[d.Ordinal] = merged;
-                work.Enqueue(d.Ordinal);
+                }
+                Enter(d.Ordinal, through);
             }
         }
         for (int b = 0; b < states.Length; b++)
             if (states[b] is { } s) Transfer(cfg.Blocks[b], s, body, method, contracts, notifierType, record: true);
+
+        void Enter(int ordinal, State through)
+        {
+            var old = states[ordinal];
+            var merged = old == null ? through : State.Join(old, through);
+            if (old != null && old.Same(merged)) return;
+            states[ordinal] = merged;
+            work.Enqueue(ordinal);
+        }
     }
 
     private static State Transfer(BasicBlock block, State s, Body body, IMethodSymbol method, ContractSet contracts, INamedTypeSymbol notifierType, bool record)
@@ -286,6 +316,14 @@ internal static class NotifierFieldRules
                     }
                     if (m.Name == "Remove") return new State(s.Assigned, s.Inserts, s.Held, true, s.Calls);
                     return s;
+                }
+                if (IsDslAttach(m))
+                {
+                    // A DSL driver's generated Attach inserts the notifier whose invalidations reach the user's
+                    // [OnInvalidate]/[OnRelease] callbacks: the insertion point, as seen from user code.
+                    var point = new InsertPoint(null, null, [m.ContainingType], loc, s.Assigned);
+                    if (record) body.Inserts.Add(point);
+                    return new State(s.Assigned, s.Inserts.Add(point), s.Held, false, s.Calls);
                 }
                 var held = s.Held;
                 foreach (var e in contracts.For(m).LockEffects)
@@ -401,6 +439,18 @@ internal static class NotifierFieldRules
             return result;
         }
 
+        /// <summary>
+        /// The callbacks an inserted notifier of this ops type runs: its invalidate, and for a DSL driver (whose invalidate is
+        /// generated, not analysed) the user's <c>[OnInvalidate]</c> and <c>[OnRelease]</c> methods it calls.
+        /// </summary>
+        private IEnumerable<IMethodSymbol> LateReaders(ITypeSymbol ops)
+        {
+            if (Callback(ops) is { } cb && _bodies.ContainsKey(cb.OriginalDefinition)) yield return cb;
+            if (!HasAttribute(ops, "HmmDriverAttribute")) yield break;
+            foreach (var member in ops.GetMembers())
+                if (member is IMethodSymbol m && (HasAttribute(m, "OnInvalidateAttribute") || HasAttribute(m, "OnReleaseAttribute"))) yield return m;
+        }
+
         /// <summary>The ops type's invalidate callback.</summary>
         private IMethodSymbol? Callback(ITypeSymbol ops) => ops.FindImplementationForInterfaceMember(_invalidate) as IMethodSymbol;
 
@@ -451,8 +501,8 @@ internal static class NotifierFieldRules
         private void CheckLate(Body body, LateStore late)
         {
             foreach (var ops in OpsOf(late.Insert))
+            foreach (var cb in LateReaders(ops))
             {
-                if (Callback(ops) is not { } cb) continue;
                 var fields = late.Field != null ? [late.Field] : CandidateFields(late.Callee!, cb);
                 foreach (var f in fields)
                 {

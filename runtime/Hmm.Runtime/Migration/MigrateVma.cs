@@ -64,6 +64,7 @@ public sealed class MigrateVma : IDisposable
     public MigrateSelect Flags { get; set; }
 
     /// <summary>fault_page: the device page migrate_to_ram was called for (locked and referenced by the core, MIG-R08).</summary>
+    [Hmm.Dsl.DevicePrivatePfn]
     public ulong? FaultPage { get; set; }
 
     /// <summary>

@@ -23,4 +23,7 @@ internal static class HmmFixVerifier<TFix>
         if (compilationEnd) test.CodeFixTestBehaviors |= CodeFixTestBehaviors.SkipLocalDiagnosticCheck;
         return test.RunAsync();
     }
+
+    /// <summary>The diagnostics in the markup are reported and the fix offers nothing for them (the shape is not one it repairs).</summary>
+    public static Task VerifyNoFixAsync(string code, bool compilationEnd = true) => VerifyAsync(code, code, compilationEnd);
 }
