@@ -40,6 +40,8 @@ internal enum TestHookPoint
     TlbEpochRead,
     /// <summary>migrate_vma_finalize put entries back by walking the range's page tables (the sole-mapping fast path) instead of the rmap. Subject: the AddressSpace; address: the number of entries so restored.</summary>
     MigrationRangeRestored,
+    /// <summary>remove_migration_ptes, holding the folio's anon_vma rwsem for read, found migration entries in one VMA of the lineage and is about to take that mm's page-table lock to restore them. Subject: that AddressSpace; address: the first entry's address.</summary>
+    RemoveMigrationPtesVisit,
 }
 
 /// <summary>

@@ -36,28 +36,35 @@ internal static class MigrationEngine
         try
         {
             var hits = Rmap.Scratch();
-            Rmap.Collect(machine, anon, pfn, pages, PteKindSet.Of(Present, PteKind.DevicePrivate, PteKind.DeviceExclusive), hits);
-            for (int h = 0; h < hits.Count; h++)
+            var vmas = anon.Vmas;
+            // VMA by VMA, each one's hits converted before the next is looked at (Rmap.CollectVma):
+            // a fork copying the parent's mapping after the walk looked at the child is caught.
+            for (int v = 0; v < vmas.Count; v++)
             {
-                var hit = hits[h];
-                var mm = hit.Mm;
-                Interleaving.TestHooks.Fire(Interleaving.TestHookPoint.TryToMigrateHit, mm, hit.Address);
-                ulong size = hit.Huge ? Page.PmdSize : Page.Size;
-                var hook = mm.InvalidateStart(NotifyEvent.Clear, hit.Address, hit.Address + size);
-                mm.PageTableLock.Lock();
-                try
+                hits.Clear();
+                Rmap.CollectVma(machine, anon, vmas[v], pfn, pages, PteKindSet.Of(Present, PteKind.DevicePrivate, PteKind.DeviceExclusive), hits);
+                for (int h = 0; h < hits.Count; h++)
                 {
-                    // page_vma_mapped_walk re-validates under the PTL that the entry still maps
-                    // this folio: between the rmap probe and here a COW fault, a zap and refault or
-                    // a migration may have put another page in the slot, and converting that one
-                    // would leave a migration entry nobody removes (issue 8, failure 3).
-                    ref ulong slot = ref mm.SlotFor(hit.Address, hit.Huge);
-                    if (!Unsafe.IsNullRef(ref slot) && MapsOneOf(new Pte(Volatile.Read(ref slot)), pfn, pages, hit.Huge))
-                        ToMigrationEntry(machine, mm, ref slot, hit.Huge);
+                    var hit = hits[h];
+                    var mm = hit.Mm;
+                    Interleaving.TestHooks.Fire(Interleaving.TestHookPoint.TryToMigrateHit, mm, hit.Address);
+                    ulong size = hit.Huge ? Page.PmdSize : Page.Size;
+                    var hook = mm.InvalidateStart(NotifyEvent.Clear, hit.Address, hit.Address + size);
+                    mm.PageTableLock.Lock();
+                    try
+                    {
+                        // page_vma_mapped_walk re-validates under the PTL that the entry still maps
+                        // this folio: between the rmap probe and here a COW fault, a zap and refault or
+                        // a migration may have put another page in the slot, and converting that one
+                        // would leave a migration entry nobody removes (issue 8, failure 3).
+                        ref ulong slot = ref mm.SlotFor(hit.Address, hit.Huge);
+                        if (!Unsafe.IsNullRef(ref slot) && MapsOneOf(new Pte(Volatile.Read(ref slot)), pfn, pages, hit.Huge))
+                            ToMigrationEntry(machine, mm, ref slot, hit.Huge);
+                    }
+                    finally { mm.PageTableLock.Unlock(); }
+                    mm.Tlb.Flush();   // try_to_migrate_one: ptep_clear_flush
+                    mm.InvalidateEnd(hook, NotifyEvent.Clear, hit.Address, hit.Address + size);
                 }
-                finally { mm.PageTableLock.Unlock(); }
-                mm.Tlb.Flush();   // try_to_migrate_one: ptep_clear_flush
-                mm.InvalidateEnd(hook, NotifyEvent.Clear, hit.Address, hit.Address + size);
             }
         }
         finally { anon.UnlockRead(taken); }
@@ -100,11 +107,16 @@ internal static class MigrationEngine
         try
         {
             var hits = Rmap.Scratch();
-            Rmap.Collect(machine, anon, head, Page.PmdPages, PteKindSet.Of(PteKind.Migration), hits);
-            for (int h = 0; h < hits.Count; h++)
+            var vmas = anon.Vmas;
+            for (int v = 0; v < vmas.Count; v++)   // VMA by VMA, as rmap_walk_anon (Rmap.CollectVma)
             {
-                var hit = hits[h];
-                if (hit.Huge) hit.Mm.SplitHugePmd(hit.Vma, hit.Address, notify: false);   // re-checks the leaf under the PTL
+                hits.Clear();
+                Rmap.CollectVma(machine, anon, vmas[v], head, Page.PmdPages, PteKindSet.Of(PteKind.Migration), hits);
+                for (int h = 0; h < hits.Count; h++)
+                {
+                    var hit = hits[h];
+                    if (hit.Huge) hit.Mm.SplitHugePmd(hit.Vma, hit.Address, notify: false);   // re-checks the leaf under the PTL
+                }
             }
         }
         finally { anon.UnlockRead(taken); }

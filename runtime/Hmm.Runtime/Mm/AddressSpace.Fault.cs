@@ -358,7 +358,7 @@ public sealed partial class AddressSpace
             {
                 if (slot != expected) return FaultResult.Ok;
                 Machine.GetPage(cached);
-                Frames.MapCount(cached)++;
+                Interlocked.Increment(ref Frames.MapCount(cached));   // a page-cache page: other mms map it under their own PTLs
                 bool writable = vma.IsShared && (write || vma.PageProtWritable);
                 if (write) Frames.SetFlags(cached, PageFlags.Dirty);
                 Volatile.Write(ref slot, Pte.Present(cached, writable, dirty: write).Raw);
@@ -592,7 +592,7 @@ public sealed partial class AddressSpace
             {
                 if (slot == 0)
                 {
-                    Frames.EntireMapCount(head)++;
+                    Interlocked.Increment(ref Frames.EntireMapCount(head));   // a shared hugetlb folio is mapped by other mms too
                     bool writable = vmWrite && (shared || write);
                     Volatile.Write(ref slot, Pte.Present(head, writable, dirty: writable, huge: true).Raw);
                     AccountRss(head, Page.PmdPages);

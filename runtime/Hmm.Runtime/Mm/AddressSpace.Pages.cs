@@ -167,17 +167,22 @@ public sealed partial class AddressSpace
                 else
                 {
                     ptes[i] = ((head + (ulong)i) << Pte.PfnShift) | flags;
-                    if (mapped) Frames.MapCount(head + (ulong)i)++;
+                    // Atomically, as the kernel's atomic_inc(&page->_mapcount) and
+                    // SetPageAnonExclusive/ClearPageAnonExclusive (set_bit/clear_bit): the folio may
+                    // be mapped in other mms, whose PTLs this one does not hold, and the head's flags
+                    // hold the folio lock bit, which another thread may be taking or dropping — a
+                    // plain read-modify-write here could lose that bit or a mapcount.
+                    if (mapped) Interlocked.Increment(ref Frames.MapCount(head + (ulong)i));
                     if (anon)
                     {
-                        if (exclusive) Frames.Flags(head + (ulong)i) |= PageFlags.AnonExclusive;
-                        else Frames.Flags(head + (ulong)i) &= ~PageFlags.AnonExclusive;
+                        if (exclusive) Frames.SetFlags(head + (ulong)i, PageFlags.AnonExclusive);
+                        else Frames.ClearFlags(head + (ulong)i, PageFlags.AnonExclusive);
                     }
                 }
             }
             if (mapped)
             {
-                Frames.EntireMapCount(head)--;
+                Interlocked.Decrement(ref Frames.EntireMapCount(head));
                 Interlocked.Add(ref Frames.RefCount(head), Page.PmdPages - 1);
             }
             Volatile.Write(ref slot, tableEntry);

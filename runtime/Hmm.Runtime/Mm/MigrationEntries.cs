@@ -81,7 +81,9 @@ internal static partial class MigrationEntries
     /// No entry can be missed: a VMA is linked, split, merged or moved only under the rwsem for
     /// write, and fork links a child's VMA after its parent's before copying entries under the
     /// parent's PTL, so an entry copied during the walk is found in the child after the walk has
-    /// passed the parent (the order dup_mmap relies on).
+    /// passed the parent (the order dup_mmap relies on) — provided the walk looks at the child
+    /// only after it restored the parent: the VMAs are visited one at a time, as rmap_walk_anon
+    /// does, never probed all first.
     /// </remarks>
     internal static void Remove(Machine machine, ReadOnlySpan<RmapQuery> sources, ReadOnlySpan<ulong> newPfns)
     {
@@ -104,46 +106,51 @@ internal static partial class MigrationEntries
     private static void RemoveLocked(Machine machine, AnonVma anon, ReadOnlySpan<RmapQuery> sources, ReadOnlySpan<ulong> newPfns, int from, int to)
     {
         var hits = Rmap.Scratch();
-        Rmap.CollectLineage(machine.Frames, anon, sources, from, to, PteKindSet.Of(PteKind.Migration), hits);
         var device = machine.DeviceMemory;
         var frames = machine.Frames;
-        for (int h = 0; h < hits.Count;)
+        var vmas = anon.Vmas;
+        // rmap_walk_anon: VMA by VMA in link order, each one's entries looked up and restored
+        // before the next is looked at, so a fork copying the parent's entry after the walk had
+        // looked at the child is still caught (Rmap.CollectVma).
+        for (int v = 0; v < vmas.Count; v++)
         {
-            var mm = hits[h].Mm;
+            hits.Clear();
+            Rmap.CollectVma(frames, anon, vmas[v], sources, from, to, PteKindSet.Of(PteKind.Migration), hits);
+            if (hits.Count == 0) continue;
+            var mm = hits[0].Mm;
+            long anonPages = 0, filePages = 0;   // rss deltas, applied once per VMA
+            Interleaving.TestHooks.Fire(Interleaving.TestHookPoint.RemoveMigrationPtesVisit, mm, hits[0].Address);
+            mm.PageTableLock.Lock();
+            try
             {
-                long anonPages = 0, filePages = 0;   // rss deltas, applied once per mm
-                mm.PageTableLock.Lock();
-                try
+                for (int h = 0; h < hits.Count; h++)
                 {
-                    for (; h < hits.Count && hits[h].Mm == mm; h++)
-                    {
-                        var hit = hits[h];
-                        ulong srcPfn = sources[hit.Tag].FirstPfn;
-                        ref ulong slot = ref mm.SlotFor(hit.Address, hit.Huge);
-                        if (Unsafe.IsNullRef(ref slot)) continue;
-                        var e = new Pte(slot);
-                        if (e.Kind != PteKind.Migration || e.Pfn - srcPfn >= (ulong)sources[hit.Tag].Pages) continue;
-                        ulong target = newPfns[hit.Tag] + (e.Pfn - srcPfn);
-                        bool priv = device?.Classify(target) == DevicePageClass.Private;
-                        // remove_migration_pte: mk_pte(new, vma->vm_page_prot), made writable when the
-                        // migration entry was — so a shared writable mapping (shmem) gets a writable
-                        // entry back and a private one only what was writable before.
-                        ulong entry = RestoredEntry(e, target, priv, hit.Vma.PageProtWritable, IsNoAccess(hit.Vma), hit.Huge);
-                        if (target != e.Pfn) DropExclusiveIfShared(frames, e.Pfn, target, hit.Huge ? Page.PmdPages : 1);
-                        ulong head = frames.FolioHead(target);
-                        if (hit.Huge) Interlocked.Increment(ref frames.EntireMapCount(head));
-                        else Interlocked.Increment(ref frames.MapCount(target));
-                        machine.GetPage(head);
-                        if ((frames.Flags(head) & (PageFlags.Anon | PageFlags.Device)) != 0) anonPages += hit.Huge ? Page.PmdPages : 1;
-                        else filePages += hit.Huge ? Page.PmdPages : 1;
-                        Volatile.Write(ref slot, entry);
-                    }
+                    var hit = hits[h];
+                    ulong srcPfn = sources[hit.Tag].FirstPfn;
+                    ref ulong slot = ref mm.SlotFor(hit.Address, hit.Huge);
+                    if (Unsafe.IsNullRef(ref slot)) continue;
+                    var e = new Pte(slot);
+                    if (e.Kind != PteKind.Migration || e.Pfn - srcPfn >= (ulong)sources[hit.Tag].Pages) continue;
+                    ulong target = newPfns[hit.Tag] + (e.Pfn - srcPfn);
+                    bool priv = device?.Classify(target) == DevicePageClass.Private;
+                    // remove_migration_pte: mk_pte(new, vma->vm_page_prot), made writable when the
+                    // migration entry was — so a shared writable mapping (shmem) gets a writable
+                    // entry back and a private one only what was writable before.
+                    ulong entry = RestoredEntry(e, target, priv, hit.Vma.PageProtWritable, IsNoAccess(hit.Vma), hit.Huge);
+                    if (target != e.Pfn) DropExclusiveIfShared(frames, e.Pfn, target, hit.Huge ? Page.PmdPages : 1);
+                    ulong head = frames.FolioHead(target);
+                    if (hit.Huge) Interlocked.Increment(ref frames.EntireMapCount(head));
+                    else Interlocked.Increment(ref frames.MapCount(target));
+                    machine.GetPage(head);
+                    if ((frames.Flags(head) & (PageFlags.Anon | PageFlags.Device)) != 0) anonPages += hit.Huge ? Page.PmdPages : 1;
+                    else filePages += hit.Huge ? Page.PmdPages : 1;
+                    Volatile.Write(ref slot, entry);
                 }
-                finally
-                {
-                    mm.PageTableLock.Unlock();
-                    mm.AddRss(anonPages, filePages);
-                }
+            }
+            finally
+            {
+                mm.PageTableLock.Unlock();
+                mm.AddRss(anonPages, filePages);
             }
         }
     }

@@ -72,23 +72,49 @@ internal static class Rmap
     /// with its query's index): one pass over the lineage's VMAs serves them all. Hits come grouped
     /// by VMA, in link order, then by query. The caller holds the rwsem.
     /// </summary>
+    /// <remarks>
+    /// Only for a walk that cannot miss an entry copied in meanwhile: one that holds the rwsem for
+    /// write and checks afterwards that nothing else maps the folio (the THP split). A walk that
+    /// changes what it finds visits the VMAs one by one with <see cref="CollectVma(PageFrames, AnonVma, Vma, ReadOnlySpan{RmapQuery}, int, int, PteKindSet, List{RmapHit})"/>.
+    /// </remarks>
     public static void CollectLineage(PageFrames frames, AnonVma anon, ReadOnlySpan<RmapQuery> queries, int from, int to, PteKindSet kinds, List<RmapHit> hits)
     {
         if (!anon.Rwsem.IsLocked)
             throw new KernelBugException("MM-R04", $"rmap walk of anon_vma {anon.Id} without its rwsem");
         var vmas = anon.Vmas;
-        for (int v = 0; v < vmas.Count; v++)
+        for (int v = 0; v < vmas.Count; v++) CollectVma(frames, anon, vmas[v], queries, from, to, kinds, hits);
+    }
+
+    /// <summary>
+    /// One step of rmap_walk_anon: adds the hits of VMA <paramref name="vma"/> of
+    /// <paramref name="anon"/>'s lineage for queries [<paramref name="from"/>, <paramref name="to"/>).
+    /// The caller holds the rwsem.
+    /// </summary>
+    /// <remarks>
+    /// A walk that changes entries must handle each VMA's hits (under that mm's page-table lock)
+    /// before it looks at the next VMA (<c>for (v...) { CollectVma; change the hits }</c>), as
+    /// rmap_walk_anon calls rmap_one per VMA: fork links the child's VMA after its parent's and
+    /// copies entries under the parent's page-table lock, so a copy made after the walk looked
+    /// at the (then empty) child but before it changed the parent would be missed by a walk that
+    /// probed every VMA first — a migration entry left in the child for good, or a device
+    /// mapping try_to_migrate never unmapped (found by the fork-eviction exploration scenario).
+    /// </remarks>
+    public static void CollectVma(PageFrames frames, AnonVma anon, Vma vma, ReadOnlySpan<RmapQuery> queries, int from, int to, PteKindSet kinds, List<RmapHit> hits)
+    {
+        if (!anon.Rwsem.IsLocked)
+            throw new KernelBugException("MM-R04", $"rmap walk of anon_vma {anon.Id} without its rwsem");
+        var mm = vma.Mm;
+        if (mm.IsTornDown) return;
+        for (int q = from; q < to; q++)
         {
-            var vma = vmas[v];
-            var mm = vma.Mm;
-            if (mm.IsTornDown) continue;
-            for (int q = from; q < to; q++)
-            {
-                var query = queries[q];
-                Probe(mm, vma, query.FirstPfn, query.Pages, frames.Index(query.FirstPfn), kinds, hits, q);
-            }
+            var query = queries[q];
+            Probe(mm, vma, query.FirstPfn, query.Pages, frames.Index(query.FirstPfn), kinds, hits, q);
         }
     }
+
+    /// <summary><see cref="CollectVma(PageFrames, AnonVma, Vma, ReadOnlySpan{RmapQuery}, int, int, PteKindSet, List{RmapHit})"/> for pages [<paramref name="firstPfn"/>, +<paramref name="pages"/>).</summary>
+    public static void CollectVma(Machine machine, AnonVma anon, Vma vma, ulong firstPfn, int pages, PteKindSet kinds, List<RmapHit> hits)
+        => CollectVma(machine.Frames, anon, vma, [new RmapQuery(firstPfn, pages)], 0, 1, kinds, hits);
 
     private static void Probe(AddressSpace mm, Vma vma, ulong firstPfn, int pages, ulong index, PteKindSet kinds, List<RmapHit> hits, int tag)
     {

@@ -29,6 +29,10 @@ public static class DmirrorRaces
         new("exclusive-cpu-write", "make_device_exclusive races a CPU write to the same page", ctx => ExclusiveVsCpuWrite(ctx)),
         new("coherent-migrate-cpu-fault", "migration to coherent device memory (dmirror2) races CPU loads and stores on the same pages", ctx => MigrateVsCpuFault(ctx, minor: 2)),
         new("coherent-removal-migration", "coherent device memory removal races migration to it and a CPU read", ctx => RemovalVsMigration(ctx, minor: 2)),
+        new("fork-eviction", "fork (copy_page_range) races the eviction of the parent's device-private pages and a parent store", ctx => EvictionRaces.ForkVsEviction(ctx)),
+        new("coherent-fork-eviction", "fork races the eviction of the parent's coherent device pages and a parent store", ctx => EvictionRaces.ForkVsEviction(ctx, minor: 2)),
+        new("mremap-eviction", "mremap moving device-private pages races their eviction and a CPU store", ctx => EvictionRaces.MremapVsEviction(ctx)),
+        new("coherent-mremap-eviction", "mremap moving coherent device pages races their eviction and a CPU store", ctx => EvictionRaces.MremapVsEviction(ctx, minor: 2)),
         .. GpuRaces.All.Select(g => new RaceScenario(g.Name, g.Description, g.Body)),
         .. NicRaces.All.Select(n => new RaceScenario(n.Name, n.Description, n.Body)),
     ];
@@ -175,7 +179,8 @@ public static class DmirrorRaces
         return oom;
     }
 
-    private static void Tolerate(bool allowed, Action body)
+    /// <summary>Runs <paramref name="body"/>, absorbing what a racing thread may legitimately see: ENOMEM, and SIGSEGV/SIGBUS/OOM when <paramref name="allowed"/>.</summary>
+    internal static void Tolerate(bool allowed, Action body)
     {
         try
         {
