@@ -40,6 +40,10 @@ internal enum TestHookPoint
     TlbEpochRead,
     /// <summary>migrate_vma_finalize put entries back by walking the range's page tables (the sole-mapping fast path) instead of the rmap. Subject: the AddressSpace; address: the number of entries so restored.</summary>
     MigrationRangeRestored,
+    /// <summary>A generated device memory's hot-add pushed a new chunk's pages on its free lists and is about to return (<see cref="DeviceMemoryHookPoints.ChunkPlugged"/>). Subject: the memory; address: the chunk's first pfn.</summary>
+    DeviceChunkPlugged,
+    /// <summary>A generated page_free is about to take its free-list lock to give a device page back (<see cref="DeviceMemoryHookPoints.PageFreeing"/>). Subject: the memory; address: the page's pfn.</summary>
+    DevicePageFreeing,
 }
 
 /// <summary>
