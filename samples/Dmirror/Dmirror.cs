@@ -79,7 +79,7 @@ public sealed class Dmirror : IDisposable
             {
                 e = _file.CopyPagesOf(addr, addr + ((ulong)cpages << Page.Shift), end, into, from, write, ref cpages);
                 if (e != Errno.ENOENT) break;
-                e = _file.FaultChecked(addr + ((ulong)cpages << Page.Shift), end, write);
+                e = _file.Fault(addr + ((ulong)cpages << Page.Shift), end, write);
                 if (e != Errno.Ok) break;
                 faults++;
             }

@@ -23,8 +23,6 @@ namespace Hmm.Samples.TestHmm;
 [HmmDriver("dmirror", UpdateLock = nameof(_mutex), Memory = nameof(Memory), FaultBatchPages = 32, GenerateSnapshot = true)]
 internal sealed partial class DmirrorFile
 {
-    [ThreadStatic] private static bool t_faultRefused;
-
     private readonly KernelMutex _mutex = new("dmirror.mutex");
     [GuardedBy(nameof(_mutex))] private readonly DevicePageTable _pt = new();
     private int _flags;
@@ -54,20 +52,12 @@ internal sealed partial class DmirrorFile
         => (Interlocked.And(ref _flags, ~(int)DmirrorFlags.FailAlloc) & (int)DmirrorFlags.FailAlloc) != 0;
 
     /// <summary>
-    /// dmirror_fault: the generated 32-page loop, then dmirror_do_fault's verdict: a write request
-    /// answered without WRITE (the device's own read-only private page, H.2), or an invalid word, is EFAULT.
+    /// dmirror_do_fault (the generated 32-page loop is dmirror_fault): stores each pfn, WRITE-tagged
+    /// when reported WRITE; a write request answered without WRITE (the device's own read-only
+    /// private page, H.2) or an invalid word is EFAULT, which ends the fault there.
     /// </summary>
-    [Excludes(nameof(_mutex))]
-    public Errno FaultChecked(ulong start, ulong end, bool write)
-    {
-        t_faultRefused = false;
-        var e = Fault(start, end, write);
-        return e == Errno.Ok && t_faultRefused ? Errno.EFAULT : e;
-    }
-
-    /// <summary>dmirror_do_fault: stores each pfn, WRITE-tagged when reported WRITE, up to the first word test_hmm refuses.</summary>
     [OnMirrorFault]
-    private void StoreFault(HmmRange range, ReadOnlySpan<ulong> hmmPfns)
+    private Errno StoreFault(HmmRange range, ReadOnlySpan<ulong> hmmPfns)
     {
         ulong vpn = range.Start >> Page.Shift;
         bool wantWrite = (range.DefaultFlags & HmmPfn.ReqWrite) != 0;
@@ -75,13 +65,10 @@ internal sealed partial class DmirrorFile
         {
             ulong word = hmmPfns[i];
             bool write = (word & HmmPfn.Write) != 0;
-            if (!HmmPfn.IsValid(word) || (word & HmmPfn.Error) != 0 || (wantWrite && !write))
-            {
-                t_faultRefused = true;
-                return;
-            }
+            if (!HmmPfn.IsValid(word) || (word & HmmPfn.Error) != 0 || (wantWrite && !write)) return Errno.EFAULT;
             _pt.Store(vpn + (ulong)i, DevicePageTable.Make(HmmPfn.ToPfn(word), write ? DevicePageTable.TagWrite : DevicePageTable.TagRead));
         }
+        return Errno.Ok;
     }
 
     /// <summary>
