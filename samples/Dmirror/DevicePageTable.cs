@@ -5,13 +5,9 @@ namespace Hmm.Samples.TestHmm;
 /// number</b> whose entries are tagged page pointers (untagged = read-only,
 /// <see cref="TagWrite"/> = read/write, <see cref="TagAtomic"/> = exclusive/atomic). Entries are
 /// pfns of pages the device loads from and stores to; the table holds <b>no page references</b>
-/// — it trusts the invalidate callback to erase them in time (reference E.1).
+/// — it trusts the invalidate callback to erase them in time (reference E.1). Not thread-safe:
+/// the owner guards it with its update lock U (<c>dmirror->mutex</c>).
 /// </summary>
-/// <remarks>
-/// A two-level radix (512-entry leaves keyed by vpn / 512) so that erasing a huge range (RELEASE
-/// covers the whole address space) costs O(populated leaves). Not thread-safe: the owner guards
-/// it with its update lock U (<c>dmirror->mutex</c>).
-/// </remarks>
 internal sealed class DevicePageTable
 {
     /// <summary>No tag: a read-only mapping.</summary>
@@ -24,14 +20,12 @@ internal sealed class DevicePageTable
     public const int TagWrite = 3;
 
     private const ulong Present = 1UL << 2;
-    private const int LeafShift = 9;
-    private const ulong LeafMask = (1UL << LeafShift) - 1;
 
-    private readonly Dictionary<ulong, Leaf> _leaves = new();
+    private readonly Dictionary<ulong, ulong> _entries = new();
     private readonly List<ulong> _scratch = new();
 
     /// <summary>Populated entries.</summary>
-    public long Count { get; private set; }
+    public long Count => _entries.Count;
 
     /// <summary>An entry for <paramref name="pfn"/> with <paramref name="tag"/>.</summary>
     public static ulong Make(ulong pfn, int tag) => (pfn << 3) | Present | (uint)tag;
@@ -43,84 +37,45 @@ internal sealed class DevicePageTable
     public static int TagOf(ulong entry) => (int)(entry & 3);
 
     /// <summary>xa_load: the entry at <paramref name="vpn"/>, 0 when empty.</summary>
-    public ulong Load(ulong vpn) => _leaves.TryGetValue(vpn >> LeafShift, out var leaf) ? leaf.Entries[vpn & LeafMask] : 0;
+    public ulong Load(ulong vpn) => _entries.GetValueOrDefault(vpn);
 
     /// <summary>xa_store.</summary>
-    public void Store(ulong vpn, ulong entry)
-    {
-        if (!_leaves.TryGetValue(vpn >> LeafShift, out var leaf))
-        {
-            leaf = new Leaf();
-            _leaves.Add(vpn >> LeafShift, leaf);
-        }
-        ref ulong slot = ref leaf.Entries[vpn & LeafMask];
-        if (slot == 0) { leaf.Used++; Count++; }
-        slot = entry;
-    }
+    public void Store(ulong vpn, ulong entry) => _entries[vpn] = entry;
 
-    /// <summary>xa_erase.</summary>
-    public void Erase(ulong vpn)
-    {
-        ulong key = vpn >> LeafShift;
-        if (!_leaves.TryGetValue(key, out var leaf)) return;
-        EraseIn(key, leaf, vpn & LeafMask, vpn & LeafMask);
-    }
-
-    /// <summary>Erases every entry with <paramref name="first"/> ≤ vpn ≤ <paramref name="last"/> (inclusive).</summary>
+    /// <summary>
+    /// Erases every entry with <paramref name="first"/> ≤ vpn ≤ <paramref name="last"/> (inclusive),
+    /// walking whichever is shorter: the range, or the populated entries (RELEASE erases the whole
+    /// address space).
+    /// </summary>
     public void EraseRange(ulong first, ulong last)
     {
-        if (last < first || Count == 0) return;
-        ulong firstKey = first >> LeafShift, lastKey = last >> LeafShift;
-        if (lastKey - firstKey < (ulong)_leaves.Count)
+        if (last < first || _entries.Count == 0) return;
+        if (last - first < (ulong)_entries.Count)
         {
-            for (ulong key = firstKey; ; key++)
+            for (ulong vpn = first; ; vpn++)
             {
-                if (_leaves.TryGetValue(key, out var leaf)) EraseIn(key, leaf, key == firstKey ? first & LeafMask : 0, key == lastKey ? last & LeafMask : LeafMask);
-                if (key == lastKey) break;
+                _entries.Remove(vpn);
+                if (vpn == last) return;
             }
-            return;
         }
         _scratch.Clear();
-        foreach (ulong key in _leaves.Keys) if (key >= firstKey && key <= lastKey) _scratch.Add(key);
-        foreach (ulong key in _scratch)
-            EraseIn(key, _leaves[key], key == firstKey ? first & LeafMask : 0, key == lastKey ? last & LeafMask : LeafMask);
+        foreach (ulong vpn in _entries.Keys) if (vpn >= first && vpn <= last) _scratch.Add(vpn);
+        foreach (ulong vpn in _scratch) _entries.Remove(vpn);
     }
 
-    /// <summary>Whether any entry in [first, last) carries <paramref name="tag"/>.</summary>
+    /// <summary>Whether any entry in [first, end) carries <paramref name="tag"/>.</summary>
     public bool Any(ulong first, ulong end, int tag)
     {
-        for (ulong vpn = first; vpn < end; vpn++)
+        if (end - first < (ulong)_entries.Count)
         {
-            if (!_leaves.TryGetValue(vpn >> LeafShift, out var leaf)) { vpn |= LeafMask; continue; }
-            ulong e = leaf.Entries[vpn & LeafMask];
-            if (e != 0 && TagOf(e) == tag) return true;
+            for (ulong vpn = first; vpn < end; vpn++)
+                if (_entries.TryGetValue(vpn, out ulong e) && TagOf(e) == tag) return true;
+            return false;
         }
+        foreach (var (vpn, e) in _entries) if (vpn >= first && vpn < end && TagOf(e) == tag) return true;
         return false;
     }
 
     /// <summary>xa_destroy.</summary>
-    public void Clear()
-    {
-        _leaves.Clear();
-        Count = 0;
-    }
-
-    private void EraseIn(ulong key, Leaf leaf, ulong from, ulong to)
-    {
-        for (ulong i = from; i <= to; i++)
-        {
-            ref ulong slot = ref leaf.Entries[i];
-            if (slot == 0) continue;
-            slot = 0;
-            leaf.Used--;
-            Count--;
-        }
-        if (leaf.Used == 0) _leaves.Remove(key);
-    }
-
-    private sealed class Leaf
-    {
-        public readonly ulong[] Entries = new ulong[1 << LeafShift];
-        public int Used;
-    }
+    public void Clear() => _entries.Clear();
 }

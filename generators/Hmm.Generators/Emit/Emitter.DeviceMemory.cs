@@ -30,9 +30,9 @@ internal static partial class Emitter
         if (BeforeMigrateToRam(m) is { } before) migrateToRam = before + "\n        " + migrateToRam;
         string provider = m.MemoryProvider ? EmitMemoryProvider(m) : "";
         string freeUser = m.MemoryProvider ? "\n        __HmmClearUser(pgmap, pfn, order);" : "";
-        string moveUsers = m.MemoryProvider ? "\n                    __hmmUsers[kept] = __hmmUsers[i];" : "";
-        string dropUsers = m.MemoryProvider ? "\n            for (int i = kept; i < count; i++) __hmmUsers[i] = null;" : "";
-        string newUsers = m.MemoryProvider ? "\n            __hmmUsers[count] = new " + DeviceMemoryUser + "?[(int)pgmap.PageCount];" : "";
+        string moveUsers = m.MemoryProvider ? "\n                    global::System.Threading.Volatile.Write(ref __hmmUsers[kept], __hmmUsers[i]);" : "";
+        string dropUsers = m.MemoryProvider ? "\n            for (int i = kept; i < count; i++) global::System.Threading.Volatile.Write(ref __hmmUsers[i], null);" : "";
+        string newUsers = m.MemoryProvider ? "\n            global::System.Threading.Volatile.Write(ref __hmmUsers[count], new " + DeviceMemoryUser + "?[(int)pgmap.PageCount]);" : "";
         // [DeviceMemory(SplitFolios = false)]: test_hmm's lists — a chunk is laid out for the order
         // that hot-added it and a base page never splits a folio. Defaults leave the text unchanged.
         if (!dm.SplitFolios && dm.LargeFolios)
@@ -229,6 +229,10 @@ internal static partial class Emitter
                         int pages = (int)({{chunkBytes}} >> {{Page}}.Shift) * (count + 1);
                         var free = new ulong[pages];
                         var freeLarge = new ulong[pages >> {{Page}}.PmdOrder];
+                        // Published before its pages go on the free lists: another thread may take one the moment
+                        // they do, and must find the chunk (its per-page state) when it records what it took.{{newUsers}}
+                        global::System.Threading.Volatile.Write(ref __hmmChunks[count], pgmap);
+                        global::System.Threading.Volatile.Write(ref __hmmChunkCount, count + 1);
                         __hmmFreeLock.Lock();
                         try
                         {
@@ -243,9 +247,8 @@ internal static partial class Emitter
                                 {{push}}
                             }
                         }
-                        finally { __hmmFreeLock.Unlock(); }{{newUsers}}
-                        __hmmChunks[count] = pgmap;
-                        global::System.Threading.Volatile.Write(ref __hmmChunkCount, count + 1);
+                        finally { __hmmFreeLock.Unlock(); }
+                        global::Hmm.Runtime.Interleaving.DeviceMemoryHookPoints.ChunkPlugged(this, pgmap.FirstPfn);
                         return true;
                     }
                     finally { __hmmHotplugLock.Unlock(); }
@@ -281,11 +284,11 @@ internal static partial class Emitter
                                 // The chunk stays (removing): what is still in use did not move.
                                 evicted += inUse - __HmmPagesInUse(chunk);
                                 result = e;{{moveUsers}}
-                                __hmmChunks[kept++] = chunk;
+                                global::System.Threading.Volatile.Write(ref __hmmChunks[kept++], chunk);
                             }
                             else evicted += inUse;
                         }
-                        for (int i = kept; i < count; i++) __hmmChunks[i] = null;{{dropUsers}}
+                        for (int i = kept; i < count; i++) global::System.Threading.Volatile.Write(ref __hmmChunks[i], null);{{dropUsers}}
                         global::System.Threading.Volatile.Write(ref __hmmChunkCount, kept);
                         // Eviction is migration out of device memory: the device's hmm.device.pages_migrated_from_device.
                         if (evicted != 0 && Device is { } device) device.Meters.AddPagesMigratedFromDevice(evicted);
@@ -341,6 +344,7 @@ internal static partial class Emitter
                 void global::Hmm.Runtime.DeviceMemory.IDevPagemapOps.PageFree({{DevPagemap}} pgmap, ulong pfn)
                 {
                     int order = pgmap.FolioOrder(pfn);{{userFree}}{{freeUser}}
+                    global::Hmm.Runtime.Interleaving.DeviceMemoryHookPoints.PageFreeing(this, pfn);
                     __hmmFreeLock.Lock();
                     try
                     {
@@ -428,12 +432,14 @@ internal static partial class Emitter
                     index = 0;
                     var pgmap = DeviceChunkOf(pfn);
                     if (pgmap == null) return null;
-                    int count = global::System.Threading.Volatile.Read(ref __hmmChunkCount);
-                    for (int i = 0; i < count; i++)
-                        if (ReferenceEquals(__hmmChunks[i], pgmap))
+                    // Downwards, skipping a slot whose users are gone: RemoveDeviceMemory moves a chunk it keeps to a
+                    // lower slot before it clears the old one, so a lookup racing it still finds the chunk.
+                    for (int i = global::System.Threading.Volatile.Read(ref __hmmChunkCount) - 1; i >= 0; i--)
+                        if (ReferenceEquals(global::System.Threading.Volatile.Read(ref __hmmChunks[i]), pgmap)
+                            && global::System.Threading.Volatile.Read(ref __hmmUsers[i]) is { } users)
                         {
                             index = (int)(pfn - pgmap.FirstPfn);
-                            return __hmmUsers[i];
+                            return users;
                         }
                     return null;
                 }

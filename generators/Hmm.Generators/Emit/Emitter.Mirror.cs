@@ -60,6 +60,15 @@ internal static partial class Emitter
             : "";
         string userInvalidate = Call(m, CallbackKind.OnInvalidate, "in range") is { } ui ? "\n        " + ui : "";
         string userMap = Call(m, CallbackKind.OnMirrorFault, "range, range.HmmPfns") is { } um ? "\n        " + um : "";
+        // An errno-returning [OnMirrorFault]: the map step returns what it said, and a non-Ok errno ends
+        // the fault (and an exclusive walk) there, as dmirror_fault stops at dmirror_do_fault's error.
+        bool mapErrno = m.MirrorFaultReturnsErrno;
+        string mapReturns = mapErrno ? Errno : "void";
+        string mapBody = mapErrno
+            ? "\n        var e = " + userMap.Trim() + "\n        __hmmPagesMirrored += range.PageCount;\n        return e;"
+            : userMap + "\n        __hmmPagesMirrored += range.PageCount;";
+        string exclusiveMap = mapErrno ? "\n                        e = " + userMap.Trim() : userMap.Replace("\n        ", "\n                        ");
+        string exclusiveStop = mapErrno ? "\n                if (e != " + Errno + ".Ok) break;" : "";
 
         return $$"""
             partial class {{m.ClassName}} : global::Hmm.Runtime.Notifiers.IIntervalNotifierOps
@@ -227,10 +236,9 @@ internal static partial class Emitter
                 /// <summary>Programs a successful snapshot: the hardware table, then the <c>[OnMirrorFault]</c> callback. U held, after the sync check said "no collision".</summary>
                 {{GeneratedCode}}
                 [global::Hmm.Dsl.Requires({{uName}})]
-                private void __HmmMapLocked({{HmmRange}} range)
+                private {{mapReturns}} __HmmMapLocked({{HmmRange}} range)
                 {
-                    DeviceTable.Install(range.Start, range.HmmPfns);{{userMap}}
-                    __hmmPagesMirrored += range.PageCount;
+                    DeviceTable.Install(range.Start, range.HmmPfns);{{mapBody}}
                 }
 
                 /// <summary>
@@ -348,7 +356,7 @@ internal static partial class Emitter
                                 try
                                 {
                                     MappingExclusive = true;
-                                    DeviceTable.Install(a, range.HmmPfns, atomic: true);{{userMap.Replace("\n        ", "\n                        ")}}
+                                    DeviceTable.Install(a, range.HmmPfns, atomic: true);{{exclusiveMap}}
                                     __hmmPagesExclusive++;
                                 }
                                 finally
@@ -356,7 +364,7 @@ internal static partial class Emitter
                                     MappingExclusive = false;
                                     {{u}}.Unlock();
                                 }
-                            }
+                            }{{exclusiveStop}}
                         }
                     }
                     finally
@@ -424,6 +432,16 @@ internal static partial class Emitter
     private static string EmitFaultPiece(DriverModel m)
     {
         string u = U(m);
+        // An errno-returning [OnMirrorFault] (see EmitMirror): the piece returns what the map step said.
+        bool mapErrno = m.MirrorFaultReturnsErrno;
+        const string ind = "                    ";
+        string lockMapped = mapErrno
+            ? Errno + " mapped;\n" + ind + u + ".Lock();\n" + ind + "try { mapped = __HmmMapLocked(range); }\n" + ind + "finally { " + u + ".Unlock(); }\n" + ind + "return mapped;"
+            : u + ".Lock();\n" + ind + "try { __HmmMapLocked(range); }\n" + ind + "finally { " + u + ".Unlock(); }\n" + ind + "return " + Errno + ".Ok;";
+        string monitorDecl = mapErrno ? "\n            " + Errno + " result = " + Errno + ".Ok;" : "";
+        string monitorMap = mapErrno ? "result = __HmmMapLocked(range);" : "__HmmMapLocked(range);";
+        string monitorReturn = mapErrno ? "result" : Errno + ".Ok";
+        string seqMap = mapErrno ? "return __HmmMapLocked(range);" : "__HmmMapLocked(range);\n" + ind + "return " + Errno + ".Ok;";
         return m.Sync switch
         {
             1 => $$"""
@@ -454,10 +472,7 @@ internal static partial class Emitter
                                 e = __HmmSnapshot(mm, range);
                                 if (e == {{Errno}}.EBUSY || (e == {{Errno}}.Ok && !__HmmSatisfies(range.HmmPfns, flags))) { __hmmFaultRetries++; continue; }
                                 if (e != {{Errno}}.Ok) return e;
-                                {{u}}.Lock();
-                                try { __HmmMapLocked(range); }
-                                finally { {{u}}.Unlock(); }
-                                return {{Errno}}.Ok;
+                                {{lockMapped}}
                             }
                             finally { rangeLock.Release(); }
                         }
@@ -487,7 +502,7 @@ internal static partial class Emitter
                     {
                         var range = __HmmRangeFor(start, end, flags);
                         long deadline = __HmmDeadline();
-                        var monitor = global::Hmm.Runtime.Notifiers.RangeMonitor.Register(mm, start, end);
+                        var monitor = global::Hmm.Runtime.Notifiers.RangeMonitor.Register(mm, start, end);{{monitorDecl}}
                         try
                         {
                             while (true)
@@ -501,10 +516,10 @@ internal static partial class Emitter
                                     try
                                     {
                                         mapped = monitor.Valid;
-                                        if (mapped) __HmmMapLocked(range);
+                                        if (mapped) {{monitorMap}}
                                     }
                                     finally { {{u}}.Unlock(); }
-                                    if (mapped) return {{Errno}}.Ok;
+                                    if (mapped) return {{monitorReturn}};
                                 }
                                 else if (e != {{Errno}}.EBUSY) return e;
                                 __hmmFaultRetries++;
@@ -536,8 +551,7 @@ internal static partial class Emitter
                             try
                             {
                                 if (__hmmNotifier!.ReadRetry(range.NotifierSeq)) { __hmmFaultRetries++; continue; }
-                                __HmmMapLocked(range);
-                                return {{Errno}}.Ok;
+                                {{seqMap}}
                             }
                             finally { {{u}}.Unlock(); }
                         }

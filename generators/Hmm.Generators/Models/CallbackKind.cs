@@ -5,7 +5,7 @@ internal enum CallbackKind
 {
     /// <summary>[OnInvalidate] void M(in NotifierRange range).</summary>
     OnInvalidate,
-    /// <summary>[OnMirrorFault] void M(HmmRange range, ReadOnlySpan&lt;ulong&gt; hmmPfns).</summary>
+    /// <summary>[OnMirrorFault] void (or Errno) M(HmmRange range, ReadOnlySpan&lt;ulong&gt; hmmPfns).</summary>
     OnMirrorFault,
     /// <summary>[CopyPages] void M(ReadOnlySpan&lt;PageCopy&gt; copies).</summary>
     CopyPages,

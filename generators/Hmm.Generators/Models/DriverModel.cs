@@ -57,6 +57,17 @@ internal sealed record DriverModel(
         return null;
     }
 
+    /// <summary>Whether the <c>[OnMirrorFault]</c> callback returns an errno (a non-Ok one ends the fault with it).</summary>
+    public bool MirrorFaultReturnsErrno
+    {
+        get
+        {
+            foreach (var c in Callbacks)
+                if (c.Kind == CallbackKind.OnMirrorFault) return c.ReturnsErrno;
+            return false;
+        }
+    }
+
     /// <summary>Whether migration (to device, to system, migrate_to_ram) is generated: private or coherent memory with a [CopyPages] callback.</summary>
     public bool HasMigration => !MemoryProvider && DeviceMemory is { Kind: 1 or 2 } && Callback(CallbackKind.CopyPages) != null;
 

@@ -16,6 +16,9 @@ internal static class CallbackSignatures
         public CallbackKind Kind { get; } = kind;
         public string AttributeMetadataName { get; } = attribute;
         public string Returns { get; } = returns;
+
+        /// <summary>A second accepted return type (<c>[OnMirrorFault]</c> may return an errno that stops the fault), or null.</summary>
+        public string? AlternativeReturns { get; set; }
         public (RefKind RefKind, string Type)[] Parameters { get; } = parameters;
 
         /// <summary>The signature as a user writes it (shown in HMM0005's message and in the attribute docs).</summary>
@@ -27,13 +30,17 @@ internal static class CallbackSignatures
 
     private const string Span = "global::System.ReadOnlySpan";
 
+    /// <summary>The errno type, as a fully qualified display string.</summary>
+    public const string ErrnoType = "global::Hmm.Runtime.Errno";
+
     /// <summary>Every callback, in <see cref="CallbackKind"/> order.</summary>
     public static readonly Signature[] All =
     [
         new(CallbackKind.OnInvalidate, KnownNames.OnInvalidateAttribute, "void",
             "void M(in NotifierRange range)", (RefKind.In, "global::Hmm.Runtime.Mm.NotifierRange")),
         new(CallbackKind.OnMirrorFault, KnownNames.OnMirrorFaultAttribute, "void",
-            "void M(HmmRange range, ReadOnlySpan<ulong> hmmPfns)", (RefKind.None, "global::Hmm.Runtime.Mirror.HmmRange"), (RefKind.None, Span + "<ulong>")),
+            "void M(HmmRange range, ReadOnlySpan<ulong> hmmPfns) or Errno M(HmmRange range, ReadOnlySpan<ulong> hmmPfns)", (RefKind.None, "global::Hmm.Runtime.Mirror.HmmRange"), (RefKind.None, Span + "<ulong>"))
+        { AlternativeReturns = ErrnoType },
         new(CallbackKind.CopyPages, KnownNames.CopyPagesAttribute, "void",
             "void M(ReadOnlySpan<PageCopy> copies)", (RefKind.None, Span + "<global::Hmm.Runtime.Devices.PageCopy>")),
         new(CallbackKind.OnPageFree, KnownNames.OnPageFreeAttribute, "void",
@@ -73,7 +80,8 @@ internal static class CallbackSignatures
     {
         if (method.IsStatic || method.IsGenericMethod || method.MethodKind != MethodKind.Ordinary) return false;
         if (method.ReturnsByRef || method.ReturnsByRefReadonly) return false;
-        if (method.ReturnType.ToDisplayString(SymbolDisplayFormat.FullyQualifiedFormat) != signature.Returns) return false;
+        string returns = method.ReturnType.ToDisplayString(SymbolDisplayFormat.FullyQualifiedFormat);
+        if (returns != signature.Returns && returns != signature.AlternativeReturns) return false;
         if (method.Parameters.Length != signature.Parameters.Length) return false;
         for (int i = 0; i < method.Parameters.Length; i++)
         {

@@ -210,6 +210,7 @@ internal static class Parser
     {
         var found = new string?[Parsing.CallbackSignatures.All.Length];
         var duplicated = new bool[found.Length];
+        var errno = new bool[found.Length];
         foreach (var member in type.GetMembers())
         {
             ct.ThrowIfCancellationRequested();
@@ -221,11 +222,13 @@ internal static class Parser
                 int k = (int)signature.Kind;
                 if (found[k] != null) duplicated[k] = true;
                 found[k] = method.Name;
+                errno[k] = signature.AlternativeReturns != null
+                    && method.ReturnType.ToDisplayString(SymbolDisplayFormat.FullyQualifiedFormat) == signature.AlternativeReturns;
             }
         }
         var builder = ImmutableArray.CreateBuilder<CallbackModel>();
         for (int k = 0; k < found.Length; k++)
-            if (found[k] is { } methodName && !duplicated[k]) builder.Add(new CallbackModel((CallbackKind)k, methodName));
+            if (found[k] is { } methodName && !duplicated[k]) builder.Add(new CallbackModel((CallbackKind)k, methodName, errno[k]));
         return new EquatableArray<CallbackModel>(builder.ToImmutable());
     }
 

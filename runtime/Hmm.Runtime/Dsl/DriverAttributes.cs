@@ -222,7 +222,9 @@ public sealed class OnInvalidateAttribute : Attribute
 /// after the sync mode's check reported no collision (HMM-R05/R06), and after the generated code
 /// installed the snapshot in the device page table. Also called by <c>MakeExclusive</c> for a
 /// one-page device-exclusive mapping (the generated <c>MappingExclusive</c> is then true).
-/// <para>Signature: <c>void M(HmmRange range, ReadOnlySpan&lt;ulong&gt; hmmPfns)</c>.</para>
+/// <para>Signature: <c>void M(HmmRange range, ReadOnlySpan&lt;ulong&gt; hmmPfns)</c>, or <c>Errno M(...)</c> with the
+/// same parameters: a non-Ok errno refuses the piece (as dmirror_do_fault's -EFAULT) and <c>Fault</c> returns it
+/// without faulting the later pieces; <c>MakeExclusive</c> stops at that page.</para>
 /// </summary>
 [AttributeUsage(AttributeTargets.Method, AllowMultiple = false, Inherited = false)]
 public sealed class OnMirrorFaultAttribute : Attribute

@@ -42,6 +42,10 @@ internal enum TestHookPoint
     MigrationRangeRestored,
     /// <summary>remove_migration_ptes, holding the folio's anon_vma rwsem for read, found migration entries in one VMA of the lineage and is about to take that mm's page-table lock to restore them. Subject: that AddressSpace; address: the first entry's address.</summary>
     RemoveMigrationPtesVisit,
+    /// <summary>A generated device memory's hot-add pushed a new chunk's pages on its free lists and is about to return (<see cref="DeviceMemoryHookPoints.ChunkPlugged"/>). Subject: the memory; address: the chunk's first pfn.</summary>
+    DeviceChunkPlugged,
+    /// <summary>A generated page_free is about to take its free-list lock to give a device page back (<see cref="DeviceMemoryHookPoints.PageFreeing"/>). Subject: the memory; address: the page's pfn.</summary>
+    DevicePageFreeing,
 }
 
 /// <summary>

@@ -34,6 +34,10 @@ public sealed class DriverShapeAnalyzerTests
     public Task CorrectDriver_UsingEveryAttribute_IsSilent() => VerifyAsync(Correct);
 
     [Test]
+    public Task ErrnoReturningMirrorFault_IsSilent()
+        => VerifyAsync("""[HmmDriver("m")] partial class M { [OnMirrorFault] private Errno Map(HmmRange range, ReadOnlySpan<ulong> hmmPfns) => Errno.Ok; }""");
+
+    [Test]
     public Task MinimalDriver_IsSilent() => VerifyAsync("""[HmmDriver("m")] partial class M { }""");
 
     [Test]

@@ -21,6 +21,7 @@ public sealed class SnapshotTests
     [TestCase("DmirrorOptions", new[] { "Mirror", "Migration", "DeviceMemory" })]
     [TestCase("MigrateToRamHook", new[] { "Mirror", "DeviceMemory", "Migration" })]
     [TestCase("SharedMigrateToRamHook", new[] { "Mirror", "Migration", "DeviceMemory" })]
+    [TestCase("MirrorFaultErrno", new[] { "Mirror", "Mirror", "Mirror" })]
     public void GeneratedSource_MatchesSnapshot_AndCompilesCleanly(string input, string[] concerns)
     {
         var (result, diagnostics) = GeneratorHarness.Run(TestSources.Input(input));

@@ -195,6 +195,10 @@ partial class DevmemDriver : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
             int pages = (int)(DeviceChunkBytes >> global::Hmm.Runtime.Memory.Page.Shift) * (count + 1);
             var free = new ulong[pages];
             var freeLarge = new ulong[pages >> global::Hmm.Runtime.Memory.Page.PmdOrder];
+            // Published before its pages go on the free lists: another thread may take one the moment
+            // they do, and must find the chunk (its per-page state) when it records what it took.
+            global::System.Threading.Volatile.Write(ref __hmmChunks[count], pgmap);
+            global::System.Threading.Volatile.Write(ref __hmmChunkCount, count + 1);
             __hmmFreeLock.Lock();
             try
             {
@@ -210,8 +214,7 @@ partial class DevmemDriver : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
                 }
             }
             finally { __hmmFreeLock.Unlock(); }
-            __hmmChunks[count] = pgmap;
-            global::System.Threading.Volatile.Write(ref __hmmChunkCount, count + 1);
+            global::Hmm.Runtime.Interleaving.DeviceMemoryHookPoints.ChunkPlugged(this, pgmap.FirstPfn);
             return true;
         }
         finally { __hmmHotplugLock.Unlock(); }
@@ -247,11 +250,11 @@ partial class DevmemDriver : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
                     // The chunk stays (removing): what is still in use did not move.
                     evicted += inUse - __HmmPagesInUse(chunk);
                     result = e;
-                    __hmmChunks[kept++] = chunk;
+                    global::System.Threading.Volatile.Write(ref __hmmChunks[kept++], chunk);
                 }
                 else evicted += inUse;
             }
-            for (int i = kept; i < count; i++) __hmmChunks[i] = null;
+            for (int i = kept; i < count; i++) global::System.Threading.Volatile.Write(ref __hmmChunks[i], null);
             global::System.Threading.Volatile.Write(ref __hmmChunkCount, kept);
             // Eviction is migration out of device memory: the device's hmm.device.pages_migrated_from_device.
             if (evicted != 0 && Device is { } device) device.Meters.AddPagesMigratedFromDevice(evicted);
@@ -308,6 +311,7 @@ partial class DevmemDriver : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
     {
         int order = pgmap.FolioOrder(pfn);
         this.Free(pfn);
+        global::Hmm.Runtime.Interleaving.DeviceMemoryHookPoints.PageFreeing(this, pfn);
         __hmmFreeLock.Lock();
         try
         {

@@ -51,12 +51,14 @@ partial class MirrorDevice : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
         index = 0;
         var pgmap = DeviceChunkOf(pfn);
         if (pgmap == null) return null;
-        int count = global::System.Threading.Volatile.Read(ref __hmmChunkCount);
-        for (int i = 0; i < count; i++)
-            if (ReferenceEquals(__hmmChunks[i], pgmap))
+        // Downwards, skipping a slot whose users are gone: RemoveDeviceMemory moves a chunk it keeps to a
+        // lower slot before it clears the old one, so a lookup racing it still finds the chunk.
+        for (int i = global::System.Threading.Volatile.Read(ref __hmmChunkCount) - 1; i >= 0; i--)
+            if (ReferenceEquals(global::System.Threading.Volatile.Read(ref __hmmChunks[i]), pgmap)
+                && global::System.Threading.Volatile.Read(ref __hmmUsers[i]) is { } users)
             {
                 index = (int)(pfn - pgmap.FirstPfn);
-                return __hmmUsers[i];
+                return users;
             }
         return null;
     }
@@ -320,6 +322,11 @@ partial class MirrorDevice : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
             int pages = (int)(__hmmChunkBytes >> global::Hmm.Runtime.Memory.Page.Shift) * (count + 1);
             var free = new ulong[pages];
             var freeLarge = new ulong[pages >> global::Hmm.Runtime.Memory.Page.PmdOrder];
+            // Published before its pages go on the free lists: another thread may take one the moment
+            // they do, and must find the chunk (its per-page state) when it records what it took.
+            global::System.Threading.Volatile.Write(ref __hmmUsers[count], new global::Hmm.Dsl.IDeviceMemoryUser?[(int)pgmap.PageCount]);
+            global::System.Threading.Volatile.Write(ref __hmmChunks[count], pgmap);
+            global::System.Threading.Volatile.Write(ref __hmmChunkCount, count + 1);
             __hmmFreeLock.Lock();
             try
             {
@@ -336,9 +343,7 @@ partial class MirrorDevice : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
                 }
             }
             finally { __hmmFreeLock.Unlock(); }
-            __hmmUsers[count] = new global::Hmm.Dsl.IDeviceMemoryUser?[(int)pgmap.PageCount];
-            __hmmChunks[count] = pgmap;
-            global::System.Threading.Volatile.Write(ref __hmmChunkCount, count + 1);
+            global::Hmm.Runtime.Interleaving.DeviceMemoryHookPoints.ChunkPlugged(this, pgmap.FirstPfn);
             return true;
         }
         finally { __hmmHotplugLock.Unlock(); }
@@ -374,13 +379,13 @@ partial class MirrorDevice : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
                     // The chunk stays (removing): what is still in use did not move.
                     evicted += inUse - __HmmPagesInUse(chunk);
                     result = e;
-                    __hmmUsers[kept] = __hmmUsers[i];
-                    __hmmChunks[kept++] = chunk;
+                    global::System.Threading.Volatile.Write(ref __hmmUsers[kept], __hmmUsers[i]);
+                    global::System.Threading.Volatile.Write(ref __hmmChunks[kept++], chunk);
                 }
                 else evicted += inUse;
             }
-            for (int i = kept; i < count; i++) __hmmChunks[i] = null;
-            for (int i = kept; i < count; i++) __hmmUsers[i] = null;
+            for (int i = kept; i < count; i++) global::System.Threading.Volatile.Write(ref __hmmChunks[i], null);
+            for (int i = kept; i < count; i++) global::System.Threading.Volatile.Write(ref __hmmUsers[i], null);
             global::System.Threading.Volatile.Write(ref __hmmChunkCount, kept);
             // Eviction is migration out of device memory: the device's hmm.device.pages_migrated_from_device.
             if (evicted != 0 && Device is { } device) device.Meters.AddPagesMigratedFromDevice(evicted);
@@ -437,6 +442,7 @@ partial class MirrorDevice : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
     {
         int order = pgmap.FolioOrder(pfn);
         __HmmClearUser(pgmap, pfn, order);
+        global::Hmm.Runtime.Interleaving.DeviceMemoryHookPoints.PageFreeing(this, pfn);
         __hmmFreeLock.Lock();
         try
         {
