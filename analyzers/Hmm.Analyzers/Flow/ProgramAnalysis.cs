@@ -39,7 +39,7 @@ internal sealed class ProgramAnalysis
         _declaredEdges = declaredEdges;
         // Deterministic order: the bag's order depends on scheduling.
         var ordered = new List<MethodFacts>(facts);
-        ordered.Sort((a, b) => string.CompareOrdinal(a.Method.ToDisplayString(), b.Method.ToDisplayString()));
+        ordered.Sort((a, b) => string.CompareOrdinal(SymbolNames.Of(a.Method), SymbolNames.Of(b.Method)));
         foreach (var f in ordered) _facts[f.Method.OriginalDefinition] = f;
         foreach (var f in ordered)
             foreach (var s in f.Calls)

@@ -135,7 +135,7 @@ internal static class NotifierFieldRules
     };
 
     private static bool IsSource(IMethodSymbol m, Compilation c) =>
-        m.DeclaringSyntaxReferences.Length > 0 && SymbolEqualityComparer.Default.Equals(m.ContainingAssembly, c.Assembly);
+        SymbolNames.HasSource(m) && SymbolEqualityComparer.Default.Equals(m.ContainingAssembly, c.Assembly);
 
     // ---- per body --------------------------------------------------------------------------
 
@@ -217,10 +217,11 @@ internal static class NotifierFieldRules
         var work = new Queue<int>();
         work.Enqueue(0);
         int budget = cfg.Blocks.Length * 20 + 50;
+        var steps = new StepCache(cfg);
         while (work.Count > 0 && budget-- > 0)
         {
             int b = work.Dequeue();
-            var s = Transfer(cfg.Blocks[b], states[b]!, body, method, contracts, notifierType, record: false);
+            var s = Transfer(steps.Of(b), states[b]!, body, method, contracts, notifierType, record: false);
             foreach (var succ in new[] { cfg.Blocks[b].FallThroughSuccessor, cfg.Blocks[b].ConditionalSuccessor })
             {
                 if (succ?.Destination is not { } d) continue;
@@ -229,7 +230,7 @@ internal static class NotifierFieldRules
                 var through = s;
                 foreach (var f in succ.FinallyRegions)
                     for (int fb = f.FirstBlockOrdinal; fb <= f.LastBlockOrdinal; fb++)
-                        through = Transfer(cfg.Blocks[fb], through, body, method, contracts, notifierType, record: false);
+                        through = Transfer(steps.Of(fb), through, body, method, contracts, notifierType, record: false);
                 var old = states[d.Ordinal];
                 var merged = old == null ? through : State.Join(old, through);
                 if (old != null && old.Same(merged)) continue;
@@ -238,27 +239,40 @@ internal static class NotifierFieldRules
             }
         }
         for (int b = 0; b < states.Length; b++)
-            if (states[b] is { } s) Transfer(cfg.Blocks[b], s, body, method, contracts, notifierType, record: true);
+            if (states[b] is { } s) Transfer(steps.Of(b), s, body, method, contracts, notifierType, record: true);
     }
 
-    private static State Transfer(BasicBlock block, State s, Body body, IMethodSymbol method, ContractSet contracts, INamedTypeSymbol notifierType, bool record)
+    /// <summary>
+    /// Per block, the operations <see cref="Step"/> acts on (assignments and calls), in evaluation order:
+    /// collected once per block instead of on every visit of the fixpoint.
+    /// </summary>
+    private sealed class StepCache(ControlFlowGraph cfg)
     {
-        var roots = block.BranchValue == null ? block.Operations : block.Operations.Add(block.BranchValue);
-        foreach (var root in roots)
-            foreach (var op in InOrder(root))
-                s = Step(op, s, body, method, contracts, notifierType, record);
-        return s;
-    }
+        private readonly List<IOperation>?[] _steps = new List<IOperation>?[cfg.Blocks.Length];
 
-    /// <summary>Operations of a statement in evaluation order (children before their parent).</summary>
-    private static IEnumerable<IOperation> InOrder(IOperation op)
-    {
-        foreach (var c in op.ChildOperations)
+        public List<IOperation> Of(int ordinal)
         {
-            if (c is IAnonymousFunctionOperation or ILocalFunctionOperation or IFlowAnonymousFunctionOperation) continue;
-            foreach (var d in InOrder(c)) yield return d;
+            if (_steps[ordinal] is { } known) return known;
+            var block = cfg.Blocks[ordinal];
+            var list = new List<IOperation>();
+            foreach (var root in block.Operations) Collect(root, list);
+            if (block.BranchValue != null) Collect(block.BranchValue, list);
+            return _steps[ordinal] = list;
         }
-        yield return op;
+
+        private static void Collect(IOperation op, List<IOperation> into)
+        {
+            foreach (var c in op.ChildOperations)
+                if (c is not (IAnonymousFunctionOperation or ILocalFunctionOperation or IFlowAnonymousFunctionOperation)) Collect(c, into);
+            if (op is ISimpleAssignmentOperation or IInvocationOperation) into.Add(op);
+        }
+    }
+
+    private static State Transfer(List<IOperation> steps, State s, Body body, IMethodSymbol method, ContractSet contracts, INamedTypeSymbol notifierType, bool record)
+    {
+        foreach (var op in steps)
+            s = Step(op, s, body, method, contracts, notifierType, record);
+        return s;
     }
 
     private static State Step(IOperation op, State s, Body body, IMethodSymbol method, ContractSet contracts, INamedTypeSymbol notifierType, bool record)
@@ -356,7 +370,7 @@ internal static class NotifierFieldRules
             _invalidate = invalidate;
             _initialised = initialised;
             var list = new List<Body>(bodies);
-            list.Sort((a, b) => string.CompareOrdinal(a.Method.ToDisplayString(), b.Method.ToDisplayString()));
+            list.Sort((a, b) => string.CompareOrdinal(SymbolNames.Of(a.Method), SymbolNames.Of(b.Method)));
             foreach (var b in list) _bodies[b.Method] = b;
             foreach (var (target, ops) in creations)
             {
