@@ -23,6 +23,24 @@ internal static class AnalyzerProfile
             for (int i = 0; i < 3; i++)
             {
                 var c = corpus.Generated();
+                if (i == 0)
+                {
+                    // Allocation of a whole off build with and without a type look-up first: is the look-up's work shared with the compiler?
+                    long b0 = GC.GetTotalAllocatedBytes(true);
+                    c.GetDiagnostics();
+                    long b1 = GC.GetTotalAllocatedBytes(true);
+                    var c2 = corpus.Generated();
+                    long b2 = GC.GetTotalAllocatedBytes(true);
+                    var runtime = c2.References.Select(c2.GetAssemblyOrModuleSymbol).OfType<IAssemblySymbol>().First(a => a.Name == "Hmm.Runtime");
+                    runtime.GetTypeByMetadataName("Hmm.Dsl.MayBlockAttribute");
+                    long b3 = GC.GetTotalAllocatedBytes(true);
+                    c2.GetTypeByMetadataName("Hmm.Dsl.MayBlockAttribute");
+                    long b4 = GC.GetTotalAllocatedBytes(true);
+                    c2.GetDiagnostics();
+                    long b5 = GC.GetTotalAllocatedBytes(true);
+                    Console.WriteLine($"lookup bytes: off build alone {(b1 - b0) / 1e6:F0} MB; assembly-level look-up {(b3 - b2) / 1e6:F1} MB, then compilation-level {(b4 - b3) / 1e6:F1} MB, then the off build {(b5 - b4) / 1e6:F0} MB");
+                    c = corpus.Generated();
+                }
                 long t0 = TimedAnalyzer.CpuNow();
                 c.GetTypeByMetadataName("Hmm.Dsl.MayBlockAttribute");
                 long t1 = TimedAnalyzer.CpuNow();
