@@ -6,5 +6,10 @@ namespace Hmm.Benchmarks;
 public static class Program
 {
     /// <summary>Runs the benchmarks selected on the command line (BenchmarkSwitcher syntax).</summary>
-    public static void Main(string[] args) => BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
+    /// <remarks><c>--analyzer-profile [rounds]</c> instead prints where the analyzer's time goes on the synthetic corpus.</remarks>
+    public static void Main(string[] args)
+    {
+        if (args.Length > 0 && args[0] == "--analyzer-profile") AnalyzerProfile.Run(args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 3);
+        else BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
+    }
 }

@@ -148,7 +148,7 @@ internal static class CopyExposure
                 if (role is Role.DestinationPfn or Role.CopyMayFail) relevant = true;
                 if (role == Role.Commits) relevant = commitsHere = true;
                 foreach (var a in inv.Arguments) if (IsPageInit(a.Parameter)) relevant = true;
-                if (!relevant && inv.TargetMethod.DeclaringSyntaxReferences.Length > 0)
+                if (!relevant && SymbolNames.HasSource(inv.TargetMethod))
                     // A pfn handed to a helper (which may initialise it, MIG-R10) or the migration's arrays and engine.
                     foreach (var a in inv.Arguments) relevant |= a.Value.Type is { } t && (CarriesPages(t, contracts) || t.SpecialType == SpecialType.System_UInt64);
             }
@@ -158,7 +158,7 @@ internal static class CopyExposure
         {
             var pass = new Pass(bodies, RoleOf, IsPageInit, end.CancellationToken);
             var methods = new List<IMethodSymbol>(bodies.Keys);
-            methods.Sort((x, y) => string.CompareOrdinal(x.ToDisplayString(), y.ToDisplayString()));
+            methods.Sort((x, y) => string.CompareOrdinal(SymbolNames.Of(x), SymbolNames.Of(y)));
             foreach (var m in methods)
                 pass.Report(m, end.ReportDiagnostic);
         });
@@ -171,7 +171,7 @@ internal static class CopyExposure
         if (type is IArrayTypeSymbol { ElementType.SpecialType: SpecialType.System_UInt64 }) return true;
         if (type is INamedTypeSymbol { Name: "Span" or "ReadOnlySpan", TypeArguments.Length: 1 } n
             && n.TypeArguments[0].SpecialType == SpecialType.System_UInt64) return true;
-        return type.Name == "CopyEngine" && type.ContainingNamespace?.ToDisplayString() == "Hmm.Runtime.Devices";
+        return type.Name == "CopyEngine" && SymbolNames.Of(type.ContainingNamespace) == "Hmm.Runtime.Devices";
     }
 
     /// <summary>Runs the pass over stored bodies: summaries on demand (callees first), reports in committing bodies.</summary>
@@ -295,7 +295,7 @@ internal static class CopyExposure
 
         private bool MayFail(IInvocationOperation call) =>
             pass.RoleOf(call.TargetMethod) == Role.CopyMayFail
-            || (call.TargetMethod.DeclaringSyntaxReferences.Length > 0 && pass.SummaryOf(call.TargetMethod).Fails);
+            || (SymbolNames.HasSource(call.TargetMethod) && pass.SummaryOf(call.TargetMethod).Fails);
 
         /// <summary>The state after <paramref name="call"/> reported failure.</summary>
         private State FailEffect(State state, IInvocationOperation call)
@@ -442,7 +442,7 @@ internal static class CopyExposure
                 else if (pass.IsPageInit(a.Parameter) && VariableKey(a.Value) is { } ik)
                     state = Init(state, ik, inv, new Origin(inv.Syntax.GetLocation(), method.Name), m.ContainingType.Name + "." + m.Name);
             }
-            if (m.DeclaringSyntaxReferences.Length > 0 && !SymbolEqualityComparer.Default.Equals(m.OriginalDefinition, method.OriginalDefinition))
+            if (SymbolNames.HasSource(m) && !SymbolEqualityComparer.Default.Equals(m.OriginalDefinition, method.OriginalDefinition))
             {
                 var s = pass.SummaryOf(m);
                 if (s.MayClear) state = ClearAll(state);

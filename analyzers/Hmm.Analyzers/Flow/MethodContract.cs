@@ -150,7 +150,7 @@ internal sealed class ContractSet
             bool notifier = false, range = false, vmf = false;
             foreach (var p in method.Parameters)
             {
-                notifier |= p.Type.ToDisplayString() == "Hmm.Runtime.Notifiers.IntervalNotifier";
+                notifier |= SymbolNames.Of(p.Type) == "Hmm.Runtime.Notifiers.IntervalNotifier";
                 range |= Is(p.Type, KnownNames.NotifierRange);
                 vmf |= Is(p.Type, KnownNames.VmFault);
             }
@@ -182,7 +182,7 @@ internal sealed class ContractSet
         foreach (var a in method.GetAttributes())
         {
             var cls = a.AttributeClass;
-            if (cls == null || cls.ContainingNamespace?.ToDisplayString() != "Hmm.Dsl") continue;
+            if (cls == null || SymbolNames.Of(cls.ContainingNamespace) != "Hmm.Dsl") continue;
             string? arg0 = a.ConstructorArguments.Length > 0 ? a.ConstructorArguments[0].Value as string : null;
             string? arg1 = a.ConstructorArguments.Length > 1 ? a.ConstructorArguments[1].Value as string : null;
             switch (cls.Name)
@@ -236,9 +236,11 @@ internal sealed class ContractSet
     public static bool IsBlockingBcl(IMethodSymbol method)
     {
         var t = method.ContainingType;
-        if (t == null || t.ContainingNamespace?.ToDisplayString() is not ("System.Threading" or "System.Threading.Tasks")) return false;
-        string full = t.ToDisplayString() + "." + method.Name;
-        foreach (var n in KnownNames.BlockingBclTypes) if (n == full) return true;
+        if (t == null || SymbolNames.Of(t.ContainingNamespace) is not ("System.Threading" or "System.Threading.Tasks")) return false;
+        // "Type.Method" compared in two parts: no string built per call.
+        string type = SymbolNames.Of(t), name = method.Name;
+        foreach (var n in KnownNames.BlockingBclTypes)
+            if (n.Length == type.Length + 1 + name.Length && n[type.Length] == '.' && n.StartsWith(type, StringComparison.Ordinal) && n.EndsWith(name, StringComparison.Ordinal)) return true;
         return false;
     }
 }

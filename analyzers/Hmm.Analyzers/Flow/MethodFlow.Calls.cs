@@ -27,7 +27,7 @@ internal sealed partial class MethodFlow
         foreach (var x in c.Excludes)
             if (Resolve(_contracts, x, m, inv) is { } key && state.Find(key) != null)
                 Report(HmmRules.ExcludedLockHeld, loc, m.ContainingType.Name + "." + m.Name, Display(key));
-        bool inSource = m.DeclaringSyntaxReferences.Length > 0 && SymbolEqualityComparer.Default.Equals(m.ContainingAssembly, _contracts.Compilation.Assembly);
+        bool inSource = SymbolNames.HasSource(m) && SymbolEqualityComparer.Default.Equals(m.ContainingAssembly, _contracts.Compilation.Assembly);
         bool blockingBcl = ContractSet.IsBlockingBcl(m);
         if (_report && (inSource || c.HasEffects || blockingBcl || !c.LockEffects.IsEmpty))
             _facts.Calls.Add(new CallSite(m.OriginalDefinition, c, loc, state.Locks, state.Flags, blockingBcl));

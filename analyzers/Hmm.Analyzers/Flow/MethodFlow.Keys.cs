@@ -40,7 +40,7 @@ internal sealed partial class MethodFlow
         _ => null,
     };
 
-    public static string MemberKey(ISymbol member) => member.ContainingType.ToDisplayString() + "." + member.Name;
+    public static string MemberKey(ISymbol member) => SymbolNames.MemberKey(member);
 
     public static string Display(string key)
     {

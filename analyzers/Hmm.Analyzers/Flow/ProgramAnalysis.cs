@@ -39,7 +39,7 @@ internal sealed class ProgramAnalysis
         _declaredEdges = declaredEdges;
         // Deterministic order: the bag's order depends on scheduling.
         var ordered = new List<MethodFacts>(facts);
-        ordered.Sort((a, b) => string.CompareOrdinal(a.Method.ToDisplayString(), b.Method.ToDisplayString()));
+        ordered.Sort((a, b) => string.CompareOrdinal(SymbolNames.Of(a.Method), SymbolNames.Of(b.Method)));
         foreach (var f in ordered) _facts[f.Method.OriginalDefinition] = f;
         foreach (var f in ordered)
             foreach (var s in f.Calls)
@@ -132,7 +132,14 @@ internal sealed class ProgramAnalysis
 
     private static string Via(string name, string? inner, bool direct) => direct || inner == null ? name : name + " → " + inner;
 
-    private static string Name(IMethodSymbol m) => m.ContainingType.Name + "." + m.Name;
+    // Asked for every call site on every round of the fixpoint: built once per callee.
+    private string Name(IMethodSymbol m)
+    {
+        if (!_names.TryGetValue(m, out var n)) _names[m] = n = m.ContainingType.Name + "." + m.Name;
+        return n;
+    }
+
+    private readonly Dictionary<IMethodSymbol, string> _names = new(SymbolEqualityComparer.Default);
 
     private void ResolveNeeds(CancellationToken cancel)
     {

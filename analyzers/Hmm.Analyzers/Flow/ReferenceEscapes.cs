@@ -45,7 +45,7 @@ internal static class ReferenceEscapes
                 return true;
             case IArgumentOperation arg when arg.Parent is IInvocationOperation call:
                 // Collection.Add(x) and friends: a BCL collection now holds it.
-                return call.TargetMethod.ContainingNamespace?.ToDisplayString().StartsWith("System.Collections", StringComparison.Ordinal) == true;
+                return SymbolNames.Of(call.TargetMethod.ContainingNamespace)?.StartsWith("System.Collections", StringComparison.Ordinal) == true;
             case IArgumentOperation { Parent: IObjectCreationOperation } arg2:
                 // new Holder(x): the constructed object keeps it.
                 return arg2.Parameter?.RefKind == RefKind.None;

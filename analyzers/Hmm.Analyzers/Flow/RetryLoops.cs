@@ -61,9 +61,10 @@ internal static class RetryLoops
         var m = inv.TargetMethod;
         if (contracts.For(m).ReadBegin) return true;
         var t = m.ContainingType;
-        if (t?.ContainingNamespace?.ToDisplayString() is not ("System.Threading" or "System.Threading.Tasks")) return false;
-        string full = t.ToDisplayString() + "." + m.Name;
-        foreach (var n in BackOffBcl) if (n == full) return true;
+        if (t == null || SymbolNames.Of(t.ContainingNamespace) is not ("System.Threading" or "System.Threading.Tasks")) return false;
+        string type = SymbolNames.Of(t), name = m.Name;
+        foreach (var n in BackOffBcl)
+            if (n.Length == type.Length + 1 + name.Length && n[type.Length] == '.' && n.StartsWith(type, StringComparison.Ordinal) && n.EndsWith(name, StringComparison.Ordinal)) return true;
         return false;
     }
 
@@ -112,7 +113,7 @@ internal static class RetryLoops
         {
             if (op is not IInvocationOperation inv) continue;
             if (IsBackOff(inv, contracts)) return;
-            if (inv.TargetMethod.DeclaringSyntaxReferences.Length > 0) callees.Add(inv.TargetMethod.OriginalDefinition);
+            if (SymbolNames.HasSource(inv.TargetMethod)) callees.Add(inv.TargetMethod.OriginalDefinition);
         }
         facts.BusyRetries.Add(new BusyRetryLoop(retried.Syntax.GetLocation(), retried.TargetMethod.ContainingType.Name + "." + retried.TargetMethod.Name, callees.ToImmutable()));
     }
@@ -313,7 +314,7 @@ internal static class RetryLoops
             _ => null,
         };
         if (member?.ContainingType is not { } t) return false;
-        string name = t.ToDisplayString();
+        string name = SymbolNames.Of(t);
         return name switch
         {
             "System.Diagnostics.Stopwatch" or "System.TimeProvider" or "System.Threading.CancellationToken" => true,

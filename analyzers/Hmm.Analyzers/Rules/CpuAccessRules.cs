@@ -98,7 +98,7 @@ internal static class CpuAccessRules
         foreach (var op in body.Descendants())
         {
             if (op is not IInvocationOperation inv) continue;
-            bool source = inv.TargetMethod.DeclaringSyntaxReferences.Length > 0;
+            bool source = SymbolNames.HasSource(inv.TargetMethod);
             foreach (var a in inv.Arguments)
             {
                 if (a.Parameter == null) continue;

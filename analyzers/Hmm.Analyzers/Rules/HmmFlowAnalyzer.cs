@@ -60,7 +60,7 @@ public sealed class HmmFlowAnalyzer : DiagnosticAnalyzer
                 case IInvocationOperation inv:
                     var c = contracts.For(inv.TargetMethod);
                     if (c.ChangesState) stateful = true;
-                    if (c.HasEffects || ContractSet.IsBlockingBcl(inv.TargetMethod) || inv.TargetMethod.DeclaringSyntaxReferences.Length > 0) calls = true;
+                    if (c.HasEffects || ContractSet.IsBlockingBcl(inv.TargetMethod) || SymbolNames.HasSource(inv.TargetMethod)) calls = true;
                     break;
                 case IFieldReferenceOperation fr when contracts.GuardOf(fr.Field) != null:
                 case IPropertyReferenceOperation pr when contracts.GuardOf(pr.Property) != null
@@ -96,10 +96,10 @@ public sealed class HmmFlowAnalyzer : DiagnosticAnalyzer
                 var m = inv.TargetMethod;
                 var c = contracts.For(m);
                 bool bcl = ContractSet.IsBlockingBcl(m);
-                if (c.HasEffects || bcl || m.DeclaringSyntaxReferences.Length > 0)
+                if (c.HasEffects || bcl || SymbolNames.HasSource(m))
                     facts.Calls.Add(new CallSite(m.OriginalDefinition, c, inv.Syntax.GetLocation(), ImmutableArray<HeldLock>.Empty, FlowFlags.None, bcl));
                 // A forwarded parameter: whether this method releases what its caller hands it depends on the callee.
-                if (m.DeclaringSyntaxReferences.Length > 0)
+                if (SymbolNames.HasSource(m))
                     foreach (var a in inv.Arguments)
                         if (a.Parameter != null && a.Value is IParameterReferenceOperation pr)
                             facts.ParamPasses.Add(new ParamPass(m.OriginalDefinition, a.Parameter.Name, pr.Parameter.Name));

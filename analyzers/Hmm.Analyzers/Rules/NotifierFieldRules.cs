@@ -149,7 +149,7 @@ internal static class NotifierFieldRules
     }
 
     private static bool IsSource(IMethodSymbol m, Compilation c) =>
-        m.DeclaringSyntaxReferences.Length > 0 && SymbolEqualityComparer.Default.Equals(m.ContainingAssembly, c.Assembly);
+        SymbolNames.HasSource(m) && SymbolEqualityComparer.Default.Equals(m.ContainingAssembly, c.Assembly);
 
     // ---- per body --------------------------------------------------------------------------
 
@@ -237,10 +237,11 @@ internal static class NotifierFieldRules
         var work = new Queue<int>();
         work.Enqueue(0);
         int budget = cfg.Blocks.Length * 20 + 50;
+        var steps = new StepCache(cfg);
         while (work.Count > 0 && budget-- > 0)
         {
             int b = work.Dequeue();
-            var s = Transfer(cfg.Blocks[b], states[b]!, body, method, contracts, notifierType, record: false);
+            var s = Transfer(steps.Of(b), states[b]!, body, method, contracts, notifierType, record: false);
             foreach (var succ in new[] { cfg.Blocks[b].FallThroughSuccessor, cfg.Blocks[b].ConditionalSuccessor })
             {
                 if (succ?.Destination is not { } d) continue;
@@ -253,13 +254,13 @@ internal static class NotifierFieldRules
                 {
                     Enter(f.FirstBlockOrdinal, through);
                     for (int fb = f.FirstBlockOrdinal; fb <= f.LastBlockOrdinal; fb++)
-                        through = Transfer(cfg.Blocks[fb], through, body, method, contracts, notifierType, record: false);
+                        through = Transfer(steps.Of(fb), through, body, method, contracts, notifierType, record: false);
                 }
                 Enter(d.Ordinal, through);
             }
         }
         for (int b = 0; b < states.Length; b++)
-            if (states[b] is { } s) Transfer(cfg.Blocks[b], s, body, method, contracts, notifierType, record: true);
+            if (states[b] is { } s) Transfer(steps.Of(b), s, body, method, contracts, notifierType, record: true);
 
         void Enter(int ordinal, State through)
         {
@@ -271,24 +272,37 @@ internal static class NotifierFieldRules
         }
     }
 
-    private static State Transfer(BasicBlock block, State s, Body body, IMethodSymbol method, ContractSet contracts, INamedTypeSymbol notifierType, bool record)
+    /// <summary>
+    /// Per block, the operations <see cref="Step"/> acts on (assignments and calls), in evaluation order:
+    /// collected once per block instead of on every visit of the fixpoint.
+    /// </summary>
+    private sealed class StepCache(ControlFlowGraph cfg)
     {
-        var roots = block.BranchValue == null ? block.Operations : block.Operations.Add(block.BranchValue);
-        foreach (var root in roots)
-            foreach (var op in InOrder(root))
-                s = Step(op, s, body, method, contracts, notifierType, record);
-        return s;
+        private readonly List<IOperation>?[] _steps = new List<IOperation>?[cfg.Blocks.Length];
+
+        public List<IOperation> Of(int ordinal)
+        {
+            if (_steps[ordinal] is { } known) return known;
+            var block = cfg.Blocks[ordinal];
+            var list = new List<IOperation>();
+            foreach (var root in block.Operations) Collect(root, list);
+            if (block.BranchValue != null) Collect(block.BranchValue, list);
+            return _steps[ordinal] = list;
+        }
+
+        private static void Collect(IOperation op, List<IOperation> into)
+        {
+            foreach (var c in op.ChildOperations)
+                if (c is not (IAnonymousFunctionOperation or ILocalFunctionOperation or IFlowAnonymousFunctionOperation)) Collect(c, into);
+            if (op is ISimpleAssignmentOperation or IInvocationOperation) into.Add(op);
+        }
     }
 
-    /// <summary>Operations of a statement in evaluation order (children before their parent).</summary>
-    private static IEnumerable<IOperation> InOrder(IOperation op)
+    private static State Transfer(List<IOperation> steps, State s, Body body, IMethodSymbol method, ContractSet contracts, INamedTypeSymbol notifierType, bool record)
     {
-        foreach (var c in op.ChildOperations)
-        {
-            if (c is IAnonymousFunctionOperation or ILocalFunctionOperation or IFlowAnonymousFunctionOperation) continue;
-            foreach (var d in InOrder(c)) yield return d;
-        }
-        yield return op;
+        foreach (var op in steps)
+            s = Step(op, s, body, method, contracts, notifierType, record);
+        return s;
     }
 
     private static State Step(IOperation op, State s, Body body, IMethodSymbol method, ContractSet contracts, INamedTypeSymbol notifierType, bool record)
@@ -394,7 +408,7 @@ internal static class NotifierFieldRules
             _invalidate = invalidate;
             _initialised = initialised;
             var list = new List<Body>(bodies);
-            list.Sort((a, b) => string.CompareOrdinal(a.Method.ToDisplayString(), b.Method.ToDisplayString()));
+            list.Sort((a, b) => string.CompareOrdinal(SymbolNames.Of(a.Method), SymbolNames.Of(b.Method)));
             foreach (var b in list) _bodies[b.Method] = b;
             foreach (var (target, ops) in creations)
             {

@@ -1,0 +1,212 @@
+using System.Collections.Concurrent;
+using System.Collections.Immutable;
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.Diagnostics;
+
+namespace Hmm.Benchmarks;
+
+/// <summary>
+/// <c>dotnet run -c Release --project tests/Hmm.Benchmarks -- --analyzer-profile [rounds]</c>: where the
+/// analyzer's time goes on the synthetic corpus. Runs the build with the analyzers off and on
+/// (sequential analysis, Roslyn's per-analyzer execution time), then once more with every action the
+/// analyzer registers wrapped in a stopwatch, keyed by the method that registered it.
+/// </summary>
+internal static class AnalyzerProfile
+{
+    public static void Run(int rounds)
+    {
+        var corpus = AnalyzerCorpus.Build();
+        Console.WriteLine($"corpus: {corpus.Trees.Length} files, {corpus.Lines} lines");
+        if (Environment.GetEnvironmentVariable("HMM_PROFILE_LOOKUP") == "1")
+            for (int i = 0; i < 3; i++)
+            {
+                var c = corpus.Generated();
+                if (i == 0)
+                {
+                    // Allocation of a whole off build with and without a type look-up first: is the look-up's work shared with the compiler?
+                    long b0 = GC.GetTotalAllocatedBytes(true);
+                    c.GetDiagnostics();
+                    long b1 = GC.GetTotalAllocatedBytes(true);
+                    var c2 = corpus.Generated();
+                    long b2 = GC.GetTotalAllocatedBytes(true);
+                    var runtime = c2.References.Select(c2.GetAssemblyOrModuleSymbol).OfType<IAssemblySymbol>().First(a => a.Name == "Hmm.Runtime");
+                    runtime.GetTypeByMetadataName("Hmm.Dsl.MayBlockAttribute");
+                    long b3 = GC.GetTotalAllocatedBytes(true);
+                    c2.GetTypeByMetadataName("Hmm.Dsl.MayBlockAttribute");
+                    long b4 = GC.GetTotalAllocatedBytes(true);
+                    c2.GetDiagnostics();
+                    long b5 = GC.GetTotalAllocatedBytes(true);
+                    Console.WriteLine($"lookup bytes: off build alone {(b1 - b0) / 1e6:F0} MB; assembly-level look-up {(b3 - b2) / 1e6:F1} MB, then compilation-level {(b4 - b3) / 1e6:F1} MB, then the off build {(b5 - b4) / 1e6:F0} MB");
+                    c = corpus.Generated();
+                }
+                long t0 = TimedAnalyzer.CpuNow();
+                c.GetTypeByMetadataName("Hmm.Dsl.MayBlockAttribute");
+                long t1 = TimedAnalyzer.CpuNow();
+                c.GetTypeByMetadataName("Hmm.Dsl.AcquiresAttribute");
+                c.GetTypeByMetadataName("Hmm.Runtime.Notifiers.IntervalNotifier");
+                long t2 = TimedAnalyzer.CpuNow();
+                c.GetDiagnostics();
+                long t3 = TimedAnalyzer.CpuNow();
+                Console.WriteLine($"lookup: first {(t1 - t0) / 1e6:F1} ms, next two {(t2 - t1) / 1e6:F1} ms, then GetDiagnostics {(t3 - t2) / 1e6:F0} ms cpu (this thread)");
+            }
+        var analyzer = AnalyzerCorpus.Analyzer();
+        Console.WriteLine("analyzer: " + analyzer.GetType().Assembly.Location);
+        double off = 0, on = 0, exec = 0;
+        int diagnostics = 0;
+        for (int r = 0; r < rounds; r++)
+        {
+            long m0 = GC.GetTotalAllocatedBytes(true);
+            var c0 = ProcessCpu();
+            var sw = Stopwatch.StartNew();
+            int n = corpus.Generated().GetDiagnostics().Length;
+            double a = sw.Elapsed.TotalMilliseconds;
+            long m1 = GC.GetTotalAllocatedBytes(true);
+            var c1 = ProcessCpu();
+            sw.Restart();
+            var cwa = corpus.Generated().WithAnalyzers([analyzer], new CompilationWithAnalyzersOptions(
+                new AnalyzerOptions([]), onAnalyzerException: null, concurrentAnalysis: true, logAnalyzerExecutionTime: true));
+            var all = cwa.GetAllDiagnosticsAsync().GetAwaiter().GetResult();
+            double b = sw.Elapsed.TotalMilliseconds;
+            long m2 = GC.GetTotalAllocatedBytes(true);
+            var c2 = ProcessCpu();
+            Console.WriteLine($"round {r}: process cpu off {c1 - c0:F0} ms, on {c2 - c1:F0} ms, ratio {(c2 - c1) / (c1 - c0):F2}");
+            Console.WriteLine($"round {r}: allocated off {(m1 - m0) / 1e6:F0} MB, on {(m2 - m1) / 1e6:F0} MB, ratio {(double)(m2 - m1) / (m1 - m0):F2}");
+            if (Environment.GetEnvironmentVariable("HMM_PROFILE_FLOOR") == "1")
+            {
+                long f0 = GC.GetTotalAllocatedBytes(true);
+                var fc = ProcessCpu();
+                sw.Restart();
+                corpus.Generated().WithAnalyzers([new EmptyOperationAnalyzer()]).GetAllDiagnosticsAsync().GetAwaiter().GetResult();
+                Console.WriteLine($"round {r}: floor (an analyzer with one empty operation-block action) {sw.Elapsed.TotalMilliseconds:F0} ms, ratio {sw.Elapsed.TotalMilliseconds / a:F2}, cpu {ProcessCpu() - fc:F0} ms, ratio {(ProcessCpu() - fc) / (c1 - c0):F2}, allocated {(GC.GetTotalAllocatedBytes(true) - f0) / 1e6:F0} MB, ratio {(double)(GC.GetTotalAllocatedBytes(true) - f0) / (m1 - m0):F2}");
+            }
+            var t = cwa.GetAnalyzerTelemetryInfoAsync(analyzer, CancellationToken.None).GetAwaiter().GetResult();
+            Console.WriteLine($"round {r}: off {a:F0} ms ({n} diagnostics), on {b:F0} ms ({all.Length}), ratio {b / a:F2}, analyzer execution {t.ExecutionTime.TotalMilliseconds:F0} ms");
+            if (r == 0) continue; // warm-up
+            off += a; on += b; exec += t.ExecutionTime.TotalMilliseconds; diagnostics = all.Length;
+        }
+        int m = Math.Max(1, rounds - 1);
+        Console.WriteLine($"mean after warm-up: off {off / m:F0} ms, on {on / m:F0} ms, ratio {on / off:F2}, analyzer execution {exec / m:F0} ms, {diagnostics} diagnostics");
+
+        if (Environment.GetEnvironmentVariable("HMM_PROFILE_NOTIMED") == "1") return;
+        var timing = new ConcurrentDictionary<string, long>(StringComparer.Ordinal);
+        var counts = new ConcurrentDictionary<string, long>(StringComparer.Ordinal);
+        var timed = new TimedAnalyzer(analyzer, timing, counts);
+        for (int r = 0; r < 2; r++)
+        {
+            timing.Clear(); counts.Clear(); TimedAnalyzer.Allocs.Clear();
+            var sw = Stopwatch.StartNew();
+            corpus.Generated().WithAnalyzers([timed]).GetAllDiagnosticsAsync().GetAwaiter().GetResult();
+            Console.WriteLine($"timed run {r}: {sw.Elapsed.TotalMilliseconds:F0} ms");
+        }
+        foreach (var kv in timing.OrderByDescending(kv => kv.Value))
+            Console.WriteLine($"  {kv.Value / 1e6,9:F1} ms cpu  {TimedAnalyzer.Allocs.GetValueOrDefault(kv.Key) / 1e6,8:F1} MB  {counts[kv.Key],8} calls  {kv.Key}");
+    }
+
+    private static double ProcessCpu()
+    {
+        GC.Collect();
+        return Process.GetCurrentProcess().TotalProcessorTime.TotalMilliseconds;
+    }
+
+    /// <summary>The cost every operation analyzer pays: operation trees for every body, nothing done with them.</summary>
+#pragma warning disable RS1001, RS1025, RS1026
+    private sealed class EmptyOperationAnalyzer : DiagnosticAnalyzer
+    {
+        public override ImmutableArray<DiagnosticDescriptor> SupportedDiagnostics => [];
+
+        public override void Initialize(AnalysisContext context)
+        {
+            context.ConfigureGeneratedCodeAnalysis(GeneratedCodeAnalysisFlags.None);
+            context.EnableConcurrentExecution();
+            context.RegisterOperationBlockAction(_ => { });
+        }
+    }
+#pragma warning restore RS1001, RS1025, RS1026
+
+    /// <summary>The analyzer with its actions wrapped in stopwatches.</summary>
+#pragma warning disable RS1001, RS1012, RS1025, RS1026 // a profiling wrapper, never loaded by a compiler
+    private sealed class TimedAnalyzer(DiagnosticAnalyzer inner, ConcurrentDictionary<string, long> timing, ConcurrentDictionary<string, long> counts) : DiagnosticAnalyzer
+    {
+        public override ImmutableArray<DiagnosticDescriptor> SupportedDiagnostics => inner.SupportedDiagnostics;
+
+        public override void Initialize(AnalysisContext context)
+        {
+            context.ConfigureGeneratedCodeAnalysis(GeneratedCodeAnalysisFlags.None);
+            context.RegisterCompilationStartAction(start => inner.Initialize(new Root(start, this)));
+        }
+
+        internal Action<T> Wrap<T>(Action<T> action, string? suffix = null)
+        {
+            var m = action.Method;
+            var t = m.DeclaringType!;
+            while (t.DeclaringType != null && t.Name.StartsWith('<')) t = t.DeclaringType;
+            string key = t.Name + "." + m.Name + (suffix == null ? "" : " " + suffix);
+            return x =>
+            {
+                long s = CpuNow(), a0 = GC.GetAllocatedBytesForCurrentThread();
+                try { action(x); }
+                finally
+                {
+                    long d = CpuNow() - s, da = GC.GetAllocatedBytesForCurrentThread() - a0;
+                    Allocs.AddOrUpdate(key, da, (_, v) => v + da);
+                    timing.AddOrUpdate(key, d, (_, v) => v + d);
+                    counts.AddOrUpdate(key, 1, (_, v) => v + 1);
+                }
+            };
+        }
+
+        [StructLayout(LayoutKind.Sequential)]
+        private struct TimeSpec
+        {
+            public long Sec;
+            public long Nsec;
+        }
+
+        [DllImport("libc", EntryPoint = "clock_gettime")]
+        private static extern int ClockGetTime(int clock, out TimeSpec time);
+
+        internal static readonly ConcurrentDictionary<string, long> Allocs = new(StringComparer.Ordinal);
+
+        internal static long CpuNow()
+        {
+            // CLOCK_THREAD_CPUTIME_ID: this thread's CPU time, so a loaded host does not inflate the figures.
+            ClockGetTime(3, out var t);
+            return t.Sec * 1_000_000_000L + t.Nsec;
+        }
+
+        /// <summary>The analyzer's Initialize sees this: its compilation start action runs on the real start context, wrapped.</summary>
+        private sealed class Root(CompilationStartAnalysisContext real, TimedAnalyzer owner) : AnalysisContext
+        {
+            public override void RegisterCompilationStartAction(Action<CompilationStartAnalysisContext> action) => owner.Wrap(action)(new Start(real, owner));
+            public override void EnableConcurrentExecution() { }
+            public override void ConfigureGeneratedCodeAnalysis(GeneratedCodeAnalysisFlags analysisMode) { }
+            public override void RegisterCompilationAction(Action<CompilationAnalysisContext> action) => throw new NotSupportedException();
+            public override void RegisterSemanticModelAction(Action<SemanticModelAnalysisContext> action) => throw new NotSupportedException();
+            public override void RegisterSymbolAction(Action<SymbolAnalysisContext> action, ImmutableArray<SymbolKind> symbolKinds) => throw new NotSupportedException();
+            public override void RegisterCodeBlockStartAction<TLanguageKindEnum>(Action<CodeBlockStartAnalysisContext<TLanguageKindEnum>> action) => throw new NotSupportedException();
+            public override void RegisterCodeBlockAction(Action<CodeBlockAnalysisContext> action) => throw new NotSupportedException();
+            public override void RegisterSyntaxTreeAction(Action<SyntaxTreeAnalysisContext> action) => throw new NotSupportedException();
+            public override void RegisterSyntaxNodeAction<TLanguageKindEnum>(Action<SyntaxNodeAnalysisContext> action, ImmutableArray<TLanguageKindEnum> syntaxKinds) => throw new NotSupportedException();
+        }
+
+        private sealed class Start(CompilationStartAnalysisContext real, TimedAnalyzer owner)
+            : CompilationStartAnalysisContext(real.Compilation, real.Options, real.CancellationToken)
+        {
+            public override void RegisterCompilationEndAction(Action<CompilationAnalysisContext> action) => real.RegisterCompilationEndAction(owner.Wrap(action, "(end)"));
+            public override void RegisterSemanticModelAction(Action<SemanticModelAnalysisContext> action) => real.RegisterSemanticModelAction(owner.Wrap(action));
+            public override void RegisterSymbolAction(Action<SymbolAnalysisContext> action, ImmutableArray<SymbolKind> symbolKinds) => real.RegisterSymbolAction(owner.Wrap(action), symbolKinds);
+            public override void RegisterSymbolStartAction(Action<SymbolStartAnalysisContext> action, SymbolKind symbolKind) => throw new NotSupportedException();
+            public override void RegisterCodeBlockStartAction<TLanguageKindEnum>(Action<CodeBlockStartAnalysisContext<TLanguageKindEnum>> action) => throw new NotSupportedException();
+            public override void RegisterCodeBlockAction(Action<CodeBlockAnalysisContext> action) => real.RegisterCodeBlockAction(owner.Wrap(action));
+            public override void RegisterSyntaxTreeAction(Action<SyntaxTreeAnalysisContext> action) => real.RegisterSyntaxTreeAction(owner.Wrap(action));
+            public override void RegisterSyntaxNodeAction<TLanguageKindEnum>(Action<SyntaxNodeAnalysisContext> action, ImmutableArray<TLanguageKindEnum> syntaxKinds) => real.RegisterSyntaxNodeAction(owner.Wrap(action), syntaxKinds);
+            public override void RegisterOperationBlockStartAction(Action<OperationBlockStartAnalysisContext> action) => throw new NotSupportedException();
+            public override void RegisterOperationBlockAction(Action<OperationBlockAnalysisContext> action) => real.RegisterOperationBlockAction(owner.Wrap(action));
+            public override void RegisterOperationAction(Action<OperationAnalysisContext> action, ImmutableArray<OperationKind> operationKinds)
+                => real.RegisterOperationAction(owner.Wrap(action, "[" + string.Join(",", operationKinds) + "]"), operationKinds);
+        }
+    }
+#pragma warning restore RS1001, RS1012, RS1025, RS1026
+}
