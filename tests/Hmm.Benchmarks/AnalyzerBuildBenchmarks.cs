@@ -30,8 +30,8 @@ public class AnalyzerBuildBenchmarks
         _analyzers = [AnalyzerCorpus.Analyzer()];
         Console.WriteLine($"// synthetic corpus: {_corpus.Trees.Length} files, {_corpus.Lines} lines; analyzer from {_analyzers[0].GetType().Assembly.Location}");
         // A corpus that does not compile would measure error recovery, not a build.
-        var errors = _corpus.Generated().GetDiagnostics().Count(d => d.Severity == DiagnosticSeverity.Error);
-        if (errors != 0) throw new InvalidOperationException(errors + " compile errors in the synthetic corpus");
+        var errors = _corpus.Generated().GetDiagnostics().Where(d => d.Severity == DiagnosticSeverity.Error).ToList();
+        if (errors.Count != 0) throw new InvalidOperationException(errors.Count + " compile errors in the synthetic corpus, the first: " + errors[0]);
     }
 
     [Benchmark(Baseline = true)]

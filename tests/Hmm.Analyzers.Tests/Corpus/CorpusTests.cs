@@ -53,13 +53,19 @@ public sealed class CorpusTests
         return reader.ReadToEnd();
     }
 
-    /// <summary>Compiles the driver (errors fail the test) and returns its HMM diagnostics.</summary>
+    /// <summary>
+    /// Runs the DSL generator on the driver, as a build does, then compiles it with the generated code
+    /// (errors fail the test: a DSL driver must be one the generator accepts) and returns its HMM diagnostics.
+    /// </summary>
     private static async Task<ImmutableArray<Diagnostic>> Analyze(string text, bool fixedTwin)
     {
         var options = CSharpParseOptions.Default.WithLanguageVersion(LanguageVersion.Preview).WithPreprocessorSymbols(fixedTwin ? new[] { "FIXED" } : Array.Empty<string>());
         var tree = CSharpSyntaxTree.ParseText(HmmVerifier.Usings + "namespace Corpus;\n" + text, options);
-        var compilation = CSharpCompilation.Create("corpus", [tree], OfflineReferences.All,
+        var written = CSharpCompilation.Create("corpus", [tree], OfflineReferences.All,
             new CSharpCompilationOptions(OutputKind.DynamicallyLinkedLibrary, nullableContextOptions: NullableContextOptions.Enable));
+        CSharpGeneratorDriver.Create([new Hmm.Generators.DriverGenerator().AsSourceGenerator()], parseOptions: options)
+            .RunGeneratorsAndUpdateCompilation(written, out var compilation, out var generatorDiagnostics);
+        Assert.That(generatorDiagnostics, Is.Empty, string.Join("\n", generatorDiagnostics));
         var errors = compilation.GetDiagnostics().Where(d => d.Severity == DiagnosticSeverity.Error).ToList();
         Assert.That(errors, Is.Empty, string.Join("\n", errors));
         var all = await compilation.WithAnalyzers([new HmmFlowAnalyzer()]).GetAnalyzerDiagnosticsAsync();

@@ -1,21 +1,28 @@
 // HMM1032: a per-call snapshot notifier is removed before its read_retry, so collisions go unseen
 [HmmDriver("dsl_snapshot_after_remove", UpdateLock = nameof(_update))]
-public partial class DslSnapshotAfterRemove : IIntervalNotifierOps
+public partial class DslSnapshotAfterRemove
 {
     private readonly KernelMutex _update = new("dsl_snapshot_after_remove.update");
     private AddressSpace _mm = null!;
     [OnInvalidate]
     bool Invalidate(in NotifierRange range) => true;
-    bool IIntervalNotifierOps.Invalidate(IntervalNotifier notifier, in NotifierRange range, ulong curSeq)
+
+    // The per-call snapshot notifier's ops: the generator already implements IIntervalNotifierOps on the
+    // driver (its mirror trampoline), so a second notifier needs ops of its own.
+    private sealed class SnapshotOps(KernelMutex update) : IIntervalNotifierOps
     {
-        if (range.Blockable) _update.Lock();
-        else if (!_update.TryLock()) return false;
-        try { notifier.SetSeq(curSeq); return true; }
-        finally { _update.Unlock(); }
+        public bool Invalidate(IntervalNotifier notifier, in NotifierRange range, ulong curSeq)
+        {
+            if (range.Blockable) update.Lock();
+            else if (!update.TryLock()) return false;
+            try { notifier.SetSeq(curSeq); return true; }
+            finally { update.Unlock(); }
+        }
     }
+
     public Errno Snapshot(ulong start, ulong end, Span<ulong> out_)
     {
-        var notifier = new IntervalNotifier(this);
+        var notifier = new IntervalNotifier(new SnapshotOps(_update));
         var e = notifier.Insert(_mm, start, end - start);
         if (e != Errno.Ok) return e;
         var range = new HmmRange(notifier, start, end);
