@@ -1,5 +1,6 @@
 using Microsoft.CodeAnalysis;
 using Microsoft.CodeAnalysis.Operations;
+using static Hmm.Analyzers.Flow.OperationTrees;
 
 namespace Hmm.Analyzers.Flow;
 
@@ -52,12 +53,5 @@ internal static class ReferenceEscapes
             default:
                 return false;
         }
-    }
-
-    private static IOperation? Unwrap(IOperation? op)
-    {
-        while (op is IConversionOperation or IParenthesizedOperation)
-            op = op is IConversionOperation c ? c.Operand : ((IParenthesizedOperation)op).Operand;
-        return op;
     }
 }

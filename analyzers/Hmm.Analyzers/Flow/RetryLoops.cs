@@ -1,6 +1,7 @@
 using System.Collections.Immutable;
 using Microsoft.CodeAnalysis;
 using Microsoft.CodeAnalysis.Operations;
+using static Hmm.Analyzers.Flow.OperationTrees;
 
 namespace Hmm.Analyzers.Flow;
 
@@ -80,13 +81,6 @@ internal static class RetryLoops
             foreach (var c in op.ChildOperations)
                 if (c is not (IAnonymousFunctionOperation or ILocalFunctionOperation)) stack.Push(c);
         }
-    }
-
-    private static IOperation? Unwrap(IOperation? op)
-    {
-        while (op is IConversionOperation or IParenthesizedOperation)
-            op = op is IConversionOperation c ? c.Operand : ((IParenthesizedOperation)op).Operand;
-        return op;
     }
 
     private static bool IsEbusy(IOperation? op) =>

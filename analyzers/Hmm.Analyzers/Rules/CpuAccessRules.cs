@@ -3,6 +3,7 @@ using Hmm.Analyzers.Flow;
 using Microsoft.CodeAnalysis;
 using Microsoft.CodeAnalysis.Diagnostics;
 using Microsoft.CodeAnalysis.Operations;
+using static Hmm.Analyzers.Flow.OperationTrees;
 
 namespace Hmm.Analyzers.Rules;
 
@@ -189,12 +190,5 @@ internal static class CpuAccessRules
         foreach (var a in symbol.GetAttributes())
             if (SymbolEqualityComparer.Default.Equals(a.AttributeClass, attr)) return true;
         return false;
-    }
-
-    private static IOperation? Unwrap(IOperation? op)
-    {
-        while (op is IConversionOperation or IParenthesizedOperation)
-            op = op is IConversionOperation c ? c.Operand : ((IParenthesizedOperation)op).Operand;
-        return op;
     }
 }

@@ -3,6 +3,7 @@ using Hmm.Analyzers.Flow;
 using Microsoft.CodeAnalysis;
 using Microsoft.CodeAnalysis.Diagnostics;
 using Microsoft.CodeAnalysis.Operations;
+using static Hmm.Analyzers.Flow.OperationTrees;
 
 namespace Hmm.Analyzers.Rules;
 
@@ -78,23 +79,6 @@ internal static class LifetimeRules
                 if (!removed.ContainsKey(s.Member) && !escaped.ContainsKey(s.Member))
                     end.ReportDiagnostic(Diagnostic.Create(HmmRules.NotifierNeverRemoved, s.Location));
         });
-    }
-
-    private static IOperation? Unwrap(IOperation? op)
-    {
-        while (op is IConversionOperation or IParenthesizedOperation)
-            op = op is IConversionOperation c ? c.Operand : ((IParenthesizedOperation)op).Operand;
-        return op;
-    }
-
-    /// <summary>The receiver of a call, through <c>x?.M()</c>.</summary>
-    private static IOperation? Receiver(IInvocationOperation inv)
-    {
-        var r = Unwrap(inv.Instance);
-        if (r is not IConditionalAccessInstanceOperation) return r;
-        for (var p = inv.Parent; p != null; p = p.Parent)
-            if (p is IConditionalAccessOperation ca) return Unwrap(ca.Operation);
-        return null;
     }
 
     /// <summary>The field or property a notifier lives in (of any instance: a per-object notifier is one member).</summary>

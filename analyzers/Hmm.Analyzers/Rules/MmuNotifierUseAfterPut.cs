@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using Microsoft.CodeAnalysis;
 using Microsoft.CodeAnalysis.FlowAnalysis;
 using Microsoft.CodeAnalysis.Operations;
+using static Hmm.Analyzers.Flow.OperationTrees;
 
 namespace Hmm.Analyzers.Rules;
 
@@ -228,21 +229,4 @@ internal sealed class MmuNotifierUseAfterPut(INamedTypeSymbol releasesAttr)
         IDeclarationExpressionOperation { Expression: ILocalReferenceOperation l2 } => l2.Local,
         _ => null,
     };
-
-    private static IOperation? Unwrap(IOperation? op)
-    {
-        while (op is IConversionOperation or IParenthesizedOperation)
-            op = op is IConversionOperation c ? c.Operand : ((IParenthesizedOperation)op).Operand;
-        return op;
-    }
-
-    /// <summary>The receiver of a call, through <c>x?.M()</c>.</summary>
-    private static IOperation? Receiver(IInvocationOperation inv)
-    {
-        var r = Unwrap(inv.Instance);
-        if (r is not IConditionalAccessInstanceOperation) return r;
-        for (var p = inv.Parent; p != null; p = p.Parent)
-            if (p is IConditionalAccessOperation ca) return Unwrap(ca.Operation);
-        return null;
-    }
 }

@@ -5,6 +5,7 @@ using Microsoft.CodeAnalysis;
 using Microsoft.CodeAnalysis.Diagnostics;
 using Microsoft.CodeAnalysis.FlowAnalysis;
 using Microsoft.CodeAnalysis.Operations;
+using static Hmm.Analyzers.Flow.OperationTrees;
 
 namespace Hmm.Analyzers.Rules;
 
@@ -95,13 +96,6 @@ internal static class NotifierFieldRules
             foreach (var p in ((IPropertyInitializerOperation)c.Operation).InitializedProperties) initialised.TryAdd(p.OriginalDefinition, true);
         }, OperationKind.PropertyInitializer);
         start.RegisterCompilationEndAction(end => new Verdict(bodies, creations, initialised, invalidate).Run(end.ReportDiagnostic));
-    }
-
-    private static IOperation? Unwrap(IOperation? op)
-    {
-        while (op is IConversionOperation or IParenthesizedOperation)
-            op = op is IConversionOperation c ? c.Operand : ((IParenthesizedOperation)op).Operand;
-        return op;
     }
 
     private static ITypeSymbol? OpsOf(IObjectCreationOperation create, INamedTypeSymbol notifierType)
