@@ -10,7 +10,7 @@ using Microsoft.CodeAnalysis.Formatting;
 namespace Hmm.Analyzers.CodeFixes.Flow;
 
 /// <summary>
-/// HMM1004/1020/1022/1023/1025/1041: moves the release that follows the acquisition (unlock,
+/// HMM1004/1020/1022/1023/1025/1041/1050: moves the release that follows the acquisition (unlock,
 /// MigrateVma.Finalize, Put, Dispose) into a <c>finally</c> around the statements between them,
 /// and drops the early-path copies of that release the finally now covers.
 /// </summary>
@@ -20,7 +20,7 @@ public sealed class ReleaseInFinallyFixer : CodeFixProvider
     private const string Title = "Release in a finally";
 
     /// <inheritdoc/>
-    public override ImmutableArray<string> FixableDiagnosticIds { get; } = ["HMM1004", "HMM1020", "HMM1022", "HMM1023", "HMM1025", "HMM1041"];
+    public override ImmutableArray<string> FixableDiagnosticIds { get; } = ["HMM1004", "HMM1020", "HMM1022", "HMM1023", "HMM1025", "HMM1041", "HMM1050"];
 
     /// <inheritdoc/>
     public override FixAllProvider GetFixAllProvider() => WellKnownFixAllProviders.BatchFixer;
@@ -81,8 +81,12 @@ public sealed class ReleaseInFinallyFixer : CodeFixProvider
 
     private static bool IsRelease(StatementSyntax s, string target) =>
         s is ExpressionStatementSyntax { Expression: InvocationExpressionSyntax inv } && inv.Expression is MemberAccessExpressionSyntax ma
-        && (ma.Name.Identifier.Text is "Unlock" or "ReadUnlock" or "WriteUnlock" or "Put" or "Dispose" && ma.Expression.ToString() == target
+        && (ma.Name.Identifier.Text is "Unlock" or "ReadUnlock" or "WriteUnlock" or "Put" or "Dispose" && Named(ma.Expression) == target
             || ma.Name.Identifier.Text == "Finalize" && inv.ArgumentList.Arguments.Count == 1 && inv.ArgumentList.Arguments[0].Expression.ToString() == target);
+
+    /// <summary>The text of a receiver, looking through the null-forgiving <c>n!</c> an out variable of MmuNotifier.Get is put with.</summary>
+    private static string Named(ExpressionSyntax e) =>
+        (e is PostfixUnaryExpressionSyntax p && p.IsKind(SyntaxKind.SuppressNullableWarningExpression) ? p.Operand : e).ToString();
 
     private static Task<Document> Apply(Document document, SyntaxNode root, SyntaxNode node)
     {
