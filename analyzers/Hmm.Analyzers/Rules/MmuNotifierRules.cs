@@ -72,9 +72,9 @@ internal static class MmuNotifierRules
             || compilation.GetTypeByMetadataName(KnownNames.ReleasesReference) is not { } releasesAttr) return;
         var moduleExitAttr = compilation.GetTypeByMetadataName(ModuleExit);
         var calls = new ConcurrentBag<CallSite>();
-        var useAfterPut = new MmuNotifierUseAfterPut(releasesAttr);
-        var dsl = drainsAttr.ContainingNamespace;
         var notifierType = compilation.GetTypeByMetadataName(MmuNotifier);
+        var useAfterPut = new MmuNotifierUseAfterPut(releasesAttr, notifierType);
+        var dsl = drainsAttr.ContainingNamespace;
         start.RegisterOperationBlockAction(b =>
         {
             if (b.OwningSymbol is not IMethodSymbol method) return;

@@ -13,8 +13,14 @@ namespace Hmm.Analyzers.Rules;
 /// it is given, at any depth (summaries solved at compilation end). A may-analysis over the
 /// control-flow graph: one path through the put suffices. Assigning the variable again (a new
 /// Get's out argument included) ends the verdict. Bodies that never put anything are not kept.
+/// A put reaches the body's aliases of the notifier (a notifier local assigned once from a variable
+/// that is itself never reassigned: <c>var m = n; n.Put(); m.Mm</c>); an assignment copies the
+/// verdict of its source. <c>n?.Put()</c>, lowered by the CFG into a flow capture of <c>n</c>, is
+/// the put of <c>n</c>. Lambdas and local functions are analysed as bodies of their own: a lambda
+/// starts from the state where it is created (a notifier put before the lambda is created is put
+/// inside it), a local function from nothing put.
 /// </summary>
-internal sealed class MmuNotifierUseAfterPut(INamedTypeSymbol releasesAttr)
+internal sealed class MmuNotifierUseAfterPut(INamedTypeSymbol releasesAttr, INamedTypeSymbol? notifierType)
 {
     private sealed class Body(IMethodSymbol method, ControlFlowGraph cfg)
     {
@@ -83,14 +89,16 @@ internal sealed class MmuNotifierUseAfterPut(INamedTypeSymbol releasesAttr)
         foreach (var b in bodies)
         {
             var m = (IMethodSymbol)b.Method.OriginalDefinition;
+            var captures = new Dictionary<CaptureId, ISymbol>();
             foreach (var block in b.Cfg.Blocks)
                 foreach (var root in Roots(block))
                     foreach (var op in root.DescendantsAndSelf())
                     {
+                        if (op is IFlowCaptureOperation fc && Key(fc.Value, captures) is { } captured) captures[fc.Id] = captured;
                         if (op is not IInvocationOperation inv) continue;
-                        if (PutTarget(inv) is IParameterReferenceOperation pr && pr.Parameter.ContainingSymbol is IMethodSymbol owner
+                        if ((PutTarget(inv) is { } putOperand ? Key(putOperand, captures) : null) is IParameterSymbol pr && pr.ContainingSymbol is IMethodSymbol owner
                             && SymbolEqualityComparer.Default.Equals(owner.OriginalDefinition, m))
-                            puts[(m, pr.Parameter.Ordinal)] = true;
+                            puts[(m, pr.Ordinal)] = true;
                         foreach (var arg in inv.Arguments)
                             if (arg.Parameter != null && Unwrap(arg.Value) is IParameterReferenceOperation ap
                                 && _sourceMethods.ContainsKey(inv.TargetMethod.OriginalDefinition))
@@ -136,12 +144,42 @@ internal sealed class MmuNotifierUseAfterPut(INamedTypeSymbol releasesAttr)
 
     // ---- the per-body may-analysis ------------------------------------------------------------
 
+    /// <summary>What one graph's walk knows besides the state: its flow captures, its notifier aliases, the lambdas it creates.</summary>
+    private sealed class GraphWalk(ControlFlowGraph cfg, IMethodSymbol method, Dictionary<ISymbol, List<ISymbol>> aliases)
+    {
+        public ControlFlowGraph Cfg { get; } = cfg;
+        public IMethodSymbol Method { get; } = method;
+        public Dictionary<ISymbol, List<ISymbol>> Aliases { get; } = aliases;
+        public Dictionary<CaptureId, ISymbol> Captures { get; } = new();
+
+        /// <summary>Lambdas created in this graph, with the union of the states at their creation.</summary>
+        public Dictionary<IFlowAnonymousFunctionOperation, Dictionary<ISymbol, Location>> Lambdas { get; } = new();
+    }
+
     private void Analyze(Body body, List<Diagnostic> found)
     {
-        var blocks = body.Cfg.Blocks;
+        var pending = new Queue<(ControlFlowGraph Cfg, Dictionary<ISymbol, Location> Entry)>();
+        pending.Enqueue((body.Cfg, new Dictionary<ISymbol, Location>(SymbolEqualityComparer.Default)));
+        int graphs = 0;
+        while (pending.Count > 0 && graphs++ < 64)
+        {
+            var (cfg, entry) = pending.Dequeue();
+            var walk = new GraphWalk(cfg, body.Method, Aliases(cfg));
+            AnalyzeGraph(walk, entry, found);
+            // Lambdas start from the state where they are created; local functions from nothing put.
+            foreach (var lambda in walk.Lambdas)
+                pending.Enqueue((cfg.GetAnonymousFunctionControlFlowGraph(lambda.Key), lambda.Value));
+            foreach (var local in cfg.LocalFunctions)
+                pending.Enqueue((cfg.GetLocalFunctionControlFlowGraph(local), new Dictionary<ISymbol, Location>(SymbolEqualityComparer.Default)));
+        }
+    }
+
+    private void AnalyzeGraph(GraphWalk walk, Dictionary<ISymbol, Location> entry, List<Diagnostic> found)
+    {
+        var blocks = walk.Cfg.Blocks;
         var inStates = new Dictionary<ISymbol, Location>?[blocks.Length];
         var work = new Queue<int>();
-        inStates[0] = new Dictionary<ISymbol, Location>(SymbolEqualityComparer.Default);
+        inStates[0] = entry;
         work.Enqueue(0);
         var queued = new bool[blocks.Length];
         queued[0] = true;
@@ -151,7 +189,7 @@ internal sealed class MmuNotifierUseAfterPut(INamedTypeSymbol releasesAttr)
             int i = work.Dequeue();
             queued[i] = false;
             var state = new Dictionary<ISymbol, Location>(inStates[i]!, SymbolEqualityComparer.Default);
-            foreach (var root in Roots(blocks[i])) Walk(root, state, found, body.Method);
+            foreach (var root in Roots(blocks[i])) Walk(root, state, found, walk);
             foreach (var succ in Successors(blocks[i]))
             {
                 var target = inStates[succ.Ordinal];
@@ -162,6 +200,57 @@ internal sealed class MmuNotifierUseAfterPut(INamedTypeSymbol releasesAttr)
                 if (grew && !queued[succ.Ordinal]) { queued[succ.Ordinal] = true; work.Enqueue(succ.Ordinal); }
             }
         }
+    }
+
+    /// <summary>
+    /// Notifier locals assigned exactly once, from a local, parameter or field of this that the
+    /// graph never assigns: both names hold the same notifier everywhere, so a put of one is a put
+    /// of the other. Only graphs that assign a notifier-typed local pay for the second walk.
+    /// </summary>
+    private Dictionary<ISymbol, List<ISymbol>> Aliases(ControlFlowGraph cfg)
+    {
+        var result = new Dictionary<ISymbol, List<ISymbol>>(SymbolEqualityComparer.Default);
+        if (notifierType == null) return result;
+        Dictionary<ISymbol, int>? writes = null;
+        List<(ISymbol Alias, IOperation Source)>? candidates = null;
+        foreach (var block in cfg.Blocks)
+            foreach (var root in Roots(block))
+                foreach (var op in root.DescendantsAndSelf())
+                {
+                    ISymbol? written = op switch
+                    {
+                        ISimpleAssignmentOperation a => Key(a.Target, null),
+                        IArgumentOperation { Parameter.RefKind: RefKind.Out or RefKind.Ref } arg => Key(arg.Value, null),
+                        ICompoundAssignmentOperation c => Key(c.Target, null),
+                        _ => null,
+                    };
+                    if (written == null) continue;
+                    writes ??= new Dictionary<ISymbol, int>(SymbolEqualityComparer.Default);
+                    writes[written] = writes.TryGetValue(written, out int n) ? n + 1 : 1;
+                    if (op is ISimpleAssignmentOperation { Target: ILocalReferenceOperation l } asg && IsNotifier(l.Local.Type))
+                        (candidates ??= new()).Add((l.Local, asg.Value));
+                }
+        if (candidates == null) return result;
+        foreach (var (alias, source) in candidates)
+        {
+            if (writes![alias] != 1 || Key(source, null) is not { } of || writes.ContainsKey(of)) continue;
+            Link(result, alias, of);
+            Link(result, of, alias);
+        }
+        return result;
+    }
+
+    private static void Link(Dictionary<ISymbol, List<ISymbol>> aliases, ISymbol from, ISymbol to)
+    {
+        if (!aliases.TryGetValue(from, out var list)) aliases[from] = list = new List<ISymbol>();
+        list.Add(to);
+    }
+
+    private bool IsNotifier(ITypeSymbol? t)
+    {
+        for (var n = t as INamedTypeSymbol; n != null; n = n.BaseType)
+            if (SymbolEqualityComparer.Default.Equals(n, notifierType)) return true;
+        return false;
     }
 
     private static IEnumerable<BasicBlock> Successors(BasicBlock b)
@@ -177,42 +266,62 @@ internal sealed class MmuNotifierUseAfterPut(INamedTypeSymbol releasesAttr)
     }
 
     /// <summary>Post-order walk: operands before the operation, so a put takes effect after its receiver was read.</summary>
-    private void Walk(IOperation op, Dictionary<ISymbol, Location> state, List<Diagnostic> found, IMethodSymbol method)
+    private void Walk(IOperation op, Dictionary<ISymbol, Location> state, List<Diagnostic> found, GraphWalk walk)
     {
+        if (op is IFlowAnonymousFunctionOperation lambda)
+        {
+            if (!walk.Lambdas.TryGetValue(lambda, out var at)) walk.Lambdas[lambda] = at = new Dictionary<ISymbol, Location>(SymbolEqualityComparer.Default);
+            foreach (var kv in state)
+                if (!at.ContainsKey(kv.Key)) at[kv.Key] = kv.Value;
+            return;
+        }
         if (op is IAnonymousFunctionOperation or ILocalFunctionOperation) return;
-        foreach (var child in op.ChildOperations) Walk(child, state, found, method);
+        foreach (var child in op.ChildOperations) Walk(child, state, found, walk);
         switch (op)
         {
+            case IFlowCaptureOperation fc when Key(fc.Value, walk.Captures) is { } captured:
+                walk.Captures[fc.Id] = captured;
+                break;
             case IInvocationOperation inv:
-                CheckUse(Receiver(inv), inv.TargetMethod.Name, inv, state, found, method);
+                CheckUse(Receiver(inv), inv.TargetMethod.Name, inv, state, found, walk);
                 foreach (var a in inv.Arguments)
                 {
                     if (a.Parameter?.RefKind is RefKind.Out or RefKind.Ref)
                     {
-                        if (Key(a.Value) is { } k) state.Remove(k);
+                        if (Key(a.Value, walk.Captures) is { } k) state.Remove(k);
                         continue;
                     }
-                    CheckUse(Unwrap(a.Value), "passed to " + inv.TargetMethod.Name, inv, state, found, method);
+                    CheckUse(Unwrap(a.Value), "passed to " + inv.TargetMethod.Name, inv, state, found, walk);
                 }
-                if (PutTarget(inv) is { } put && Key(put) is { } pk) state[pk] = inv.Syntax.GetLocation();
+                if (PutTarget(inv) is { } put && Key(put, walk.Captures) is { } pk) MarkPut(pk, inv, state, walk);
                 foreach (var hp in HelperPuts(inv))
-                    if (Key(hp) is { } hk) state[hk] = inv.Syntax.GetLocation();
+                    if (Key(hp, walk.Captures) is { } hk) MarkPut(hk, inv, state, walk);
                 break;
             case IPropertyReferenceOperation pr when pr.Instance != null:
-                CheckUse(Unwrap(pr.Instance), pr.Property.Name, pr, state, found, method);
+                CheckUse(Unwrap(pr.Instance), pr.Property.Name, pr, state, found, walk);
                 break;
             case IFieldReferenceOperation fr when fr.Instance != null && fr.Instance is not IInstanceReferenceOperation:
-                CheckUse(Unwrap(fr.Instance), fr.Field.Name, fr, state, found, method);
+                CheckUse(Unwrap(fr.Instance), fr.Field.Name, fr, state, found, walk);
                 break;
-            case ISimpleAssignmentOperation asg when Key(asg.Target) is { } tk:
-                state.Remove(tk);
+            case ISimpleAssignmentOperation asg when Key(asg.Target, walk.Captures) is { } tk:
+                // The target now holds the source's value: put if the source was.
+                if (Key(asg.Value, walk.Captures) is { } from && state.TryGetValue(from, out var putAt)) state[tk] = putAt;
+                else state.Remove(tk);
                 break;
         }
     }
 
-    private void CheckUse(IOperation? operand, string what, IOperation at, Dictionary<ISymbol, Location> state, List<Diagnostic> found, IMethodSymbol method)
+    private static void MarkPut(ISymbol key, IInvocationOperation inv, Dictionary<ISymbol, Location> state, GraphWalk walk)
     {
-        if (operand == null || Key(operand) is not { } key || !state.TryGetValue(key, out var putAt)) return;
+        var at = inv.Syntax.GetLocation();
+        state[key] = at;
+        if (walk.Aliases.TryGetValue(key, out var others))
+            foreach (var o in others) state[o] = at;
+    }
+
+    private void CheckUse(IOperation? operand, string what, IOperation at, Dictionary<ISymbol, Location> state, List<Diagnostic> found, GraphWalk walk)
+    {
+        if (operand == null || Key(operand, walk.Captures) is not { } key || !state.TryGetValue(key, out var putAt)) return;
         string verb = at is IInvocationOperation inv && PutTarget(inv) != null ? "is put again (a put without a get)" : "is used (" + what + ")";
         int line = putAt.GetLineSpan().StartLinePosition.Line + 1;
         found.Add(Diagnostic.Create(MmuNotifierRules.UsedAfterPut, at.Syntax.GetLocation(), Name(key), verb, line));
@@ -220,13 +329,14 @@ internal sealed class MmuNotifierUseAfterPut(INamedTypeSymbol releasesAttr)
 
     private static string Name(ISymbol s) => s.Name;
 
-    /// <summary>A local, a parameter, or a field of this object.</summary>
-    private static ISymbol? Key(IOperation? op) => Unwrap(op) switch
+    /// <summary>A local, a parameter, or a field of this object; a flow capture of one of them (<c>n?.Put()</c>) is that variable.</summary>
+    private static ISymbol? Key(IOperation? op, Dictionary<CaptureId, ISymbol>? captures) => Unwrap(op) switch
     {
         ILocalReferenceOperation l => l.Local,
         IParameterReferenceOperation p => p.Parameter,
         IFieldReferenceOperation { Instance: null or IInstanceReferenceOperation } f => f.Field,
         IDeclarationExpressionOperation { Expression: ILocalReferenceOperation l2 } => l2.Local,
+        IFlowCaptureReferenceOperation c when captures != null && captures.TryGetValue(c.Id, out var s) => s,
         _ => null,
     };
 }
