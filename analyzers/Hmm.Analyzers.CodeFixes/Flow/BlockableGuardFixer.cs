@@ -9,7 +9,7 @@ using Microsoft.CodeAnalysis.Formatting;
 
 namespace Hmm.Analyzers.CodeFixes.Flow;
 
-/// <summary>HMM1013: refuses a non-blockable invalidation before the blocking call (<c>if (!range.Blockable) return false;</c>).</summary>
+/// <summary>HMM1013: refuses a non-blockable invalidation before the blocking call (<c>if (!range.Blockable) return false;</c>; a whole-mm start returns <c>Errno.EAGAIN</c>, an end just returns).</summary>
 [ExportCodeFixProvider(LanguageNames.CSharp, Name = nameof(BlockableGuardFixer)), Shared]
 public sealed class BlockableGuardFixer : CodeFixProvider
 {
@@ -31,9 +31,12 @@ public sealed class BlockableGuardFixer : CodeFixProvider
         var range = method?.ParameterList.Parameters.FirstOrDefault(p => p.Type?.ToString() is "NotifierRange" or "Hmm.Runtime.Mm.NotifierRange");
         if (statement == null || method == null || range == null) return;
         bool returnsBool = method.ReturnType.ToString() == "bool";
+        // A whole-mm invalidate_range_start refuses a non-blockable range with -EAGAIN (the OOM reaper then skips it).
+        bool returnsErrno = method.ReturnType.ToString() is "Errno" or "Hmm.Runtime.Errno";
+        if (!returnsBool && !returnsErrno && method.ReturnType.ToString() != "void") return;
         context.RegisterCodeFix(CodeAction.Create(Title, ct =>
         {
-            var guard = SyntaxFactory.ParseStatement($"if (!{range.Identifier.Text}.Blockable) return{(returnsBool ? " false" : "")};")
+            var guard = SyntaxFactory.ParseStatement($"if (!{range.Identifier.Text}.Blockable) return{(returnsBool ? " false" : returnsErrno ? " " + method.ReturnType.ToString() + ".EAGAIN" : "")};")
                 .WithLeadingTrivia(statement.GetLeadingTrivia()).WithTrailingTrivia(statement.GetTrailingTrivia())
                 .WithAdditionalAnnotations(Formatter.Annotation);
             var block = (BlockSyntax)statement.Parent!;

@@ -45,6 +45,8 @@ internal enum CallbackContext
     MigrateToRam = 16,
     /// <summary>OnMirrorFault: runs after a successful ReadRetry under U.</summary>
     MirrorFault = 32,
+    /// <summary>A whole-mm invalidate_range_start/_end: its NotifierRange may be non-blockable (sleeping needs a Blockable check), no SetSeq.</summary>
+    NonBlockableRange = 64,
 }
 
 /// <summary>The contract of one method as its attributes (and those of what it implements) declare it.</summary>
@@ -224,8 +226,14 @@ internal sealed class ContractSet
                 case "WaitsForWorkAttribute": (c ??= new()).WaitsForWork = true; break;
                 case "NotifierCallbackAttribute" when !own:
                     bool inv = false;
-                    foreach (var n in a.NamedArguments) if (n.Key == "Invalidate" && n.Value.Value is bool v) inv = v;
-                    (c ??= new()).Context |= CallbackContext.Notifier | (inv ? CallbackContext.Invalidate | CallbackContext.HandWrittenInvalidate : 0);
+                    bool nonBlockable = false;
+                    foreach (var n in a.NamedArguments)
+                    {
+                        if (n.Key == "Invalidate" && n.Value.Value is bool v) inv = v;
+                        if (n.Key == "NonBlockableRange" && n.Value.Value is bool nb) nonBlockable = nb;
+                    }
+                    (c ??= new()).Context |= CallbackContext.Notifier | (inv ? CallbackContext.Invalidate | CallbackContext.HandWrittenInvalidate : 0)
+                        | (nonBlockable ? CallbackContext.NonBlockableRange : 0);
                     break;
                 case "AtomicContextAttribute" when !own: (c ??= new()).Context |= CallbackContext.Atomic; break;
             }

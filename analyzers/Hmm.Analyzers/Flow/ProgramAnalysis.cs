@@ -257,7 +257,7 @@ internal sealed class ProgramAnalysis
 
                 if (blocks != null)
                 {
-                    if ((f.Context & CallbackContext.Invalidate) != 0 && !site.Flags.HasFlag(FlowFlags.KnownBlockable))
+                    if ((f.Context & (CallbackContext.Invalidate | CallbackContext.NonBlockableRange)) != 0 && !site.Flags.HasFlag(FlowFlags.KnownBlockable))
                         Emit(Diagnostic.Create(HmmRules.BlockingInNonBlockable, site.Location, name, Chain(blocks, name)));
                     if ((f.Context & CallbackContext.Atomic) != 0)
                         Emit(Diagnostic.Create(HmmRules.SleepInAtomic, site.Location, name, Chain(blocks, name), "page_free"));

@@ -77,6 +77,14 @@ public sealed class NotifierCallbackAttribute : Attribute
 {
     /// <summary>Whether this is the invalidate callback (its NotifierRange says whether it may block; it must call SetSeq).</summary>
     public bool Invalidate { get; set; }
+
+    /// <summary>
+    /// Whether the callback is given a <c>NotifierRange</c> that may be non-blockable (the whole-mm
+    /// invalidate_range_start and _end, which the OOM reaper calls non-blockable): it may sleep only
+    /// after checking <c>range.Blockable</c>. Unlike <see cref="Invalidate"/> it brings no SetSeq rule
+    /// and no check of a bool result.
+    /// </summary>
+    public bool NonBlockableRange { get; set; }
 }
 
 /// <summary>Implementations of the annotated method run in atomic context (dev_pagemap_ops.page_free): no sleeping.</summary>

@@ -80,11 +80,11 @@ public abstract class MmuNotifierOps
     /// (the OOM reaper then skips the range). A type that may fail must not override
     /// <see cref="InvalidateRangeEnd"/>: the core cannot tell which starts failed.
     /// </summary>
-    [NotifierCallback]
+    [NotifierCallback(NonBlockableRange = true)]
     public virtual Errno InvalidateRangeStart(MmuNotifier subscription, in NotifierRange range) => Errno.Ok;
 
     /// <summary><c>invalidate_range_end</c>: the entries changed (pages may now be freed); the device may map again.</summary>
-    [NotifierCallback]
+    [NotifierCallback(NonBlockableRange = true)]
     public virtual void InvalidateRangeEnd(MmuNotifier subscription, in NotifierRange range) { }
 
     /// <summary>
