@@ -60,6 +60,10 @@ internal sealed class MethodContract
     public bool MayBlock { get; set; }
     public bool MayDropMm { get; set; }
     public bool WaitsForCallbacks { get; set; }
+    /// <summary>[InsertsNotifier]: a notifier is live when the method returns (HMM1035's insertion point).</summary>
+    public bool InsertsNotifier { get; set; }
+    /// <summary>[RemovesNotifier]: no notifier callback runs once the method returns (HMM1035's removal point).</summary>
+    public bool RemovesNotifier { get; set; }
     public bool ReadBegin { get; set; }
     public bool Snapshot { get; set; }
     public bool SnapshotFaults { get; set; }
@@ -212,6 +216,8 @@ internal sealed class ContractSet
                     break;
                 case "MayDropMmReferenceAttribute": (c ??= new()).MayDropMm = true; break;
                 case "WaitsForCallbacksAttribute": (c ??= new()).WaitsForCallbacks = true; break;
+                case "InsertsNotifierAttribute" when own: (c ??= new()).InsertsNotifier = true; break;
+                case "RemovesNotifierAttribute" when own: (c ??= new()).RemovesNotifier = true; break;
                 case "ReadBeginAttribute": (c ??= new()).ReadBegin = true; break;
                 case "SnapshotAttribute":
                     (c ??= new()).Snapshot = true;

@@ -95,7 +95,7 @@ internal static class NotifierFieldRules
         {
             foreach (var p in ((IPropertyInitializerOperation)c.Operation).InitializedProperties) initialised.TryAdd(p.OriginalDefinition, true);
         }, OperationKind.PropertyInitializer);
-        start.RegisterCompilationEndAction(end => new Verdict(bodies, creations, initialised, invalidate).Run(end.ReportDiagnostic));
+        start.RegisterCompilationEndAction(end => new Verdict(bodies, creations, initialised, invalidate, contracts).Run(end.ReportDiagnostic));
     }
 
     private static ITypeSymbol? OpsOf(IObjectCreationOperation create, INamedTypeSymbol notifierType)
@@ -127,13 +127,6 @@ internal static class NotifierFieldRules
         IInvocationOperation { TargetMethod.Name: "Dispose", Arguments.Length: 0 } inv => OwnMember(inv.Instance, method),
         _ => null,
     };
-
-    /// <summary>
-    /// The generated <c>Attach</c> of a <c>[HmmDriver]</c> class (mmu_interval_notifier_insert in generated code, which is
-    /// not analysed): recognised by its name, its <c>[GeneratedCode]</c> attribute and the driver attribute on its type.
-    /// </summary>
-    private static bool IsDslAttach(IMethodSymbol m) =>
-        m.Name == "Attach" && !m.IsStatic && HasAttribute(m, "GeneratedCodeAttribute") && HasAttribute(m.ContainingType, "HmmDriverAttribute");
 
     private static bool HasAttribute(ISymbol symbol, string name)
     {
@@ -172,14 +165,12 @@ internal static class NotifierFieldRules
                 case IInvocationOperation inv:
                     var m = inv.TargetMethod;
                     if (IsSource(m, contracts.Compilation)) { body.Callees.Add(m.OriginalDefinition); ownCalls |= OwnCall(inv); }
-                    foreach (var e in contracts.For(m).LockEffects)
+                    var contract = contracts.For(m);
+                    foreach (var e in contract.LockEffects)
                         if (e.Kind != LockEffectKind.Release && MethodFlow.Resolve(contracts, e.Target, m, inv) is { } key) body.Takes.Add(key);
-                    if (IsDslAttach(m)) ordered = true;
-                    if (SymbolEqualityComparer.Default.Equals(m.ContainingType, notifierType))
-                    {
-                        if (m.Name is "Insert" or "InsertLocked") ordered = true;
-                        else if (m.Name == "Remove") body.Removes = true;
-                    }
+                    // [InsertsNotifier] / [RemovesNotifier]: IntervalNotifier.Insert/Remove, a DSL driver's generated Attach/Detach.
+                    if (contract.InsertsNotifier) ordered = true;
+                    if (contract.RemovesNotifier) body.Removes = true;
                     break;
             }
             if (TeardownOf(op, method) != null) ordered = true;
@@ -313,28 +304,21 @@ internal static class NotifierFieldRules
             {
                 var m = inv.TargetMethod;
                 var loc = inv.Syntax.GetLocation();
-                if (SymbolEqualityComparer.Default.Equals(m.ContainingType, notifierType))
+                var contract = contracts.For(m);
+                bool onNotifier = SymbolEqualityComparer.Default.Equals(m.ContainingType, notifierType);
+                if (contract.InsertsNotifier)
                 {
-                    if (m.Name is "Insert" or "InsertLocked")
-                    {
-                        var (receiver, localOps) = ReceiverOf(inv, method, notifierType);
-                        var point = new InsertPoint(null, receiver, localOps, loc, s.Assigned);
-                        if (record) body.Inserts.Add(point);
-                        return new State(s.Assigned, s.Inserts.Add(point), s.Held, false, s.Calls);
-                    }
-                    if (m.Name == "Remove") return new State(s.Assigned, s.Inserts, s.Held, true, s.Calls);
-                    return s;
-                }
-                if (IsDslAttach(m))
-                {
-                    // A DSL driver's generated Attach inserts the notifier whose invalidations reach the user's
-                    // [OnInvalidate]/[OnRelease] callbacks: the insertion point, as seen from user code.
-                    var point = new InsertPoint(null, null, [m.ContainingType], loc, s.Assigned);
+                    // IntervalNotifier.Insert: the ops it was built with. Elsewhere (a DSL driver's generated Attach) the
+                    // declaring type's callbacks — the user's [OnInvalidate]/[OnRelease] — go live.
+                    var (receiver, localOps) = onNotifier ? ReceiverOf(inv, method, notifierType) : (null, [m.ContainingType]);
+                    var point = new InsertPoint(null, receiver, localOps, loc, s.Assigned);
                     if (record) body.Inserts.Add(point);
                     return new State(s.Assigned, s.Inserts.Add(point), s.Held, false, s.Calls);
                 }
+                if (contract.RemovesNotifier) return new State(s.Assigned, s.Inserts, s.Held, true, s.Calls);
+                if (onNotifier) return s;
                 var held = s.Held;
-                foreach (var e in contracts.For(m).LockEffects)
+                foreach (var e in contract.LockEffects)
                 {
                     if (MethodFlow.Resolve(contracts, e.Target, m, inv) is not { } key) continue;
                     // A try-acquire is held only on its success branch, which this coarse state does not follow.
@@ -397,9 +381,12 @@ internal static class NotifierFieldRules
 
         private readonly ConcurrentDictionary<ISymbol, bool> _initialised;
 
-        public Verdict(IEnumerable<Body> bodies, IEnumerable<(ISymbol Target, ITypeSymbol Ops)> creations, ConcurrentDictionary<ISymbol, bool> initialised, IMethodSymbol invalidate)
+        private readonly ContractSet _contracts;
+
+        public Verdict(IEnumerable<Body> bodies, IEnumerable<(ISymbol Target, ITypeSymbol Ops)> creations, ConcurrentDictionary<ISymbol, bool> initialised, IMethodSymbol invalidate, ContractSet contracts)
         {
             _invalidate = invalidate;
+            _contracts = contracts;
             _initialised = initialised;
             var list = new List<Body>(bodies);
             list.Sort((a, b) => string.CompareOrdinal(SymbolNames.Of(a.Method), SymbolNames.Of(b.Method)));
@@ -557,6 +544,20 @@ internal static class NotifierFieldRules
                             reader ??= cb;
                         }
             }
+            // A DSL driver attached anywhere in the compilation ([InsertsNotifier] Attach): its [OnInvalidate] methods run
+            // under U, taken by the generated invalidate, while the notifier is live.
+            if (type is INamedTypeSymbol driver && HasAttribute(driver, "HmmDriverAttribute") && Attached(driver))
+            {
+                string? u = MethodFlow.UpdateLockOf(_contracts, driver);
+                foreach (var member in driver.GetMembers())
+                {
+                    if (member is not IMethodSymbol cb || !HasAttribute(cb, "OnInvalidateAttribute") || !CallbackReads(cb, field)) continue;
+                    if (SymbolEqualityComparer.Default.Equals(cb, body.Method)) return;
+                    if (u != null && site.Held.Contains(u)) return;
+                    foreach (var k in Takes(cb)) if (site.Held.Contains(k)) return;
+                    reader ??= cb;
+                }
+            }
             if (reader == null) return;
             var m = body.Method;
             if (depth == 0 && (reader.Equals(m, SymbolEqualityComparer.Default) || CallbackReachable(reader, m))) return;   // a helper of the callback
@@ -570,6 +571,21 @@ internal static class NotifierFieldRules
             string what = chain == null ? "'" + field.Name + "' is torn down here" : "Calling " + chain + " tears down '" + field.Name + "'";
             Emit(site.Location, null, what + " while the notifier is still inserted and without the lock its callback '" + reader.ContainingType.Name + "." + reader.Name
                 + "' takes: a concurrent invalidation uses it after teardown; remove the notifier first, or tear down under that lock");
+        }
+
+        private HashSet<ITypeSymbol>? _attached;
+
+        /// <summary>Whether some body inserts a notifier whose callbacks are <paramref name="driver"/>'s (calls its generated Attach).</summary>
+        private bool Attached(INamedTypeSymbol driver)
+        {
+            if (_attached == null)
+            {
+                _attached = new HashSet<ITypeSymbol>(SymbolEqualityComparer.Default);
+                foreach (var b in _bodies.Values)
+                    foreach (var i in b.Inserts)
+                        foreach (var o in i.LocalOps) _attached.Add(o);
+            }
+            return _attached.Contains(driver);
         }
 
         private bool CallbackReachable(IMethodSymbol cb, IMethodSymbol m)

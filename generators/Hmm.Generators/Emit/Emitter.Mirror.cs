@@ -154,6 +154,7 @@ internal static partial class Emitter
                 /// </summary>
                 {{GeneratedCode}}
                 {{MayBlock}}
+                [global::Hmm.Dsl.InsertsNotifier]
                 public {{Errno}} Attach(global::Hmm.Runtime.Devices.SimDevice device, global::Hmm.Runtime.Mm.Process process)
                 {
                     global::System.ArgumentNullException.ThrowIfNull(device);
@@ -182,6 +183,7 @@ internal static partial class Emitter
                 {{GeneratedCode}}
                 {{MayBlock}}
                 [global::Hmm.Dsl.Excludes({{uName}})]
+                [global::Hmm.Dsl.RemovesNotifier]
                 public void Detach()
                 {
                     var notifier = global::System.Threading.Interlocked.Exchange(ref __hmmNotifier, null);
@@ -399,6 +401,7 @@ internal static partial class Emitter
                 /// </summary>
                 {{GeneratedCode}}
                 {{MayBlock}}
+                [global::Hmm.Dsl.InsertsNotifier]
                 public {{Errno}} Attach(global::Hmm.Runtime.Devices.SimDevice device, global::Hmm.Runtime.Mm.Process process, ulong start, ulong end)
                 {
                     global::System.ArgumentNullException.ThrowIfNull(device);

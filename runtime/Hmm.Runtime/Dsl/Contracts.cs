@@ -87,6 +87,28 @@ public sealed class NotifierCallbackAttribute : Attribute
     public bool NonBlockableRange { get; set; }
 }
 
+/// <summary>
+/// After the annotated method returns success, a notifier is live (mmu_interval_notifier_insert):
+/// its invalidate callback may run on another CPU at any time until the matching
+/// <see cref="RemovesNotifierAttribute"/> method returns. On <c>IntervalNotifier</c> the callbacks are
+/// those of the ops it was built with; elsewhere (a DSL driver's generated <c>Attach</c>) those of
+/// the declaring type. Every field the callbacks read must be set before (HMM1035).
+/// </summary>
+[AttributeUsage(AttributeTargets.Method, AllowMultiple = false)]
+public sealed class InsertsNotifierAttribute : Attribute
+{
+}
+
+/// <summary>
+/// When the annotated method returns, the notifier is removed and no callback runs any more
+/// (mmu_interval_notifier_remove, a DSL driver's generated <c>Detach</c>): fields the callbacks read
+/// may be torn down from then on (HMM1035).
+/// </summary>
+[AttributeUsage(AttributeTargets.Method, AllowMultiple = false)]
+public sealed class RemovesNotifierAttribute : Attribute
+{
+}
+
 /// <summary>Implementations of the annotated method run in atomic context (dev_pagemap_ops.page_free): no sleeping.</summary>
 [AttributeUsage(AttributeTargets.Method, AllowMultiple = false)]
 public sealed class AtomicContextAttribute : Attribute

@@ -64,6 +64,7 @@ public sealed class IntervalNotifier
     /// </summary>
     [MayBlock]
     [Excludes("mm.MmapLock")]
+    [InsertsNotifier]
     public Errno Insert(AddressSpace mm, ulong start, ulong length)
     {
         ArgumentNullException.ThrowIfNull(mm);
@@ -78,6 +79,7 @@ public sealed class IntervalNotifier
     /// holds <see cref="AddressSpace.MmapLock"/> for write (HMM-R11).
     /// </summary>
     [Requires("mm.MmapLock")]
+    [InsertsNotifier]
     public Errno InsertLocked(AddressSpace mm, ulong start, ulong length)
     {
         ArgumentNullException.ThrowIfNull(mm);
@@ -122,6 +124,7 @@ public sealed class IntervalNotifier
     /// </summary>
     [MayBlock]
     [WaitsForCallbacks]
+    [RemovesNotifier]
     public void Remove()
     {
         if (MmuNotifierSubscriptions.InCallback)

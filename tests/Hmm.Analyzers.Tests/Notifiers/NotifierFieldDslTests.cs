@@ -7,7 +7,7 @@ namespace Hmm.Analyzers.Tests.Notifiers;
 /// HMM1035 in DSL drivers: the notifier is inserted by the generated <c>Attach</c>, so user code that
 /// calls it and then assigns a field the <c>[OnInvalidate]</c>/<c>[OnRelease]</c> callbacks read lets
 /// an invalidation see it unset. The generated member is stood in for here (the analyzer tests do
-/// not run the generator): an <c>Attach</c> marked <c>[GeneratedCode]</c> on the driver class.
+/// not run the generator): an <c>Attach</c> carrying the generator's <c>[InsertsNotifier]</c> contract on the driver class.
 /// </summary>
 public sealed class NotifierFieldDslTests
 {
@@ -34,6 +34,7 @@ public sealed class NotifierFieldDslTests
         public partial class G
         {
             [System.CodeDom.Compiler.GeneratedCode("Hmm.Generators", "1.0")]
+            [InsertsNotifier]
             public Errno Attach(SimDevice device, Process process) => Errno.Ok;
         }
         """;
@@ -117,7 +118,7 @@ public sealed class NotifierFieldDslTests
         """ + Generated);
 
     [Test]
-    public Task User_method_named_attach_is_not_an_insert() => HmmVerifier.VerifyAsync(Driver + """
+    public Task User_method_named_attach_without_the_contract_is_not_an_insert() => HmmVerifier.VerifyAsync(Driver + """
             public G(SimDevice device, Process process)
             {
                 Attach(device, process);

@@ -87,6 +87,7 @@ partial class RefusingDriver : global::Hmm.Runtime.Notifiers.IIntervalNotifierOp
     /// </summary>
     [global::System.CodeDom.Compiler.GeneratedCode("Hmm.Generators", "1.0.0")]
     [global::Hmm.Dsl.MayBlock]
+    [global::Hmm.Dsl.InsertsNotifier]
     public global::Hmm.Runtime.Errno Attach(global::Hmm.Runtime.Devices.SimDevice device, global::Hmm.Runtime.Mm.Process process)
     {
         global::System.ArgumentNullException.ThrowIfNull(device);
@@ -115,6 +116,7 @@ partial class RefusingDriver : global::Hmm.Runtime.Notifiers.IIntervalNotifierOp
     [global::System.CodeDom.Compiler.GeneratedCode("Hmm.Generators", "1.0.0")]
     [global::Hmm.Dsl.MayBlock]
     [global::Hmm.Dsl.Excludes("_update")]
+    [global::Hmm.Dsl.RemovesNotifier]
     public void Detach()
     {
         var notifier = global::System.Threading.Interlocked.Exchange(ref __hmmNotifier, null);
