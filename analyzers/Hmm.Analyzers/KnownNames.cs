@@ -31,6 +31,8 @@ internal static class KnownNames
     public const string MayReclaim = "Hmm.Dsl.MayReclaimAttribute";
     public const string SystemPagesOnly = "Hmm.Dsl.SystemPagesOnlyAttribute";
     public const string WaitsForWork = "Hmm.Dsl.WaitsForWorkAttribute";
+    public const string InsertsNotifier = "Hmm.Dsl.InsertsNotifierAttribute";
+    public const string RemovesNotifier = "Hmm.Dsl.RemovesNotifierAttribute";
 
     public const string HmmDriver = "Hmm.Dsl.HmmDriverAttribute";
     public const string OnInvalidate = "Hmm.Dsl.OnInvalidateAttribute";
@@ -59,6 +61,7 @@ internal static class KnownNames
         GuardedBy, Requires, RequiresShared, Excludes, Acquires, Releases, AcquiredAfter, MayBlock,
         AcquiresShared, TryAcquires, AcquiresReference, ReleasesReference, NotifierCallback, AtomicContext,
         MayDropMmReference, WaitsForCallbacks, ReadBegin, Snapshot, ReadRetry, SetsSeq, ConsumesSnapshot, Migrates, MayReclaim, SystemPagesOnly, WaitsForWork,
+        InsertsNotifier, RemovesNotifier,
         HmmDriver, OnInvalidate, OnMirrorFault, OnPageFree, OnMigrateToRam, OnRelease,
         NotifierRange, HmmRange, HmmPfn, SpinLock, AddressSpace, VmFault, DevPagemap, DevicePageKind, IntervalNotifier, MigrateVma,
     ];
