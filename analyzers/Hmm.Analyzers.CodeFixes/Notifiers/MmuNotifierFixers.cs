@@ -1,5 +1,6 @@
 using System.Collections.Immutable;
 using System.Composition;
+using Hmm.Analyzers.CodeFixes.Flow;
 using Microsoft.CodeAnalysis;
 using Microsoft.CodeAnalysis.CodeActions;
 using Microsoft.CodeAnalysis.CodeFixes;
@@ -109,7 +110,7 @@ public sealed class SynchronizeOnUnloadFixer : CodeFixProvider
             || method.SyntaxTree != root.SyntaxTree) return;
         if (MachineIn(type, exit) is not { } machine) return;
         var call = SyntaxFactory.ParseStatement($"{NotifierSyntax.TypeName(model, method.SpanStart, NotifierSyntax.MmuNotifier)}.Synchronize({machine});")
-            .WithTrailingTrivia(LineEndingOf(root));
+            .WithTrailingTrivia(LineEndings.Of(root));
         if (NotifierSyntax.Append(method, call, exit.ReturnsVoid) is not { } fixedMethod) return;
         context.RegisterCodeFix(CodeAction.Create(Title,
             ct => Task.FromResult(context.Document.WithSyntaxRoot(root.ReplaceNode(method, fixedMethod))), equivalenceKey: Title), context.Diagnostics);
@@ -141,12 +142,6 @@ public sealed class SynchronizeOnUnloadFixer : CodeFixProvider
         return found;
     }
 
-    internal static SyntaxTrivia LineEndingOf(SyntaxNode root)
-    {
-        foreach (var t in root.DescendantTrivia())
-            if (t.IsKind(SyntaxKind.EndOfLineTrivia)) return t;
-        return SyntaxFactory.ElasticCarriageReturnLineFeed;
-    }
 }
 
 /// <summary>
@@ -201,7 +196,7 @@ public sealed class CleanupToFreeNotifierFixer : CodeFixProvider
                     || f.Parent != typeSyntax) return;
                 free = f;
             }
-        var eol = SynchronizeOnUnloadFixer.LineEndingOf(root);
+        var eol = LineEndings.Of(root);
         var statement = moved.WithoutTrivia().WithTrailingTrivia(eol);
         MethodDeclarationSyntax newFree;
         if (free != null)
@@ -317,7 +312,7 @@ public sealed class PutAfterUseFixer : CodeFixProvider
                 if (i == putAt) continue;
                 if (i == last && s is ReturnStatementSyntax ret)
                 {
-                    var eol = SynchronizeOnUnloadFixer.LineEndingOf(root);
+                    var eol = LineEndings.Of(root);
                     statements.Add(SyntaxFactory.ParseStatement($"var {local} = {ret.Expression!.WithoutTrivia()};")
                         .WithLeadingTrivia(s.GetLeadingTrivia()).WithTrailingTrivia(eol));
                     statements.Add(put.WithLeadingTrivia(s.GetLeadingTrivia()).WithTrailingTrivia(eol));
