@@ -141,7 +141,6 @@ public sealed class SynchronizeOnUnloadFixer : CodeFixProvider
         }
         return found;
     }
-
 }
 
 /// <summary>
