@@ -143,7 +143,7 @@ private bool __HmmRecordUser(ulong pfn, out ulong page)
         end = global::Hmm.Runtime.Memory.Page.AlignDown(end + global::Hmm.Runtime.Memory.Page.Size - 1);
         if (start >= end) return global::Hmm.Runtime.Errno.EINVAL;
         var mm = Process.Mm;
-        if (!mm.TryGet()) return global::Hmm.Runtime.Errno.EFAULT;
+        if (!mm.TryGet()) return global::Hmm.Runtime.Errno.EINVAL;
         var s = t_hmmMigrate ??= new __HmmMigrateScratch();
         var args = s.Args;
         var e = global::Hmm.Runtime.Errno.Ok;
