@@ -190,9 +190,10 @@ public sealed class Dmirror : IDisposable
         cpages = 0;
         var e = CheckCommand(addr, npages, out end);
         if (e != Errno.Ok) return e;
-        if (!_mm.TryGet()) return Errno.EINVAL;
-        try { return _file.MigrateRange(addr, end, toDevice, ref cpages); }
-        finally { _mm.Put(); }
+        if (toDevice) return _file.MigrateToDevice(addr, end);
+        e = _file.MigrateToSystem(addr, end, out _, out long entries);
+        cpages = (int)entries;
+        return e;
     }
 
     // dmirror_do_read of [addr, end) without faulting, for the ioctls that read back.

@@ -15,12 +15,14 @@ namespace Hmm.Samples.TestHmm;
 /// The DSL driver behind <see cref="Dmirror"/>: <c>struct dmirror</c>'s device page table
 /// (<c>pt</c>) under the update lock U (<c>mutex</c>). The generated code owns the interval
 /// notifier, the 32-page fault loop (dmirror_fault), the snapshot loop, the own-event filter
-/// (HMM-R19) and migrate_to_ram (dmirror_devmem_fault); what stays is test_hmm's own: tagged
-/// entries, the one-past erase quirk, FAIL_ALLOC, the ioctls' migration walk. Lock order
+/// (HMM-R19), migrate_to_ram (dmirror_devmem_fault) and the ioctls' migration walk
+/// (<c>MigrationWalk.TestHmmIoctl</c>: dmirror_migrate_to_device / _to_system); what stays is
+/// test_hmm's own: tagged entries, the one-past erase quirk, FAIL_ALLOC, finalize_and_map. Device
+/// pages hold the data (no BACKING_PAGE). Lock order
 /// (reference C): mmap_lock → folio locks → U, so U is never held across hmm_range_fault,
 /// migrate_vma_setup/pages or an allocation that could reclaim (HMM-R04, MIG-R03, HMM-R09).
 /// </summary>
-[HmmDriver("dmirror", UpdateLock = nameof(_mutex), Memory = nameof(Memory), FaultBatchPages = 32, GenerateSnapshot = true)]
+[HmmDriver("dmirror", UpdateLock = nameof(_mutex), Memory = nameof(Memory), FaultBatchPages = 32, GenerateSnapshot = true, MigrationWalk = MigrationWalk.TestHmmIoctl)]
 internal sealed partial class DmirrorFile
 {
     private readonly KernelMutex _mutex = new("dmirror.mutex");
@@ -84,10 +86,32 @@ internal sealed partial class DmirrorFile
         _pt.EraseRange(range.Start >> Page.Shift, last);
     }
 
+    /// <summary>
+    /// dmirror_migrate_finalize_and_map, under U between migrate_vma_pages and finalize (MIG-R06):
+    /// every entry that moved to the device is mapped to its device page(s), WRITE-tagged when dst
+    /// carries MIGRATE_PFN_WRITE; nothing was erased before, so a page that did not move keeps its
+    /// entry. Migrations to system memory erased their entries before migrate_vma_pages.
+    /// </summary>
+    [OnMigrated, Requires(nameof(_mutex))]
+    private void MapMigrated(MigrateVma args)
+    {
+        if ((args.Flags & MigrateSelect.System) == 0) return;
+        ulong[] src = args.Src, dst = args.Dst;
+        ulong vpn = args.Start >> Page.Shift;
+        for (int i = 0, n = args.EntryCount; i < n; i++)
+        {
+            if ((src[i] & MigratePfn.Migrate) == 0 || !MigratePfn.IsValid(dst[i])) continue;
+            int nr = (dst[i] & MigratePfn.Compound) != 0 ? Math.Min(Page.PmdPages, n - i) : 1;
+            int tag = (dst[i] & MigratePfn.Write) != 0 ? DevicePageTable.TagWrite : DevicePageTable.TagRead;
+            for (int k = 0; k < nr; k++) _pt.Store(vpn + (ulong)(i + k), DevicePageTable.Make((dst[i] >> MigratePfn.Shift) + (ulong)k, tag));
+            i += nr - 1;
+        }
+    }
+
     [CopyPages]
     private void CopyPages(ReadOnlySpan<PageCopy> copies) => Device.Copy.Copy(copies);
 
-    // Every destination of the generated migrate_to_ram: FAIL_ALLOC fails one.
+    // Every destination of the generated migrations (ioctls and migrate_to_ram): FAIL_ALLOC fails one.
     [AllocatePage]
     private bool AllocatePage(int order, bool toDevice, out ulong pfn)
     {

@@ -21,7 +21,10 @@ internal static partial class Emitter
         if (dm.Configurable)
             deviceSelect = "(" + m.MemoryExpr + ".DeviceKind == global::Hmm.Runtime.DeviceMemory.DevicePageKind.Coherent ? global::Hmm.Runtime.Migration.MigrateSelect.DeviceCoherent : global::Hmm.Runtime.Migration.MigrateSelect.DevicePrivate)";
         string compound = dm.LargeFolios ? " | global::Hmm.Runtime.Migration.MigrateSelect.Compound" : "";
-        string own = m.FilterOwnMigrations
+        // HmmDriver.MigrationWalk = TestHmmIoctl (EmitIoctlWalk below): test_hmm's ioctl walk. Every
+        // string it changes is the default's text when the option is off.
+        bool ioctl = m.MigrationWalk == 1;
+        string own = m.FilterOwnMigrations && !ioctl
             ? $"\n                    __HmmInvalidateOwn(mm, a, next, {NotifyEvent}.Migrate);"
             : "";
         string ownRam = m.FilterOwnMigrations
@@ -143,8 +146,7 @@ internal static partial class Emitter
                 public {{Errno}} MigrateToDevice(ulong start, ulong end) => MigrateToDevice(start, end, out _);
 
                 /// <summary>
-                /// migrate_vma system → device: per piece of at most 2 MiB inside one VMA (EFAULT when an
-                /// address has no VMA), with the mmap read lock held across setup → pages → finalize
+                /// migrate_vma system → device: {{(ioctl ? "test_hmm's ioctl walk (HmmDriver.MigrationWalk: pieces of at most 512 pages from\n    /// the address, EINVAL without a VMA or VM_READ, nothing invalidated before migrating)" : "per piece of at most 2 MiB inside one VMA (EFAULT when an\n    /// address has no VMA)")}}, with the mmap read lock held across setup → pages → finalize
                 /// (MIG-R01); finalize runs on every path after a successful setup (MIG-R02). Device pages
                 /// come from <c>TryAllocateDevicePage</c> (2 MiB folios for COMPOUND entries, falling
                 /// back to 512 base pages when the folio cannot be had); pages that get no device page
@@ -155,7 +157,7 @@ internal static partial class Emitter
                 [global::Hmm.Dsl.Excludes({{Literal(ULockName(m))}})]
                 public {{Errno}} MigrateToDevice(ulong start, ulong end, out long moved)
                 {
-                    var e = __HmmMigrate(start, end, toDevice: true, out moved);
+                    var e = __HmmMigrate(start, end, toDevice: true, out moved{{(ioctl ? ", out _" : "")}});
                     global::System.Threading.Interlocked.Add(ref __hmmPagesToDevice, moved);
                     // The device's hmm.device.pages_migrated_to_device instrument, once per call (Device is
                     // null before Attach, when nothing can have moved).
@@ -172,29 +174,29 @@ internal static partial class Emitter
                 /// <summary>
                 /// migrate_vma device → system, piece by piece as <see cref="MigrateToDevice(ulong, ulong, out long)"/>:
                 /// a system page (a 2 MiB folio for a 2 MiB device folio, else 512 base pages) per device
-                /// page of this driver; ENOMEM when system memory runs out (what was copied still moves).
+                /// page of this driver; {{(ioctl ? "when system memory runs out the rest stays on the device, no error (test_hmm)" : "ENOMEM when system memory runs out (what was copied still moves)")}}.
                 /// </summary>
                 {{GeneratedCode}}
                 {{MayBlock}}
                 [global::Hmm.Dsl.Excludes({{Literal(ULockName(m))}})]
                 public {{Errno}} MigrateToSystem(ulong start, ulong end, out long moved)
                 {
-                    var e = __HmmMigrate(start, end, toDevice: false, out moved);
+                    var e = __HmmMigrate(start, end, toDevice: false, out moved{{(ioctl ? ", out _" : "")}});
                     global::System.Threading.Interlocked.Add(ref __hmmPagesToSystem, moved);
                     if (moved != 0) Device.Meters.AddPagesMigratedFromDevice(moved);
                     return e;
-                }
+                }{{(ioctl ? IoctlEntriesOverload(m) : "")}}
 
                 {{GeneratedCode}}
-                private {{Errno}} __HmmMigrate(ulong start, ulong end, bool toDevice, out long moved)
+                private {{Errno}} __HmmMigrate(ulong start, ulong end, bool toDevice, out long moved{{(ioctl ? ", out long entries" : "")}})
                 {
-                    moved = 0;
+                    moved = 0;{{(ioctl ? "\n        entries = 0;" : "")}}
                     if (Process is null) return {{Errno}}.EINVAL;
                     start = {{Page}}.AlignDown(start);
                     end = {{Page}}.AlignDown(end + {{Page}}.Size - 1);
                     if (start >= end) return {{Errno}}.EINVAL;
                     var mm = Process.Mm;
-                    if (!mm.TryGet()) return {{Errno}}.EFAULT;
+                    if (!mm.TryGet()) return {{Errno}}.{{(ioctl ? "EINVAL" : "EFAULT")}};
                     var s = t_hmmMigrate ??= new __HmmMigrateScratch();
                     var args = s.Args;
                     var e = {{Errno}}.Ok;
@@ -204,9 +206,7 @@ internal static partial class Emitter
                         for (ulong a = start, next; a < end; a = next)
                         {
                             var vma = mm.FindVma(a);
-                            if (vma == null || a < vma.Start) { e = {{Errno}}.EFAULT; break; }
-                            // 2 MiB-aligned pieces, so a THP is collected whole.
-                            next = global::System.Math.Min(global::System.Math.Min(end, vma.End), (a & ~({{Page}}.PmdSize - 1)) + {{Page}}.PmdSize);
+                            {{(ioctl ? IoctlPiece : DefaultPiece)}}
                             args.Vma = vma;
                             args.Start = a;
                             args.End = next;
@@ -221,10 +221,10 @@ internal static partial class Emitter
                             try
                             {
                                 int n = args.EntryCount;{{own}}
-                                int copies = toDevice ? __HmmAllocateOnDevice(s, n) : __HmmAllocateInSystem(s, n, out e);
+                                int copies = toDevice ? __HmmAllocateOnDevice(s, n) : __HmmAllocateInSystem(s, n, out {{(ioctl ? "_" : "e")}});{{(ioctl && m.FilterOwnMigrations ? "\n                    if (!toDevice) __HmmInvalidateCollected(mm, a, s.Dst, n);" : "")}}
                                 if (copies > 0) {{copy}}
-                                {{MigrateVma}}.Pages(args);{{migrated}}
-                                moved += __HmmCountMoved(s.Src, n);
+                                {{MigrateVma}}.Pages(args);{{(ioctl ? IoctlMigrated(m) : migrated)}}
+                                moved += __HmmCountMoved(s.Src, n);{{(ioctl ? "\n                    entries += __HmmCountEntries(s.Src, n);" : "")}}
                             }
                             finally { {{MigrateVma}}.Finalize(args); }
                             if (e != {{Errno}}.Ok) break;
@@ -333,7 +333,7 @@ internal static partial class Emitter
                     return copies;
                 }
 
-                /// <summary>Pages whose source entry is still VALID and MIGRATE after migrate_vma_pages (a 2 MiB entry counts 512).</summary>
+                {{(ioctl ? IoctlHelpers(m) : "")}}/// <summary>Pages whose source entry is still VALID and MIGRATE after migrate_vma_pages (a 2 MiB entry counts 512).</summary>
                 {{GeneratedCode}}
                 private static long __HmmCountMoved(ulong[] src, int n)
                 {

@@ -26,6 +26,7 @@ namespace Hmm.Generators.Models;
 /// <param name="MemoryProvider">True for a device-level class carrying [DeviceMemory] without [HmmDriver]: only its memory is generated.</param>
 /// <param name="FaultBatchPages">HmmDriver.FaultBatchPages: pages per hmm_range_fault piece of <c>Fault</c>/<c>Snapshot</c> (1..512).</param>
 /// <param name="GenerateSnapshot">HmmDriver.GenerateSnapshot: also emit the non-faulting, non-programming <c>Snapshot</c>.</param>
+/// <param name="MigrationWalk">HmmDriver.MigrationWalk: 0 the generated 2 MiB-aligned walk, 1 test_hmm's ioctl walk.</param>
 /// <param name="RangedNotifier">HmmDriver.RangedNotifier: also emit <c>Attach(device, process, start, end)</c>, whose interval notifier covers only [start, end).</param>
 internal sealed record DriverModel(
     string Namespace,
@@ -47,7 +48,8 @@ internal sealed record DriverModel(
     string? MemoryType = null,
     bool RangedNotifier = false,
     int FaultBatchPages = 512,
-    bool GenerateSnapshot = false)
+    bool GenerateSnapshot = false,
+    int MigrationWalk = 0)
 {
     /// <summary>The method name of the <paramref name="kind"/> callback, or null when the driver has none.</summary>
     public string? Callback(CallbackKind kind)

@@ -24,7 +24,7 @@ internal static class Parser
         if (driver.ConstructorArguments.Length != 1 || driver.ConstructorArguments[0].Value is not string name || name.Length == 0) return null;
 
         string? updateLock = null, owner = null, memory = null;
-        int sync = 0, timeout = 1000, batchPages = 512;
+        int sync = 0, timeout = 1000, batchPages = 512, walk = 0;
         bool filter = true, ranged = false, snapshot = false;
         foreach (var arg in driver.NamedArguments)
         {
@@ -39,9 +39,10 @@ internal static class Parser
                 case "RangedNotifier": ranged = arg.Value.Value is true; break;
                 case "FaultBatchPages": batchPages = arg.Value.Value is int p ? p : -1; break;
                 case "GenerateSnapshot": snapshot = arg.Value.Value is true; break;
+                case "MigrationWalk": walk = arg.Value.Value is int w ? w : -1; break;
             }
         }
-        if (sync is < 0 or > 2 || timeout <= 0 || !Parsing.DeclarationRules.IsValidFaultBatch(batchPages)) return null;
+        if (sync is < 0 or > 2 || walk is < 0 or > 1 || timeout <= 0 || !Parsing.DeclarationRules.IsValidFaultBatch(batchPages)) return null;
         if (updateLock != null && !Parsing.DeclarationRules.IsKernelMutexMember(type, updateLock)) return null;
         if (owner != null && !Parsing.DeclarationRules.IsOwnerMember(type, owner)) return null;
         INamedTypeSymbol? memoryType = null;
@@ -105,7 +106,8 @@ internal static class Parser
             MemoryType: memoryType != null ? MetadataName(memoryType) : null,
             RangedNotifier: ranged,
             FaultBatchPages: batchPages,
-            GenerateSnapshot: snapshot);
+            GenerateSnapshot: snapshot,
+            MigrationWalk: walk);
     }
 
     /// <summary>

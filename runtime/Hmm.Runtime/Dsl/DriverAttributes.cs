@@ -59,6 +59,30 @@ public enum FaultAction
     Cancel = 4,
 }
 
+/// <summary>How the generated <c>MigrateToDevice</c>/<c>MigrateToSystem</c> walk a range (<see cref="HmmDriverAttribute.MigrationWalk"/>).</summary>
+public enum MigrationWalk
+{
+    /// <summary>
+    /// The generated default: 2 MiB-aligned pieces (a THP collected whole), EFAULT for an address
+    /// without a VMA, the device mappings of each piece invalidated before allocating (own MIGRATE
+    /// event filtered, HMM-R19), ENOMEM when system memory runs out, <c>moved</c> in pages.
+    /// </summary>
+    Aligned = 0,
+
+    /// <summary>
+    /// lib/test_hmm.c's HMM_DMIRROR_MIGRATE_TO_DEV / _TO_SYS walk (dmirror_migrate_to_device,
+    /// dmirror_migrate_to_system): pieces of at most 512 pages from the start address, clipped to the
+    /// VMA; no VMA or no VM_READ is EINVAL; nothing invalidated before migrating to the device (the
+    /// old entries stay until <c>[OnMigrated]</c> overwrites the migrated ones, so a page that fails
+    /// to migrate keeps its mapping; only the hardware table of the piece is cleared, under U, just
+    /// before it); to system memory only the entries that got a system page are invalidated (per
+    /// run, before migrate_vma_pages); a failed system allocation is not an error (the rest stays on
+    /// the device, a later CPU fault brings it back); and an extra <c>MigrateToSystem</c> overload
+    /// also reports test_hmm's <c>cpages</c>: source entries left VALID and MIGRATE, a 2 MiB entry once.
+    /// </summary>
+    TestHmmIoctl = 1,
+}
+
 /// <summary>
 /// Declares a device driver: the generator implements its mirror (interval notifier trampoline,
 /// fault loop), device memory, migration and fault-buffer plumbing. The class must be a
@@ -124,6 +148,13 @@ public sealed class HmmDriverAttribute(string name) : Attribute
     /// against the driver's own interval notifier, the words copied out under U.
     /// </summary>
     public bool GenerateSnapshot { get; set; }
+
+    /// <summary>
+    /// The piece walk of the generated <c>MigrateToDevice</c>/<c>MigrateToSystem</c>:
+    /// <see cref="MigrationWalk.Aligned"/> (default) or test_hmm's ioctl walk
+    /// (<see cref="MigrationWalk.TestHmmIoctl"/>). The generated migrate_to_ram is the same either way.
+    /// </summary>
+    public MigrationWalk MigrationWalk { get; set; }
 }
 
 /// <summary>

@@ -22,6 +22,7 @@ public sealed class SnapshotTests
     [TestCase("MigrateToRamHook", new[] { "Mirror", "DeviceMemory", "Migration" })]
     [TestCase("SharedMigrateToRamHook", new[] { "Mirror", "Migration", "DeviceMemory" })]
     [TestCase("MirrorFaultErrno", new[] { "Mirror", "Mirror", "Mirror" })]
+    [TestCase("IoctlMigrationWalk", new[] { "Mirror", "Migration", "DeviceMemory" })]
     public void GeneratedSource_MatchesSnapshot_AndCompilesCleanly(string input, string[] concerns)
     {
         var (result, diagnostics) = GeneratorHarness.Run(TestSources.Input(input));
