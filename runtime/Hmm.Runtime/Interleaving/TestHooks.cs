@@ -48,6 +48,8 @@ internal enum TestHookPoint
     DevicePageFreeing,
     /// <summary>split_huge_page's unmap walk (holding the folio's anon_vma rwsem for write) found mappings of the folio in one VMA of the lineage and is about to split and convert them. Subject: that AddressSpace; address: the first mapping's address.</summary>
     FolioSplitVisit,
+    /// <summary>MADV_COLLAPSE (collapse_huge_page) checked a block's pages, allocated the huge folio and is about to copy into it. Subject: the AddressSpace; address: the block's start.</summary>
+    CollapseCopying,
 }
 
 /// <summary>

@@ -235,56 +235,90 @@ public sealed partial class AddressSpace
     /// raising CLEAR over the PMD range (reference D, "khugepaged / MADV_COLLAPSE"). Holes read as
     /// zeros. Blocks with shared or pinned pages are skipped; no 2 MiB frame → ENOMEM.
     /// </summary>
+    /// <remarks>
+    /// As collapse_huge_page: the lineage's anon_vma rwsem is held for write from before the
+    /// pages are checked until the PMD leaf is installed, so no rmap walk (an eviction's
+    /// try_to_migrate, a THP split, the young walk) runs against the block while its pages are
+    /// copied. (The kernel drops the rwsem once the source folios are isolated and locked, which
+    /// keeps every walker that would change them out; the simulator, which does not isolate,
+    /// keeps the rwsem instead.) A block with a ZONE_DEVICE (coherent) page is refused, as
+    /// hpage_collapse_scan_pmd / __collapse_huge_page_isolate refuse a zone-device folio
+    /// (SCAN_PAGE_NULL): madvise_collapse goes on with the next block and, since not every block
+    /// was collapsed, returns that last failure as EINVAL (madvise_collapse_errno) once the VMA is
+    /// done.
+    /// </remarks>
     private void Collapse(Vma vma, ulong start, ulong end)
     {
         ulong first = (start + Page.PmdSize - 1) & ~(Page.PmdSize - 1);
+        Errno lastFail = Errno.Ok;
         for (ulong block = first; block + Page.PmdSize <= end; block += Page.PmdSize)
         {
             ulong[]? pmdTable = Tables.PmdTable(block, allocate: false);
             if (pmdTable == null) continue;
             ref ulong pmd = ref pmdTable[PageTables.PmdIndex(block)];
             if (pmd == 0 || !PageTables.IsTable(pmd)) continue;   // nothing to collapse, or already huge
-            ulong[] ptes = Tables.TableOf(pmd);
-            bool suitable = true;
-            for (int i = 0; i < Page.PmdPages && suitable; i++)
-            {
-                var pte = new Pte(ptes[i]);
-                if (pte.Kind == PteKind.None) continue;
-                if (pte.Kind != PteKind.Present || pte.IsProtNone) { suitable = false; break; }
-                if (IsZeroPfn(pte.Pfn)) continue;
-                ulong head = Frames.FolioHead(pte.Pfn);
-                suitable = (Frames.Flags(head) & PageFlags.Anon) != 0 && Frames.MapCount(pte.Pfn) == 1 && Frames.PinCount(head) == 0
-                           && (head != pte.Pfn || Frames.RefCount(head) == 1);
-            }
-            if (!suitable) continue;
-            if (!Machine.Allocator.TryAllocate(Page.PmdOrder, out ulong huge))
-                throw Fail(Errno.ENOMEM, "no free 2 MiB frame to collapse into");
-            unsafe
-            {
-                for (int i = 0; i < Page.PmdPages; i++)
-                {
-                    var pte = new Pte(ptes[i]);
-                    ulong dst = huge + (ulong)i;
-                    if (pte.Kind == PteKind.None || IsZeroPfn(pte.Pfn)) Machine.Memory.Clear(dst);
-                    else Machine.CopyPages(dst, pte.Pfn, 0);
-                }
-            }
-            InitLargeAnon(huge, PrepareAnon(vma), vma.LinearIndex(block));
-            var hook = InvalidateStart(NotifyEvent.Clear, block, block + Page.PmdSize);
-            // collapse_huge_page swaps the table for the leaf under the page-table lock (and the
-            // anon_vma lock): an rmap walker of another mm re-walks to the slot under that lock.
-            PageTableLock.Lock();
+            var anon = PrepareAnon(vma);
+            anon.Rwsem.WriteLock();
             try
             {
-                for (int i = 0; i < Page.PmdPages; i++) ZapPte(ref ptes[i]);
-                Frames.EntireMapCount(huge) = 1;
-                ulong table = pmd;
-                Volatile.Write(ref pmd, Pte.Present(huge, writable: (vma.Flags & VmFlags.Write) != 0, dirty: true, huge: true).Raw);
-                Tables.FreeTable(table);
+                var refused = CollapseBlockLocked(vma, block, ref pmd);
+                if (refused != Errno.Ok) lastFail = refused;
             }
-            finally { PageTableLock.Unlock(); }
-            Interlocked.Add(ref _rssAnon, Page.PmdPages);
-            InvalidateEnd(hook, NotifyEvent.Clear, block, block + Page.PmdSize);
+            finally { anon.Rwsem.WriteUnlock(); }
         }
+        if (lastFail != Errno.Ok)
+            throw Fail(lastFail, $"MADV_COLLAPSE could not collapse every block of [0x{start:x}, 0x{end:x}) in {vma}: a block maps a ZONE_DEVICE page");
+    }
+
+    /// <summary>
+    /// collapse_huge_page for one block (caller holds the mmap lock and the anon_vma rwsem for
+    /// write). Returns <see cref="Errno.EINVAL"/> when a zone-device page refused the block
+    /// (SCAN_PAGE_NULL); Ok when the block was collapsed or skipped for a reason the simulator
+    /// does not report.
+    /// </summary>
+    private Errno CollapseBlockLocked(Vma vma, ulong block, ref ulong pmd)
+    {
+        ulong[] ptes = Tables.TableOf(pmd);
+        for (int i = 0; i < Page.PmdPages; i++)
+        {
+            var pte = new Pte(ptes[i]);
+            if (pte.Kind == PteKind.None) continue;
+            if (pte.Kind != PteKind.Present || pte.IsProtNone) return Errno.Ok;
+            if (IsZeroPfn(pte.Pfn)) continue;
+            ulong head = Frames.FolioHead(pte.Pfn);
+            if (Machine.IsDevicePage(head)) return Errno.EINVAL;   // SCAN_PAGE_NULL
+            if ((Frames.Flags(head) & PageFlags.Anon) == 0 || Frames.MapCount(pte.Pfn) != 1 || Frames.PinCount(head) != 0
+                || (head == pte.Pfn && Frames.RefCount(head) != 1)) return Errno.Ok;
+        }
+        if (!Machine.Allocator.TryAllocate(Page.PmdOrder, out ulong huge))
+            throw Fail(Errno.ENOMEM, "no free 2 MiB frame to collapse into");
+        Interleaving.TestHooks.Fire(Interleaving.TestHookPoint.CollapseCopying, this, block);
+        unsafe
+        {
+            for (int i = 0; i < Page.PmdPages; i++)
+            {
+                var pte = new Pte(ptes[i]);
+                ulong dst = huge + (ulong)i;
+                if (pte.Kind == PteKind.None || IsZeroPfn(pte.Pfn)) Machine.Memory.Clear(dst);
+                else Machine.CopyPages(dst, pte.Pfn, 0);
+            }
+        }
+        InitLargeAnon(huge, PrepareAnon(vma), vma.LinearIndex(block));
+        var hook = InvalidateStart(NotifyEvent.Clear, block, block + Page.PmdSize);
+        // collapse_huge_page swaps the table for the leaf under the page-table lock (and the
+        // anon_vma lock): an rmap walker of another mm re-walks to the slot under that lock.
+        PageTableLock.Lock();
+        try
+        {
+            for (int i = 0; i < Page.PmdPages; i++) ZapPte(ref ptes[i]);
+            Frames.EntireMapCount(huge) = 1;
+            ulong table = pmd;
+            Volatile.Write(ref pmd, Pte.Present(huge, writable: (vma.Flags & VmFlags.Write) != 0, dirty: true, huge: true).Raw);
+            Tables.FreeTable(table);
+        }
+        finally { PageTableLock.Unlock(); }
+        Interlocked.Add(ref _rssAnon, Page.PmdPages);
+        InvalidateEnd(hook, NotifyEvent.Clear, block, block + Page.PmdSize);
+        return Errno.Ok;
     }
 }
