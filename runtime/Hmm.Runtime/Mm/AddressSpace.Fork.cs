@@ -158,7 +158,8 @@ public sealed partial class AddressSpace
                     raw &= ~Pte.WriteBit;
                     Volatile.Write(ref slot, raw);
                 }
-                return raw;
+                // __copy_present_ptes: the child's entry starts old (only the parent has used the page).
+                return raw & ~Pte.YoungBit;
             }
             case PteKind.DevicePrivate:
             {
@@ -244,7 +245,8 @@ public sealed partial class AddressSpace
             raw &= ~Pte.WriteBit;
             Volatile.Write(ref pmd, raw);
         }
-        childSlot = raw;
+        // copy_huge_pmd gives the child an old PMD (pmd_mkold); the hugetlb copy keeps the bit.
+        childSlot = leaf.Kind == PteKind.Present && !vma.IsHugeTlb ? raw & ~Pte.YoungBit : raw;
         return true;
     }
 

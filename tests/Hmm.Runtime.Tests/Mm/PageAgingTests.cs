@@ -75,7 +75,10 @@ public class PageAgingTests
         ulong a = parent.Mmap(2 * P, RW, PrivAnon);
         Fill(parent, a, 2);
         var child = parent.Fork("child");
+        Assert.That(Young(child, a + P), Is.False, "copy_present_pte: the child's entry starts old");
+        Assert.That(Young(parent, a + P), Is.True, "the parent's keeps its accessed bit");
         Assert.That(child.Load<int>(a + P), Is.EqualTo(1001));
+        Assert.That(Young(child, a + P), Is.True);
         ulong pfn = parent.Mm.EntryAt(a + P).Pfn;
         Assert.That(child.Mm.EntryAt(a + P).Pfn, Is.EqualTo(pfn), "one folio, two mappings");
         var (parentOps, pn) = Subscribe(parent.Mm);
