@@ -46,6 +46,10 @@ internal enum TestHookPoint
     DeviceChunkPlugged,
     /// <summary>A generated page_free is about to take its free-list lock to give a device page back (<see cref="DeviceMemoryHookPoints.PageFreeing"/>). Subject: the memory; address: the page's pfn.</summary>
     DevicePageFreeing,
+    /// <summary>split_huge_page's unmap walk (holding the folio's anon_vma rwsem for write) found mappings of the folio in one VMA of the lineage and is about to split and convert them. Subject: that AddressSpace; address: the first mapping's address.</summary>
+    FolioSplitVisit,
+    /// <summary>MADV_COLLAPSE (collapse_huge_page) checked a block's pages, allocated the huge folio and is about to copy into it. Subject: the AddressSpace; address: the block's start.</summary>
+    CollapseCopying,
 }
 
 /// <summary>

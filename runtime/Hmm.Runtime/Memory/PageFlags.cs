@@ -38,4 +38,10 @@ public enum PageFlags : uint
     HugeTlb = 1 << 13,
     /// <summary>MADV_FREE'd anonymous page: reclaim may drop it while it stays clean.</summary>
     LazyFree = 1 << 14,
+    /// <summary>
+    /// PG_referenced: reclaim found the folio referenced once (folio_check_references) and
+    /// spared it for another trip; a second reference then keeps it for good, no reference lets it
+    /// go. Cleared by MADV_COLD, MADV_PAGEOUT and MADV_FREE.
+    /// </summary>
+    Referenced = 1 << 15,
 }

@@ -53,10 +53,13 @@ public sealed partial class AddressSpace
                     ref ulong slot = ref PageTables.IsTable(pmd) ? ref Tables.TableOf(pmd)[PageTables.PteIndex(address)] : ref pmdSlot;
                     entry = Volatile.Read(ref slot);
                     const ulong mask = Pte.PresentBit | Pte.ProtNoneBit;
+                    // The MMU sets the accessed (young) bit on every access through an old entry
+                    // and the dirty bit on the first write through a clean one, atomically and
+                    // only while the entry is still the one it walked (the rmap young walk clears
+                    // the accessed bit under the page-table lock, Machine.FolioReferenced).
+                    ulong hardware = write ? Pte.YoungBit | Pte.DirtyBit : Pte.YoungBit;
                     if ((entry & mask) == Pte.PresentBit && (!write || (entry & Pte.WriteBit) != 0)
-                        // The MMU sets the dirty bit on the first write through a clean entry,
-                        // atomically and only while the entry is still the one it walked.
-                        && (!write || (entry & Pte.DirtyBit) != 0 || Interlocked.CompareExchange(ref slot, entry | Pte.DirtyBit, entry) == entry))
+                        && ((entry & hardware) == hardware || Interlocked.CompareExchange(ref slot, entry | hardware, entry) == entry))
                     {
                         ulong pfn = (entry & Pte.PfnMask) >> Pte.PfnShift;
                         ulong offset = (entry & Pte.HugeBit) != 0 ? address & (Page.PmdSize - 1) : address & Page.OffsetMask;

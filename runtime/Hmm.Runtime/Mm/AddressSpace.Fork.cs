@@ -158,7 +158,8 @@ public sealed partial class AddressSpace
                     raw &= ~Pte.WriteBit;
                     Volatile.Write(ref slot, raw);
                 }
-                return raw;
+                // __copy_present_ptes: the child's entry starts old (only the parent has used the page).
+                return raw & ~Pte.YoungBit;
             }
             case PteKind.DevicePrivate:
             {
@@ -244,21 +245,33 @@ public sealed partial class AddressSpace
             raw &= ~Pte.WriteBit;
             Volatile.Write(ref pmd, raw);
         }
-        childSlot = raw;
+        // copy_huge_pmd gives the child an old PMD (pmd_mkold); the hugetlb copy keeps the bit.
+        childSlot = leaf.Kind == PteKind.Present && !vma.IsHugeTlb ? raw & ~Pte.YoungBit : raw;
         return true;
     }
 
     /// <summary>
-    /// exit_mmap: RELEASE to the interval notifiers over [0, ULONG_MAX), then one UNMAP over the
-    /// same range while every VMA is zapped and removed (reference D, "process exit").
+    /// exit_mmap: RELEASE to the interval notifiers over [0, ULONG_MAX) and release to the
+    /// whole-mm notifiers (mmu_notifier_release), then one UNMAP over the same range while every
+    /// VMA is zapped and removed (reference D, "process exit").
     /// </summary>
+    /// <remarks>
+    /// As in Linux, the notifier release runs first and without the mmap lock: exit_mmap takes
+    /// the lock only after it. A release callback may therefore take the mmap lock itself, as
+    /// KVM-like users do (a secondary MMU tearing down its own mappings under mmap_read_lock)
+    /// without deadlocking against exit. Nobody else can change the address space meanwhile:
+    /// mm_users is zero, so every mmget_not_zero fails. (The simulator then zaps under the write
+    /// lock where Linux unmaps under the read lock and takes the write lock for free_pgtables;
+    /// with no other user of the mm the two are indistinguishable.)
+    /// </remarks>
     private void ExitMmap()
     {
+        if (IsTornDown) return;
+        NotifierHook?.Release(this);
         MmapLock.WriteLock();
         try
         {
             if (IsTornDown) return;
-            NotifierHook?.Release(this);
             var hook = InvalidateStart(NotifyEvent.Unmap, 0, ulong.MaxValue);
             var all = VmaTree.ToList();
             foreach (var vma in all) ZapRange(vma, vma.Start, vma.End);

@@ -12,7 +12,7 @@ public sealed partial class AddressSpace
     internal void Madvise(ulong addr, ulong length, Advice advice)
     {
         if (!Page.IsAligned(addr)) throw Fail(Errno.EINVAL, $"address 0x{addr:x} is not page aligned");
-        if (advice is not (Advice.Normal or Advice.DontNeed or Advice.Free or Advice.HugePage or Advice.NoHugePage or Advice.Collapse))
+        if (advice is not (Advice.Normal or Advice.DontNeed or Advice.Free or Advice.HugePage or Advice.NoHugePage or Advice.Collapse or Advice.Cold or Advice.PageOut))
             throw Fail(Errno.EINVAL, $"unknown advice {(int)advice}");
         if (length == 0) return;
         if (!Page.TryAlignUp(length, out ulong len) || addr + len < addr) throw Fail(Errno.EINVAL, "the range overflows");
@@ -40,6 +40,10 @@ public sealed partial class AddressSpace
                 case Advice.Collapse:
                     foreach (var vma in vmas) Collapse(vma, Math.Max(addr, vma.Start), Math.Min(end, vma.End));
                     break;
+                case Advice.Cold:
+                case Advice.PageOut:
+                    foreach (var vma in vmas) ColdOrPageOut(vma, Math.Max(addr, vma.Start), Math.Min(end, vma.End), advice == Advice.PageOut);
+                    break;
             }
         }
         finally { MmapLock.WriteUnlock(); }
@@ -57,6 +61,8 @@ public sealed partial class AddressSpace
                 throw Fail(Errno.EINVAL, $"MADV_FREE only applies to private anonymous memory, not {vma}");
             case Advice.HugePage or Advice.NoHugePage when vma.IsHugeTlb || (vma.Flags & VmFlags.Special) != 0:
                 throw Fail(Errno.EINVAL, $"THP advice does not apply to {vma}");
+            case Advice.Cold or Advice.PageOut when (vma.Flags & (VmFlags.Locked | VmFlags.PfnMap)) != 0 || vma.IsHugeTlb:
+                throw Fail(Errno.EINVAL, $"{(advice == Advice.Cold ? "MADV_COLD" : "MADV_PAGEOUT")} on locked, PFNMAP or hugetlb VMA {vma} (can_madv_lru_vma)");
             case Advice.Collapse when !Machine.Options.TransparentHugePages || !vma.IsPrivateAnon || vma.IsHugeTlb:
                 throw Fail(Errno.EINVAL, $"MADV_COLLAPSE needs THP-capable private anonymous memory, not {vma}");
         }
@@ -116,7 +122,8 @@ public sealed partial class AddressSpace
                             // Device (coherent) memory is not on the LRU: madvise_free_pte_range skips zone-device folios.
                             if ((Frames.Flags(head) & PageFlags.Anon) == 0 || Machine.IsDevicePage(head) || Frames.MapCount(pfn) != 1 || Frames.EntireMapCount(head) != 0 || Frames.PinCount(head) != 0) continue;
                             Volatile.Write(ref e, e & ~(Pte.DirtyBit | Pte.YoungBit));
-                            Frames.ClearFlags(pfn, PageFlags.Dirty);
+                            // lru_lazyfree: the folio also loses PG_referenced.
+                            Frames.ClearFlags(pfn, PageFlags.Dirty | PageFlags.Referenced);
                             Frames.SetFlags(pfn, PageFlags.LazyFree);
                         }
                     }
@@ -126,6 +133,85 @@ public sealed partial class AddressSpace
             va = pmdEnd;
         }
         InvalidateEnd(hook, NotifyEvent.Clear, start, end);
+    }
+
+    /// <summary>
+    /// madvise_cold_or_pageout_pte_range over [start, end) of <paramref name="vma"/>. Only present
+    /// entries of folios mapped by this mapping alone count (non-present ones, device-private or
+    /// device-exclusive, are skipped, and so are zone-device (coherent) folios, which are not on
+    /// the LRU, the zero page and pages shared with a fork). MADV_COLD clears each one's accessed
+    /// bit directly (no notifier is asked: the secondary MMUs keep their own accessed state) and
+    /// PG_referenced, deactivating it. MADV_PAGEOUT leaves the accessed bit alone, clears
+    /// PG_referenced and hands the folios to reclaim with their references ignored
+    /// (reclaim_pages): a clean lazy-free page is freed even if it was just used; a written one
+    /// stops being lazy-free; a swap-backed anonymous page stays, the machine having no swap
+    /// device (add_to_swap fails and reclaim keeps it). Raises no notifier event except reclaim's
+    /// CLEAR on a page it frees.
+    /// </summary>
+    /// <remarks>
+    /// A PMD leaf only partly inside the range is skipped (the kernel splits the folio first);
+    /// one wholly inside is made old as one entry. File pages are made old by MADV_COLD, never
+    /// reclaimed (the simulator has no page-cache writeback reclaim).
+    /// </remarks>
+    private void ColdOrPageOut(Vma vma, ulong start, ulong end, bool pageout)
+    {
+        for (ulong va = start; va < end;)
+        {
+            ulong pmdStart = va & ~(Page.PmdSize - 1);
+            ulong pmdEnd = Math.Min(pmdStart + Page.PmdSize, end);
+            ulong[]? pmdTable = Tables.PmdTable(va, allocate: false);
+            if (pmdTable == null) { va = pmdEnd; continue; }
+            ref ulong pmd = ref pmdTable[PageTables.PmdIndex(va)];
+            ulong pmdRaw = Volatile.Read(ref pmd);
+            if (pmdRaw == 0) { va = pmdEnd; continue; }
+            PageTableLock.Lock();
+            try
+            {
+                if (!PageTables.IsTable(pmdRaw))
+                {
+                    var leaf = new Pte(pmdRaw);
+                    if (va == pmdStart && pmdEnd == pmdStart + Page.PmdSize && leaf.Kind == PteKind.Present && ColdCandidate(leaf.Pfn, huge: true))
+                    {
+                        if (!pageout) Interlocked.And(ref pmd, ~Pte.YoungBit);
+                        Frames.ClearFlags(leaf.Pfn, PageFlags.Referenced);
+                    }
+                }
+                else
+                {
+                    ulong[] ptes = Tables.TableOf(pmdRaw);
+                    for (ulong a = va; a < pmdEnd; a += Page.Size)
+                    {
+                        ref ulong e = ref ptes[PageTables.PteIndex(a)];
+                        var pte = new Pte(Volatile.Read(ref e));
+                        if (pte.Kind != PteKind.Present || pte.IsSpecial || !ColdCandidate(pte.Pfn, huge: false)) continue;
+                        if (!pageout) Interlocked.And(ref e, ~Pte.YoungBit);
+                        Frames.ClearFlags(pte.Pfn, PageFlags.Referenced);
+                    }
+                }
+            }
+            finally { PageTableLock.Unlock(); }
+            // reclaim_pages, after the page-table walk: references ignored.
+            if (pageout && PageTables.IsTable(pmdRaw))
+            {
+                for (ulong a = va; a < pmdEnd; a += Page.Size)
+                {
+                    ref ulong slot = ref Tables.PteSlot(a);
+                    if (System.Runtime.CompilerServices.Unsafe.IsNullRef(ref slot)) break;
+                    var pte = new Pte(slot);
+                    if (pte.Kind == PteKind.Present && !pte.IsSpecial && ColdCandidate(pte.Pfn, huge: false)) DiscardLazyFree(a, ref slot);
+                }
+            }
+            va = pmdEnd;
+        }
+    }
+
+    /// <summary>The folio of a present entry is one MADV_COLD/PAGEOUT acts on: on the LRU (not the zero page, not zone-device) and mapped only here.</summary>
+    private bool ColdCandidate(ulong pfn, bool huge)
+    {
+        if (IsZeroPfn(pfn) || !Frames.IsOnline(pfn)) return false;
+        ulong head = Frames.FolioHead(pfn);
+        if (Machine.IsDevicePage(head) || (Frames.Flags(head) & (PageFlags.Anon | PageFlags.File)) == 0) return false;
+        return huge ? Frames.EntireMapCount(head) == 1 && Frames.MapCount(pfn) == 0 : Frames.MapCount(pfn) == 1 && Frames.EntireMapCount(head) == 0;
     }
 
     private void SetHugeHint(ulong start, ulong end, Advice advice)
@@ -149,56 +235,90 @@ public sealed partial class AddressSpace
     /// raising CLEAR over the PMD range (reference D, "khugepaged / MADV_COLLAPSE"). Holes read as
     /// zeros. Blocks with shared or pinned pages are skipped; no 2 MiB frame → ENOMEM.
     /// </summary>
+    /// <remarks>
+    /// As collapse_huge_page: the lineage's anon_vma rwsem is held for write from before the
+    /// pages are checked until the PMD leaf is installed, so no rmap walk (an eviction's
+    /// try_to_migrate, a THP split, the young walk) runs against the block while its pages are
+    /// copied. (The kernel drops the rwsem once the source folios are isolated and locked, which
+    /// keeps every walker that would change them out; the simulator, which does not isolate,
+    /// keeps the rwsem instead.) A block with a ZONE_DEVICE (coherent) page is refused, as
+    /// hpage_collapse_scan_pmd / __collapse_huge_page_isolate refuse a zone-device folio
+    /// (SCAN_PAGE_NULL): madvise_collapse goes on with the next block and, since not every block
+    /// was collapsed, returns that last failure as EINVAL (madvise_collapse_errno) once the VMA is
+    /// done.
+    /// </remarks>
     private void Collapse(Vma vma, ulong start, ulong end)
     {
         ulong first = (start + Page.PmdSize - 1) & ~(Page.PmdSize - 1);
+        Errno lastFail = Errno.Ok;
         for (ulong block = first; block + Page.PmdSize <= end; block += Page.PmdSize)
         {
             ulong[]? pmdTable = Tables.PmdTable(block, allocate: false);
             if (pmdTable == null) continue;
             ref ulong pmd = ref pmdTable[PageTables.PmdIndex(block)];
             if (pmd == 0 || !PageTables.IsTable(pmd)) continue;   // nothing to collapse, or already huge
-            ulong[] ptes = Tables.TableOf(pmd);
-            bool suitable = true;
-            for (int i = 0; i < Page.PmdPages && suitable; i++)
-            {
-                var pte = new Pte(ptes[i]);
-                if (pte.Kind == PteKind.None) continue;
-                if (pte.Kind != PteKind.Present || pte.IsProtNone) { suitable = false; break; }
-                if (IsZeroPfn(pte.Pfn)) continue;
-                ulong head = Frames.FolioHead(pte.Pfn);
-                suitable = (Frames.Flags(head) & PageFlags.Anon) != 0 && Frames.MapCount(pte.Pfn) == 1 && Frames.PinCount(head) == 0
-                           && (head != pte.Pfn || Frames.RefCount(head) == 1);
-            }
-            if (!suitable) continue;
-            if (!Machine.Allocator.TryAllocate(Page.PmdOrder, out ulong huge))
-                throw Fail(Errno.ENOMEM, "no free 2 MiB frame to collapse into");
-            unsafe
-            {
-                for (int i = 0; i < Page.PmdPages; i++)
-                {
-                    var pte = new Pte(ptes[i]);
-                    ulong dst = huge + (ulong)i;
-                    if (pte.Kind == PteKind.None || IsZeroPfn(pte.Pfn)) Machine.Memory.Clear(dst);
-                    else Machine.CopyPages(dst, pte.Pfn, 0);
-                }
-            }
-            InitLargeAnon(huge, PrepareAnon(vma), vma.LinearIndex(block));
-            var hook = InvalidateStart(NotifyEvent.Clear, block, block + Page.PmdSize);
-            // collapse_huge_page swaps the table for the leaf under the page-table lock (and the
-            // anon_vma lock): an rmap walker of another mm re-walks to the slot under that lock.
-            PageTableLock.Lock();
+            var anon = PrepareAnon(vma);
+            anon.Rwsem.WriteLock();
             try
             {
-                for (int i = 0; i < Page.PmdPages; i++) ZapPte(ref ptes[i]);
-                Frames.EntireMapCount(huge) = 1;
-                ulong table = pmd;
-                Volatile.Write(ref pmd, Pte.Present(huge, writable: (vma.Flags & VmFlags.Write) != 0, dirty: true, huge: true).Raw);
-                Tables.FreeTable(table);
+                var refused = CollapseBlockLocked(vma, block, ref pmd);
+                if (refused != Errno.Ok) lastFail = refused;
             }
-            finally { PageTableLock.Unlock(); }
-            Interlocked.Add(ref _rssAnon, Page.PmdPages);
-            InvalidateEnd(hook, NotifyEvent.Clear, block, block + Page.PmdSize);
+            finally { anon.Rwsem.WriteUnlock(); }
         }
+        if (lastFail != Errno.Ok)
+            throw Fail(lastFail, $"MADV_COLLAPSE could not collapse every block of [0x{start:x}, 0x{end:x}) in {vma}: a block maps a ZONE_DEVICE page");
+    }
+
+    /// <summary>
+    /// collapse_huge_page for one block (caller holds the mmap lock and the anon_vma rwsem for
+    /// write). Returns <see cref="Errno.EINVAL"/> when a zone-device page refused the block
+    /// (SCAN_PAGE_NULL); Ok when the block was collapsed or skipped for a reason the simulator
+    /// does not report.
+    /// </summary>
+    private Errno CollapseBlockLocked(Vma vma, ulong block, ref ulong pmd)
+    {
+        ulong[] ptes = Tables.TableOf(pmd);
+        for (int i = 0; i < Page.PmdPages; i++)
+        {
+            var pte = new Pte(ptes[i]);
+            if (pte.Kind == PteKind.None) continue;
+            if (pte.Kind != PteKind.Present || pte.IsProtNone) return Errno.Ok;
+            if (IsZeroPfn(pte.Pfn)) continue;
+            ulong head = Frames.FolioHead(pte.Pfn);
+            if (Machine.IsDevicePage(head)) return Errno.EINVAL;   // SCAN_PAGE_NULL
+            if ((Frames.Flags(head) & PageFlags.Anon) == 0 || Frames.MapCount(pte.Pfn) != 1 || Frames.PinCount(head) != 0
+                || (head == pte.Pfn && Frames.RefCount(head) != 1)) return Errno.Ok;
+        }
+        if (!Machine.Allocator.TryAllocate(Page.PmdOrder, out ulong huge))
+            throw Fail(Errno.ENOMEM, "no free 2 MiB frame to collapse into");
+        Interleaving.TestHooks.Fire(Interleaving.TestHookPoint.CollapseCopying, this, block);
+        unsafe
+        {
+            for (int i = 0; i < Page.PmdPages; i++)
+            {
+                var pte = new Pte(ptes[i]);
+                ulong dst = huge + (ulong)i;
+                if (pte.Kind == PteKind.None || IsZeroPfn(pte.Pfn)) Machine.Memory.Clear(dst);
+                else Machine.CopyPages(dst, pte.Pfn, 0);
+            }
+        }
+        InitLargeAnon(huge, PrepareAnon(vma), vma.LinearIndex(block));
+        var hook = InvalidateStart(NotifyEvent.Clear, block, block + Page.PmdSize);
+        // collapse_huge_page swaps the table for the leaf under the page-table lock (and the
+        // anon_vma lock): an rmap walker of another mm re-walks to the slot under that lock.
+        PageTableLock.Lock();
+        try
+        {
+            for (int i = 0; i < Page.PmdPages; i++) ZapPte(ref ptes[i]);
+            Frames.EntireMapCount(huge) = 1;
+            ulong table = pmd;
+            Volatile.Write(ref pmd, Pte.Present(huge, writable: (vma.Flags & VmFlags.Write) != 0, dirty: true, huge: true).Raw);
+            Tables.FreeTable(table);
+        }
+        finally { PageTableLock.Unlock(); }
+        Interlocked.Add(ref _rssAnon, Page.PmdPages);
+        InvalidateEnd(hook, NotifyEvent.Clear, block, block + Page.PmdSize);
+        return Errno.Ok;
     }
 }

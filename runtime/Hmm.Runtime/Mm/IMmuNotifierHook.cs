@@ -19,6 +19,13 @@ internal interface IMmuNotifierHook
     /// <summary>invalidate_range_end: pairs with a successful start (NTF-R01).</summary>
     void InvalidateRangeEnd(in NotifierRange range);
 
+    /// <summary>
+    /// mmu_notifier_clear_flush_young: asks every whole-mm notifier whether a secondary MMU
+    /// accessed [start, end) since the last query, clearing its accessed state; true if any did.
+    /// Called by the rmap young walk (ptep_clear_flush_young_notify) under the page-table lock.
+    /// </summary>
+    bool ClearFlushYoung(ulong start, ulong end);
+
     /// <summary>mmu_notifier_release at exit: RELEASE over [0, ULONG_MAX) to every interval.</summary>
     void Release(AddressSpace mm);
 

@@ -38,23 +38,17 @@ public sealed partial class Machine
 
     private bool SplitLocked(AnonVma anon, ulong head, int callerRefs)
     {
-        var hits = Rmap.Scratch();
-        Rmap.Collect(this, anon, head, Page.PmdPages, PteKindSet.Of(PteKind.Present, PteKind.DevicePrivate, PteKind.DeviceExclusive), hits);
-        var pmdMappings = hits.ToArray();   // the invalidation callbacks below may walk again on this thread
-        foreach (var hit in pmdMappings)
-        {
-            if (hit.Huge) hit.Mm.SplitHugePmd(hit.Vma, hit.Address, notify: true);
-        }
-        if (Volatile.Read(ref Frames.EntireMapCount(head)) != 0) return false;
-        // can_split_folio: a cheap early refusal before anything is unmapped.
-        if (Volatile.Read(ref Frames.RefCount(head)) != MappedPages(head) + callerRefs) return false;
+        // can_split_folio: a cheap early refusal before anything changes. Every mapping holds one
+        // reference: one per PTE mapping of a subpage, one per PMD mapping of the whole folio.
+        if (Volatile.Read(ref Frames.RefCount(head)) != MappedPages(head) + Volatile.Read(ref Frames.EntireMapCount(head)) + callerRefs) return false;
 
         UnmapFolio(anon, head);
         TestHooks.Fire(TestHookPoint.FolioSplitUnmapped, this, head);
         // Every mapping is a migration entry now, so the caller's references are all that may
-        // remain. A mapping the walk missed (a fork copying one in meanwhile) holds a reference
+        // remain (a PMD mapping left would mean a VMA the walk did not visit: none can be linked
+        // under the rwsem held for write). A mapping the walk missed (a fork copying one in meanwhile) holds a reference
         // too, and so does a pin or a speculative get: any of them makes the freeze fail.
-        if (MappedPages(head) != 0 || Frames.PinCount(head) != 0 || !TryFreezeRefs(head, callerRefs))
+        if (Volatile.Read(ref Frames.EntireMapCount(head)) != 0 || MappedPages(head) != 0 || Frames.PinCount(head) != 0 || !TryFreezeRefs(head, callerRefs))
         {
             MigrationEntries.Remove(this, head, Page.PmdPages, head);   // remap_page
             return false;
@@ -100,51 +94,68 @@ public sealed partial class Machine
     }
 
     /// <summary>
-    /// unmap_folio (try_to_migrate with TTU_SPLIT_HUGE_PMD, PMDs already split): every PTE
-    /// mapping of the folio — present, device-private or device-exclusive — becomes a migration
-    /// entry, one CLEAR invalidation and one TLB flush per run of hits in a VMA. Each entry is
-    /// re-checked under the PTL (page_vma_mapped_walk).
+    /// unmap_folio (try_to_migrate with TTU_SPLIT_HUGE_PMD): VMA by VMA in link order, as
+    /// rmap_walk_anon visits them, every mapping of the folio in that VMA is handled before the
+    /// next VMA is looked at: a PMD mapping is split into PTEs, then every PTE mapping — present,
+    /// device-private or device-exclusive — becomes a migration entry, with one CLEAR invalidation
+    /// and one TLB flush per VMA. Each entry is re-checked under the PTL (page_vma_mapped_walk).
     /// </summary>
+    /// <remarks>
+    /// The per-VMA order matters for fork: dup_mmap links the child's VMA after the parent's and
+    /// then copies the parent's entries under the parent's page-table lock. A copy made while the
+    /// walk is at the parent (a PMD not yet split, or PTEs not yet converted) is in the child when
+    /// the walk gets there; a copy made after is of migration entries, which remap_page restores.
+    /// A walk that probed every VMA first missed the first kind and had to refuse the split.
+    /// </remarks>
     private void UnmapFolio(AnonVma anon, ulong head)
     {
-        var scratch = Rmap.Scratch();
-        Rmap.Collect(this, anon, head, Page.PmdPages, PteKindSet.Of(PteKind.Present, PteKind.DevicePrivate, PteKind.DeviceExclusive), scratch);
-        var hits = scratch.ToArray();   // the invalidation callbacks below may walk again on this thread
-        for (int h = 0; h < hits.Length;)
+        var kinds = PteKindSet.Of(PteKind.Present, PteKind.DevicePrivate, PteKind.DeviceExclusive);
+        var vmas = anon.Vmas;
+        for (int v = 0; v < vmas.Count; v++)
         {
-            var mm = hits[h].Mm;
-            var vma = hits[h].Vma;
-            int end = h;
-            ulong lo = ulong.MaxValue, hi = 0;
-            for (; end < hits.Length && hits[end].Mm == mm && hits[end].Vma == vma; end++)
+            var vma = vmas[v];
+            var scratch = Rmap.Scratch();
+            Rmap.CollectVma(this, anon, vma, head, Page.PmdPages, kinds, scratch);
+            if (scratch.Count == 0) continue;
+            var mm = scratch[0].Mm;
+            TestHooks.Fire(TestHookPoint.FolioSplitVisit, mm, scratch[0].Address);
+            // split_huge_pmd_locked for this VMA's PMD mappings, then look again: the split left PTEs.
+            bool anyHuge = false;
+            for (int h = 0; h < scratch.Count; h++) anyHuge |= scratch[h].Huge;
+            if (anyHuge)
             {
-                if (hits[end].Huge) continue;
-                lo = Math.Min(lo, hits[end].Address);
-                hi = Math.Max(hi, hits[end].Address + Page.Size);
+                var huge = scratch.ToArray();   // the invalidation callbacks below may walk again on this thread
+                foreach (var hit in huge)
+                    if (hit.Huge) hit.Mm.SplitHugePmd(hit.Vma, hit.Address, notify: true);
+                scratch = Rmap.Scratch();
+                Rmap.CollectVma(this, anon, vma, head, Page.PmdPages, kinds, scratch);
             }
-            if (lo < hi)
+            var hits = scratch.ToArray();   // the invalidation callbacks below may walk again on this thread
+            ulong lo = ulong.MaxValue, hi = 0;
+            foreach (var hit in hits)
             {
+                if (hit.Huge) continue;
+                lo = Math.Min(lo, hit.Address);
+                hi = Math.Max(hi, hit.Address + Page.Size);
+            }
+            if (lo >= hi) continue;
+            var hook = mm.InvalidateStart(NotifyEvent.Clear, lo, hi);
+            mm.PageTableLock.Lock();
+            try
+            {
+                foreach (var hit in hits)
                 {
-                    var hook = mm.InvalidateStart(NotifyEvent.Clear, lo, hi);
-                    mm.PageTableLock.Lock();
-                    try
-                    {
-                        for (int k = h; k < end; k++)
-                        {
-                            if (hits[k].Huge) continue;
-                            ref ulong slot = ref mm.SlotFor(hits[k].Address, huge: false);
-                            if (Unsafe.IsNullRef(ref slot)) continue;
-                            var e = new Pte(Volatile.Read(ref slot));
-                            if (e.Kind is PteKind.Present or PteKind.DevicePrivate or PteKind.DeviceExclusive && !e.IsHuge && e.Pfn - head < Page.PmdPages)
-                                MigrationEntries.ToMigrationEntry(this, mm, ref slot, huge: false);
-                        }
-                    }
-                    finally { mm.PageTableLock.Unlock(); }
-                    mm.Tlb.Flush();   // try_to_migrate_one: ptep_clear_flush
-                    mm.InvalidateEnd(hook, NotifyEvent.Clear, lo, hi);
+                    if (hit.Huge) continue;
+                    ref ulong slot = ref mm.SlotFor(hit.Address, huge: false);
+                    if (Unsafe.IsNullRef(ref slot)) continue;
+                    var e = new Pte(Volatile.Read(ref slot));
+                    if (e.Kind is PteKind.Present or PteKind.DevicePrivate or PteKind.DeviceExclusive && !e.IsHuge && e.Pfn - head < Page.PmdPages)
+                        MigrationEntries.ToMigrationEntry(this, mm, ref slot, huge: false);
                 }
             }
-            h = end;
+            finally { mm.PageTableLock.Unlock(); }
+            mm.Tlb.Flush();   // try_to_migrate_one: ptep_clear_flush
+            mm.InvalidateEnd(hook, NotifyEvent.Clear, lo, hi);
         }
     }
 }

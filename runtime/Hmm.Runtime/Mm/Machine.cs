@@ -245,7 +245,7 @@ public sealed unsafe partial class Machine : IDisposable
             Interleaving.TestHooks.Fire(Interleaving.TestHookPoint.DeviceFolioFreeing, this, head);
             // free_zone_device_folio: the page goes back to its driver, which may reuse it only now
             // (MIG-R10). Its pgmap reference, dropped at the very end, keeps the memmap online meanwhile.
-            flags &= ~(PageFlags.Anon | PageFlags.Dirty | PageFlags.AnonExclusive | PageFlags.LazyFree);
+            flags &= ~(PageFlags.Anon | PageFlags.Dirty | PageFlags.AnonExclusive | PageFlags.LazyFree | PageFlags.Referenced);
             Frames.Owner(head) = 0;
             DeviceMemory!.PageFree(head);
             return;

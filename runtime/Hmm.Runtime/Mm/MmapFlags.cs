@@ -59,6 +59,10 @@ public enum Advice
     DontNeed = 4,
     /// <summary>MADV_FREE: the pages may be reclaimed lazily; contents stay until then.</summary>
     Free = 8,
+    /// <summary>MADV_COLD: deactivate the pages (make them old) so reclaim takes them first.</summary>
+    Cold = 20,
+    /// <summary>MADV_PAGEOUT: reclaim the pages now (the simulated machine has no swap device).</summary>
+    PageOut = 21,
     /// <summary>MADV_HUGEPAGE: allow transparent huge pages.</summary>
     HugePage = 14,
     /// <summary>MADV_NOHUGEPAGE: forbid transparent huge pages.</summary>

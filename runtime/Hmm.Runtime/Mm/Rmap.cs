@@ -3,10 +3,10 @@ using Hmm.Runtime.Memory;
 namespace Hmm.Runtime.Mm;
 
 /// <summary>One page-table entry found by a reverse-map walk.</summary>
-/// <remarks><paramref name="Tag"/>: the index of the query in a <see cref="Rmap.CollectLineage"/> call (0 otherwise).</remarks>
+/// <remarks><paramref name="Tag"/>: the index of the query in a multi-query <see cref="Rmap.CollectVma(PageFrames, AnonVma, Vma, ReadOnlySpan{RmapQuery}, int, int, PteKindSet, List{RmapHit})"/> call (0 otherwise).</remarks>
 internal readonly record struct RmapHit(AddressSpace Mm, Vma Vma, ulong Address, bool Huge, int Tag = 0);
 
-/// <summary>One query of <see cref="Rmap.CollectLineage"/>: pages [FirstPfn, +Pages).</summary>
+/// <summary>One query of a multi-query rmap walk: pages [FirstPfn, +Pages).</summary>
 internal readonly record struct RmapQuery(ulong FirstPfn, int Pages);
 
 /// <summary>
@@ -58,39 +58,13 @@ internal static class Rmap
     }
 
     /// <summary>
-    /// Adds to <paramref name="hits"/> every entry whose kind is in <paramref name="kinds"/> and that
-    /// references pages [<paramref name="firstPfn"/>, +<paramref name="pages"/>): a PTE mapping
-    /// one of them, or (when the query covers a whole 2 MiB folio) a PMD leaf mapping it. The
-    /// caller holds <paramref name="anon"/>'s rwsem (<see cref="LockAnon"/>).
-    /// </summary>
-    public static void Collect(Machine machine, AnonVma anon, ulong firstPfn, int pages, PteKindSet kinds, List<RmapHit> hits)
-        => CollectLineage(machine.Frames, anon, [new RmapQuery(firstPfn, pages)], 0, 1, kinds, hits);
-
-    /// <summary>
-    /// <see cref="Collect"/> for queries [<paramref name="from"/>, <paramref name="to"/>) of
-    /// <paramref name="queries"/>, all of pages of <paramref name="anon"/>'s lineage (each hit tagged
-    /// with its query's index): one pass over the lineage's VMAs serves them all. Hits come grouped
-    /// by VMA, in link order, then by query. The caller holds the rwsem.
-    /// </summary>
-    /// <remarks>
-    /// Only for a walk that cannot miss an entry copied in meanwhile: one that holds the rwsem for
-    /// write and checks afterwards that nothing else maps the folio (the THP split). A walk that
-    /// changes what it finds visits the VMAs one by one with <see cref="CollectVma(PageFrames, AnonVma, Vma, ReadOnlySpan{RmapQuery}, int, int, PteKindSet, List{RmapHit})"/>.
-    /// </remarks>
-    public static void CollectLineage(PageFrames frames, AnonVma anon, ReadOnlySpan<RmapQuery> queries, int from, int to, PteKindSet kinds, List<RmapHit> hits)
-    {
-        if (!anon.Rwsem.IsLocked)
-            throw new KernelBugException("MM-R04", $"rmap walk of anon_vma {anon.Id} without its rwsem");
-        var vmas = anon.Vmas;
-        for (int v = 0; v < vmas.Count; v++) CollectVma(frames, anon, vmas[v], queries, from, to, kinds, hits);
-    }
-
-    /// <summary>
     /// One step of rmap_walk_anon: adds the hits of VMA <paramref name="vma"/> of
     /// <paramref name="anon"/>'s lineage for queries [<paramref name="from"/>, <paramref name="to"/>).
     /// The caller holds the rwsem.
     /// </summary>
     /// <remarks>
+    /// There is deliberately no "probe every VMA first" helper: the last user, the THP split,
+    /// now goes VMA by VMA too (<see cref="Machine.TrySplitFolio"/>).
     /// A walk that changes entries must handle each VMA's hits (under that mm's page-table lock)
     /// before it looks at the next VMA (<c>for (v...) { CollectVma; change the hits }</c>), as
     /// rmap_walk_anon calls rmap_one per VMA: fork links the child's VMA after its parent's and

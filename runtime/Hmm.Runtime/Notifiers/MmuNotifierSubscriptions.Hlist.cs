@@ -304,6 +304,8 @@ internal sealed partial class MmuNotifierSubscriptions
     /// <summary>mmu_notifier_clear_flush_young: OR of every notifier's answer for [start, end).</summary>
     internal bool ClearFlushYoung(ulong start, ulong end) => QueryYoung(MmuNotifierCallbacks.ClearFlushYoung, start, end, stopAtFirst: false);
 
+    bool IMmuNotifierHook.ClearFlushYoung(ulong start, ulong end) => ClearFlushYoung(start, end);
+
     /// <summary>mmu_notifier_clear_young: OR of every notifier's answer for [start, end).</summary>
     internal bool ClearYoung(ulong start, ulong end) => QueryYoung(MmuNotifierCallbacks.ClearYoung, start, end, stopAtFirst: false);
 

@@ -482,6 +482,63 @@ public sealed class MmuNotifierTests
         _machine.CheckInvariants();
     }
 
+    /// <summary>
+    /// exit_mmap calls mmu_notifier_release before it takes the mmap lock (mm/mmap.c): a
+    /// release that takes the lock itself, as a KVM-like secondary MMU may to walk the VMAs it
+    /// still mirrors, neither deadlocks nor finds the lock held. The exit's later UNMAP is the
+    /// contrast: it runs under the lock, which an interval notifier still inserted observes.
+    /// </summary>
+    [Test]
+    public void Exit_ReleaseRunsBeforeTheMmapLockIsTaken_ReleaseMayTakeItForRead_UnmapRunsUnderIt()
+    {
+        ulong addr = MapAndTouch(2);
+        bool? lockedInRelease = null;
+        int vmasSeenUnderReadLock = -1;
+        var ops = new RecordingMmuNotifierOps();
+        ops.OnRelease = _ =>
+        {
+            lockedInRelease = _mm.MmapLock.IsLocked;
+            // Only take it when free: on a runtime that still held the write lock here this
+            // would self-deadlock instead of failing the assertion below.
+            if (lockedInRelease == true) return;
+            _mm.MmapLock.ReadLock();
+            try { vmasSeenUnderReadLock = _mm.FindVma(addr) is null ? 0 : _mm.Vmas.Count; }
+            finally { _mm.MmapLock.ReadUnlock(); }
+        };
+        var n = new MmuNotifier(ops);
+        Assert.That(n.Register(_mm), Is.EqualTo(Errno.Ok));
+        var interval = new LockObservingIntervalOps(_mm);
+        var itn = new IntervalNotifier(interval);
+        Assert.That(itn.Insert(_mm, addr, 2 * Page), Is.EqualTo(Errno.Ok));
+        var subs = Subs;
+
+        _process.Exit();
+
+        Assert.That(lockedInRelease, Is.False, "mmu_notifier_release runs before exit_mmap takes the mmap lock");
+        Assert.That(vmasSeenUnderReadLock, Is.EqualTo(1), "the release could take the mmap lock for read and still saw the mapping");
+        Assert.That(interval.Seen, Is.EqualTo(new[] { (NotifyEvent.Release, false), (NotifyEvent.Unmap, true) }),
+            "the interval RELEASE comes without the lock, exit's UNMAP of the VMAs under it");
+        Assert.That(_mm.IsTornDown, Is.True);
+        itn.Remove();
+        n.Unregister(_mm);
+        MmuNotifier.Synchronize(_machine);
+        subs.CheckInvariants();
+        _machine.CheckInvariants();
+    }
+
+    /// <summary>Records each invalidation's event and whether the mm's mmap lock was held during it.</summary>
+    private sealed class LockObservingIntervalOps(AddressSpace mm) : IIntervalNotifierOps
+    {
+        public readonly List<(NotifyEvent Event, bool Locked)> Seen = [];
+
+        public bool Invalidate(IntervalNotifier notifier, in NotifierRange range, ulong curSeq)
+        {
+            Seen.Add((range.Event, mm.MmapLock.IsLocked));
+            notifier.SetSeq(curSeq);
+            return true;
+        }
+    }
+
     [Test]
     public void PutInsideRelease_IsAllowed_FreeRunsAfterReleaseReturned()
     {
