@@ -90,6 +90,7 @@ private readonly global::Hmm.Runtime.Locking.KernelMutex __hmmUpdateLock = new("
     /// </summary>
     [global::System.CodeDom.Compiler.GeneratedCode("Hmm.Generators", "1.0.0")]
     [global::Hmm.Dsl.MayBlock]
+    [global::Hmm.Dsl.InsertsNotifier]
     public global::Hmm.Runtime.Errno Attach(global::Hmm.Runtime.Devices.SimDevice device, global::Hmm.Runtime.Mm.Process process)
     {
         global::System.ArgumentNullException.ThrowIfNull(device);
@@ -119,6 +120,7 @@ private readonly global::Hmm.Runtime.Locking.KernelMutex __hmmUpdateLock = new("
     [global::System.CodeDom.Compiler.GeneratedCode("Hmm.Generators", "1.0.0")]
     [global::Hmm.Dsl.MayBlock]
     [global::Hmm.Dsl.Excludes("__hmmUpdateLock")]
+    [global::Hmm.Dsl.RemovesNotifier]
     public void Detach()
     {
         var notifier = global::System.Threading.Interlocked.Exchange(ref __hmmNotifier, null);
