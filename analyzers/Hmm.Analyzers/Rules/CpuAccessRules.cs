@@ -31,8 +31,8 @@ internal static class CpuAccessRules
     public static void Register(CompilationStartAnalysisContext start)
     {
         var compilation = start.Compilation;
-        if (compilation.GetTypeByMetadataName(DevicePageRules.DevicePrivatePfn) is not { } privateAttr
-            || compilation.GetTypeByMetadataName(DevicePageRules.CpuAccess) is not { } cpuAttr) return;
+        if (RuntimeTypes.Of(compilation).Get(DevicePageRules.DevicePrivatePfn) is not { } privateAttr
+            || RuntimeTypes.Of(compilation).Get(DevicePageRules.CpuAccess) is not { } cpuAttr) return;
         // (method, parameter) pairs whose value reaches a CPU access, directly or through further helpers.
         var sinks = new ConcurrentDictionary<(IMethodSymbol, string), string>();
         var forwards = new ConcurrentBag<(IMethodSymbol From, string FromParam, IMethodSymbol To, string ToParam)>();
