@@ -2,6 +2,9 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
 using BenchmarkDotNet.Attributes;
+using BenchmarkDotNet.Configs;
+using BenchmarkDotNet.Jobs;
+using BenchmarkDotNet.Toolchains.InProcess.Emit;
 
 namespace Hmm.Benchmarks;
 
@@ -34,10 +37,51 @@ namespace Hmm.Benchmarks;
 /// (user + system, ms) and prints it; BenchmarkDotNet's allocation column counts this process only, not
 /// the child's. <c>HMM_ANALYZER_DLL</c> replaces Hmm.Analyzers.dll, as in <see cref="AnalyzerCorpus.Analyzer"/>.
 /// </para>
+/// <para>
+/// One op is 40 s to several minutes, longer than BenchmarkDotNet's in-process timeout, so the class brings
+/// its own job (in process, 1 warm-up, 5 iterations, a 3-hour timeout): run it with <c>--filter '*CommandLineBuild*'</c>
+/// and no <c>--inProcess</c>/<c>--job</c>. On a loaded host, <c>--csc-build [rounds]</c> runs the same two
+/// builds alternately instead and compares csc's CPU time, which the load inflates far less than wall time.
+/// </para>
 /// </remarks>
 [MemoryDiagnoser]
+[Config(typeof(LongBuildConfig))]
 public class CommandLineBuildBenchmarks
 {
+    /// <summary>In process, with a timeout a whole csc run fits in many times over.</summary>
+    private sealed class LongBuildConfig : ManualConfig
+    {
+        public LongBuildConfig() => AddJob(Job.Default.WithToolchain(new InProcessEmitToolchain(TimeSpan.FromHours(3), logOutput: true))
+            .WithLaunchCount(1).WithWarmupCount(1).WithIterationCount(5));
+    }
+
+    /// <summary>
+    /// <c>--csc-build [rounds]</c>: the off and on builds alternately, <paramref name="rounds"/> times each, with csc's
+    /// CPU and wall time per build and the on/off ratios of their sums (the first round included: every csc run is
+    /// a fresh process, there is nothing to warm but the file cache).
+    /// </summary>
+    public static void RunAlternating(int rounds)
+    {
+        var bench = new CommandLineBuildBenchmarks();
+        bench.Setup();
+        try
+        {
+            double offCpu = 0, onCpu = 0, offWall = 0, onWall = 0;
+            for (int r = 0; r < rounds; r++)
+            {
+                var off = bench.Compile("off");
+                var on = bench.Compile("on");
+                offCpu += off.Cpu; onCpu += on.Cpu; offWall += off.Wall; onWall += on.Wall;
+                Console.WriteLine($"round {r}: cpu on/off {on.Cpu / off.Cpu:F2}, wall on/off {on.Wall / off.Wall:F2}");
+            }
+            Console.WriteLine($"{rounds} rounds: csc cpu on {onCpu / rounds:F0} ms / off {offCpu / rounds:F0} ms = {onCpu / offCpu:F2}; wall on {onWall / rounds:F0} ms / off {offWall / rounds:F0} ms = {onWall / offWall:F2}");
+        }
+        finally
+        {
+            bench.Cleanup();
+        }
+    }
+
     private string _dir = null!;
     private string _dotnet = null!;
     private string _csc = null!;
@@ -79,13 +123,13 @@ public class CommandLineBuildBenchmarks
 
     /// <summary>csc with the DSL generator only.</summary>
     [Benchmark(Baseline = true)]
-    public double CscAnalyzersOff() => Compile("off");
+    public double CscAnalyzersOff() => Compile("off").Cpu;
 
     /// <summary>The same csc run with Hmm.Analyzers.dll attached.</summary>
     [Benchmark]
-    public double CscAnalyzersOn() => Compile("on");
+    public double CscAnalyzersOn() => Compile("on").Cpu;
 
-    private double Compile(string side)
+    private (double Cpu, double Wall) Compile(string side)
     {
         var start = new ProcessStartInfo(_dotnet) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = _dir };
         start.ArgumentList.Add("exec");
@@ -105,7 +149,7 @@ public class CommandLineBuildBenchmarks
         // The child's CPU: the process is reaped by now, so it is in this process's RUSAGE_CHILDREN (Linux; NaN elsewhere).
         double cpu = ChildrenCpuMilliseconds() - cpu0;
         Console.WriteLine($"// csc {side}: cpu {cpu:F0} ms, wall {wall.Elapsed.TotalMilliseconds:F0} ms");
-        return cpu;
+        return (cpu, wall.Elapsed.TotalMilliseconds);
     }
 
     /// <summary>User + system CPU of this process's reaped children (getrusage(RUSAGE_CHILDREN)), ms; NaN off Linux.</summary>
