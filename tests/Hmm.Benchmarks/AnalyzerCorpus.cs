@@ -1,9 +1,11 @@
 using System.Collections.Immutable;
 using System.Reflection;
 using System.Runtime.CompilerServices;
+using System.Text;
 using Microsoft.CodeAnalysis;
 using Microsoft.CodeAnalysis.CSharp;
 using Microsoft.CodeAnalysis.Diagnostics;
+using Microsoft.CodeAnalysis.Text;
 
 namespace Hmm.Benchmarks;
 
@@ -56,7 +58,8 @@ internal sealed class AnalyzerCorpus
         {
             string text = Usings + "namespace Corpus" + copy + ";\n" + string.Join("\n", drivers);
             lines += text.Count(c => c == '\n');
-            trees.Add(CSharpSyntaxTree.ParseText(text, options, path: "corpus" + copy + ".cs"));
+            // With its encoding, as csc reads a file: Emit with a portable PDB needs it (CS8055 otherwise).
+            trees.Add(CSharpSyntaxTree.ParseText(SourceText.From(text, Encoding.UTF8), options, path: "corpus" + copy + ".cs"));
         }
         ImmutableArray<MetadataReference> references = [.. Basic.Reference.Assemblies.Net100.References.All,
             MetadataReference.CreateFromFile(typeof(Hmm.Runtime.Mm.Machine).Assembly.Location)];
@@ -65,9 +68,14 @@ internal sealed class AnalyzerCorpus
         return new AnalyzerCorpus(trees.ToImmutable(), references, generator.AsSourceGenerator(), options, lines);
     }
 
-    /// <summary>A new compilation of the corpus (nothing bound yet), before the generator.</summary>
+    /// <summary>
+    /// A new compilation of the corpus (nothing bound yet), before the generator. Nullable enabled, as the
+    /// repository's projects; <c>HMM_CORPUS_NULLABLE=0</c> disables it (a probe: how much of what operation
+    /// trees cost is the nullable analysis the semantic model runs for the bodies it builds them from).
+    /// </summary>
     public CSharpCompilation Fresh() => CSharpCompilation.Create("corpus", Trees, References,
-        new CSharpCompilationOptions(OutputKind.DynamicallyLinkedLibrary, nullableContextOptions: NullableContextOptions.Enable));
+        new CSharpCompilationOptions(OutputKind.DynamicallyLinkedLibrary,
+            nullableContextOptions: Environment.GetEnvironmentVariable("HMM_CORPUS_NULLABLE") == "0" ? NullableContextOptions.Disable : NullableContextOptions.Enable));
 
     /// <summary>A new compilation with the DSL generator run on it, as a build does before binding.</summary>
     public Compilation Generated()
@@ -92,6 +100,6 @@ internal sealed class AnalyzerCorpus
         protected override Assembly? Load(AssemblyName name) => null;
     }
 
-    private static string GeneratorPath([CallerFilePath] string here = "")
+    internal static string GeneratorPath([CallerFilePath] string here = "")
         => Path.GetFullPath(Path.Combine(Path.GetDirectoryName(here)!, "../../generators/Hmm.Generators/bin/Release/netstandard2.0/Hmm.Generators.dll"));
 }

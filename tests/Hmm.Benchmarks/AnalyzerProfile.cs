@@ -53,6 +53,7 @@ internal static class AnalyzerProfile
             }
         var analyzer = AnalyzerCorpus.Analyzer();
         Console.WriteLine("analyzer: " + analyzer.GetType().Assembly.Location);
+        if (Environment.GetEnvironmentVariable("HMM_PROFILE_EMIT") == "1") EmitProbe(corpus, analyzer);
         double off = 0, on = 0, exec = 0;
         int diagnostics = 0;
         for (int r = 0; r < rounds; r++)
@@ -102,6 +103,45 @@ internal static class AnalyzerProfile
         }
         foreach (var kv in timing.OrderByDescending(kv => kv.Value))
             Console.WriteLine($"  {kv.Value / 1e6,9:F1} ms cpu  {TimedAnalyzer.Allocs.GetValueOrDefault(kv.Key) / 1e6,8:F1} MB  {counts[kv.Key],8} calls  {kv.Key}");
+    }
+
+    /// <summary>
+    /// HMM_PROFILE_EMIT=1: can a host attach analyzers to Emit through the public API, as csc attaches them
+    /// (one binding feeding both)? Emits <c>cwa.Compilation</c> (the compilation carrying the analyzers' event
+    /// queue), then asks <c>cwa.GetAnalyzerDiagnosticsAsync()</c>; if the second step allocates as much as a
+    /// bind of its own, the analyzers did not consume the emit's events but bound a fork again.
+    /// </summary>
+    private static void EmitProbe(AnalyzerCorpus corpus, DiagnosticAnalyzer analyzer)
+    {
+        for (int r = 0; r < 2; r++)
+        {
+            var (emitBytes, emitCpu) = Measure(() => Emit(corpus.Generated()));
+            var (bindBytes, bindCpu) = Measure(() => corpus.Generated().GetDiagnostics());
+            var cwa = corpus.Generated().WithAnalyzers([analyzer]);
+            var (cwaEmitBytes, cwaEmitCpu) = Measure(() => Emit(cwa.Compilation));
+            var (afterBytes, afterCpu) = Measure(() => cwa.GetAnalyzerDiagnosticsAsync().GetAwaiter().GetResult());
+            var (aloneBytes, aloneCpu) = Measure(() => corpus.Generated().WithAnalyzers([analyzer]).GetAnalyzerDiagnosticsAsync().GetAwaiter().GetResult());
+            Console.WriteLine($"emit probe {r}: Emit {emitBytes / 1e6:F0} MB {emitCpu:F0} ms cpu; bind-only GetDiagnostics {bindBytes / 1e6:F0} MB {bindCpu:F0} ms; "
+                + $"cwa.Compilation.Emit {cwaEmitBytes / 1e6:F0} MB {cwaEmitCpu:F0} ms, then cwa.GetAnalyzerDiagnosticsAsync {afterBytes / 1e6:F0} MB {afterCpu:F0} ms; "
+                + $"GetAnalyzerDiagnosticsAsync on a fresh compilation {aloneBytes / 1e6:F0} MB {aloneCpu:F0} ms");
+        }
+
+        static void Emit(Compilation c)
+        {
+            using var pe = new MemoryStream();
+            using var pdb = new MemoryStream();
+            var result = c.Emit(pe, pdb, options: new Microsoft.CodeAnalysis.Emit.EmitOptions(debugInformationFormat: Microsoft.CodeAnalysis.Emit.DebugInformationFormat.PortablePdb));
+            if (!result.Success) throw new InvalidOperationException("emit failed: " + result.Diagnostics.First(d => d.Severity == DiagnosticSeverity.Error));
+        }
+
+        static (long Bytes, double Cpu) Measure(Action action)
+        {
+            double c0 = ProcessCpu();
+            long b0 = GC.GetTotalAllocatedBytes(true);
+            action();
+            long b1 = GC.GetTotalAllocatedBytes(true);
+            return (b1 - b0, ProcessCpu() - c0);
+        }
     }
 
     private static double ProcessCpu()

@@ -6,10 +6,14 @@ namespace Hmm.Benchmarks;
 public static class Program
 {
     /// <summary>Runs the benchmarks selected on the command line (BenchmarkSwitcher syntax).</summary>
-    /// <remarks><c>--analyzer-profile [rounds]</c> instead prints where the analyzer's time goes on the synthetic corpus.</remarks>
+    /// <remarks>
+    /// <c>--analyzer-profile [rounds]</c> instead prints where the analyzer's time goes on the synthetic corpus;
+    /// <c>--csc-build [rounds]</c> runs the command-line build pair alternately (see <see cref="CommandLineBuildBenchmarks"/>).
+    /// </remarks>
     public static void Main(string[] args)
     {
         if (args.Length > 0 && args[0] == "--analyzer-profile") AnalyzerProfile.Run(args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 3);
+        else if (args.Length > 0 && args[0] == "--csc-build") CommandLineBuildBenchmarks.RunAlternating(args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 3);
         else BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
     }
 }

@@ -30,7 +30,7 @@ public sealed class DriverShapeAnalyzer : DiagnosticAnalyzer
         context.RegisterCompilationStartAction(start =>
         {
             // Nothing to check in a compilation that does not see the DSL.
-            var driverAttribute = start.Compilation.GetTypeByMetadataName(DslNames.HmmDriverAttribute);
+            var driverAttribute = Hmm.Analyzers.Flow.RuntimeTypes.Of(start.Compilation).Get(DslNames.HmmDriverAttribute);
             if (driverAttribute == null) return;
             var names = new DslTypes(start.Compilation, driverAttribute);
             start.RegisterSymbolAction(c => AnalyzeType(c, names), SymbolKind.NamedType);
@@ -40,10 +40,10 @@ public sealed class DriverShapeAnalyzer : DiagnosticAnalyzer
     private sealed class DslTypes(Compilation compilation, INamedTypeSymbol driver)
     {
         public INamedTypeSymbol Driver { get; } = driver;
-        public INamedTypeSymbol? DeviceMemory { get; } = compilation.GetTypeByMetadataName(DslNames.DeviceMemoryAttribute);
-        public INamedTypeSymbol? FaultBuffer { get; } = compilation.GetTypeByMetadataName(DslNames.FaultBufferAttribute);
-        public INamedTypeSymbol? Exporter { get; } = compilation.GetTypeByMetadataName(DslNames.P2pExporterAttribute);
-        public INamedTypeSymbol? Importer { get; } = compilation.GetTypeByMetadataName(DslNames.P2pImporterAttribute);
+        public INamedTypeSymbol? DeviceMemory { get; } = Hmm.Analyzers.Flow.RuntimeTypes.Of(compilation).Get(DslNames.DeviceMemoryAttribute);
+        public INamedTypeSymbol? FaultBuffer { get; } = Hmm.Analyzers.Flow.RuntimeTypes.Of(compilation).Get(DslNames.FaultBufferAttribute);
+        public INamedTypeSymbol? Exporter { get; } = Hmm.Analyzers.Flow.RuntimeTypes.Of(compilation).Get(DslNames.P2pExporterAttribute);
+        public INamedTypeSymbol? Importer { get; } = Hmm.Analyzers.Flow.RuntimeTypes.Of(compilation).Get(DslNames.P2pImporterAttribute);
     }
 
     private static void AnalyzeType(SymbolAnalysisContext context, DslTypes dsl)

@@ -108,10 +108,10 @@ internal static class CopyExposure
     public static void Register(CompilationStartAnalysisContext start, ContractSet contracts)
     {
         var compilation = start.Compilation;
-        if (compilation.GetTypeByMetadataName(DevicePageRules.DestinationPfn) is not { } destination
-            || compilation.GetTypeByMetadataName(DevicePageRules.CopyMayFail) is not { } mayFail
-            || compilation.GetTypeByMetadataName(DevicePageRules.CommitsDestinations) is not { } commits) return;
-        var pageInit = compilation.GetTypeByMetadataName(DevicePageRules.PageInit);
+        if (RuntimeTypes.Of(compilation).Get(DevicePageRules.DestinationPfn) is not { } destination
+            || RuntimeTypes.Of(compilation).Get(DevicePageRules.CopyMayFail) is not { } mayFail
+            || RuntimeTypes.Of(compilation).Get(DevicePageRules.CommitsDestinations) is not { } commits) return;
+        var pageInit = RuntimeTypes.Of(compilation).Get(DevicePageRules.PageInit);
         bool IsPageInit(IParameterSymbol? p)
         {
             if (p == null || pageInit == null) return false;

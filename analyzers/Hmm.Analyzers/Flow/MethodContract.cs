@@ -103,8 +103,9 @@ internal sealed class ContractSet
     private ContractSet(Compilation compilation)
     {
         Compilation = compilation;
+        var runtime = RuntimeTypes.Of(compilation);
         foreach (var name in KnownNames.AllRuntimeTypes)
-            if (compilation.GetTypeByMetadataName(name) is { } t) _types[name] = t;
+            if (runtime.Get(name) is { } t) _types[name] = t;
     }
 
     public Compilation Compilation { get; }

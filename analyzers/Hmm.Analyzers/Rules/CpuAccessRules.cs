@@ -37,14 +37,14 @@ internal static class CpuAccessRules
     public static void Register(CompilationStartAnalysisContext start)
     {
         var compilation = start.Compilation;
-        if (compilation.GetTypeByMetadataName(DevicePageRules.DevicePrivatePfn) is not { } privateAttr
-            || compilation.GetTypeByMetadataName(DevicePageRules.CpuAccess) is not { } cpuAttr) return;
+        if (RuntimeTypes.Of(compilation).Get(DevicePageRules.DevicePrivatePfn) is not { } privateAttr
+            || RuntimeTypes.Of(compilation).Get(DevicePageRules.CpuAccess) is not { } cpuAttr) return;
         // (method, parameter) pairs whose value reaches a CPU access, directly or through further helpers.
         var sinks = new ConcurrentDictionary<(IMethodSymbol, string), string>();
         var forwards = new ConcurrentBag<(IMethodSymbol From, string FromParam, IMethodSymbol To, string ToParam)>();
         var passes = new ConcurrentBag<Pass>();
         var flows = new Flows(sinks, forwards, passes);
-        var migrateVma = compilation.GetTypeByMetadataName(MigrateVmaType);
+        var migrateVma = RuntimeTypes.Of(compilation).Get(MigrateVmaType);
         start.RegisterOperationBlockAction(b =>
         {
             if (b.OwningSymbol is not IMethodSymbol method) return;

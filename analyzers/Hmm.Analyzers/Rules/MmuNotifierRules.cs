@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using Hmm.Analyzers.Flow;
 using Microsoft.CodeAnalysis;
 using Microsoft.CodeAnalysis.Diagnostics;
 using Microsoft.CodeAnalysis.FlowAnalysis;
@@ -66,13 +67,13 @@ internal static class MmuNotifierRules
     public static void Register(CompilationStartAnalysisContext start)
     {
         var compilation = start.Compilation;
-        if (compilation.GetTypeByMetadataName(DrainsDeferredFrees) is not { } drainsAttr
-            || compilation.GetTypeByMetadataName(NotifierLifetime) is not { } lifetimeAttr
-            || compilation.GetTypeByMetadataName(KnownNames.AcquiresReference) is not { } acquiresAttr
-            || compilation.GetTypeByMetadataName(KnownNames.ReleasesReference) is not { } releasesAttr) return;
-        var moduleExitAttr = compilation.GetTypeByMetadataName(ModuleExit);
+        if (RuntimeTypes.Of(compilation).Get(DrainsDeferredFrees) is not { } drainsAttr
+            || RuntimeTypes.Of(compilation).Get(NotifierLifetime) is not { } lifetimeAttr
+            || RuntimeTypes.Of(compilation).Get(KnownNames.AcquiresReference) is not { } acquiresAttr
+            || RuntimeTypes.Of(compilation).Get(KnownNames.ReleasesReference) is not { } releasesAttr) return;
+        var moduleExitAttr = RuntimeTypes.Of(compilation).Get(ModuleExit);
         var calls = new ConcurrentBag<CallSite>();
-        var notifierType = compilation.GetTypeByMetadataName(MmuNotifier);
+        var notifierType = RuntimeTypes.Of(compilation).Get(MmuNotifier);
         var useAfterPut = new MmuNotifierUseAfterPut(releasesAttr, notifierType);
         var dsl = drainsAttr.ContainingNamespace;
         start.RegisterOperationBlockAction(b =>

@@ -69,7 +69,7 @@ internal static class NotifierFieldRules
     public static void Register(CompilationStartAnalysisContext start, ContractSet contracts)
     {
         if (contracts.Type(KnownNames.IntervalNotifier) is not { } notifierType) return;
-        if (start.Compilation.GetTypeByMetadataName("Hmm.Runtime.Notifiers.IIntervalNotifierOps")?.GetMembers("Invalidate").FirstOrDefault() is not IMethodSymbol invalidate) return;
+        if (RuntimeTypes.Of(start.Compilation).Get("Hmm.Runtime.Notifiers.IIntervalNotifierOps")?.GetMembers("Invalidate").FirstOrDefault() is not IMethodSymbol invalidate) return;
         var bodies = new ConcurrentBag<Body>();
         var creations = new ConcurrentBag<(ISymbol Target, ITypeSymbol Ops)>();
         var initialised = new ConcurrentDictionary<ISymbol, bool>(SymbolEqualityComparer.Default);

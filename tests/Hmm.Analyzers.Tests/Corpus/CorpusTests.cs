@@ -68,7 +68,9 @@ public sealed class CorpusTests
         Assert.That(generatorDiagnostics, Is.Empty, string.Join("\n", generatorDiagnostics));
         var errors = compilation.GetDiagnostics().Where(d => d.Severity == DiagnosticSeverity.Error).ToList();
         Assert.That(errors, Is.Empty, string.Join("\n", errors));
-        var all = await compilation.WithAnalyzers([new HmmFlowAnalyzer()]).GetAnalyzerDiagnosticsAsync();
+        // Both analyzers a build attaches: a corpus driver must also have the DSL's shape (HMM0xxx), or the
+        // generator silently leaves its callback out and a build of the corpus reports it.
+        var all = await compilation.WithAnalyzers([new HmmFlowAnalyzer(), new Hmm.Analyzers.DriverShape.DriverShapeAnalyzer()]).GetAnalyzerDiagnosticsAsync();
         return [.. all.Where(d => d.Id.StartsWith("HMM", StringComparison.Ordinal)).OrderBy(d => d.Location.SourceSpan.Start)];
     }
 }

@@ -7,7 +7,7 @@ public partial class DslAllocUnderUpdate
     private readonly DevicePageTable _pt = new();
     private ulong _scratch;
     [OnInvalidate]
-    bool Invalidate(in NotifierRange range) { _pt.Clear(range.Start, range.End); return true; }
+    void Invalidate(in NotifierRange range) => _pt.Clear(range.Start, range.End);
     private bool EnsureScratch() => _scratch != 0 || SystemPages.TryAllocateKernelPage(_machine, out _scratch);
     public bool Bind(ulong va)
     {

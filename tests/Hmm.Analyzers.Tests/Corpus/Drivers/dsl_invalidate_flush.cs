@@ -9,13 +9,14 @@ public partial class DslInvalidateFlush
     private readonly KernelMutex _engine = new("engine");
     private void FlushEngine() { _engine.Lock(); _engine.Unlock(); }
     [OnInvalidate]
-    bool Invalidate(in NotifierRange range)
+    void Invalidate(in NotifierRange range)
     {
+        // The DSL callback cannot refuse (void): a non-blockable range skips the flush instead.
 #if FIXED
-        if (!range.Blockable) return false;
-#endif
+        if (range.Blockable) FlushEngine();
+#else
         FlushEngine();
+#endif
         _pt.Clear(range.Start, range.End);
-        return true;
     }
 }

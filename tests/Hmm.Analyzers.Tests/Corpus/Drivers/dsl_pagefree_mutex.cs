@@ -1,5 +1,6 @@
 // HMM1024: returns device pages to a mutex-protected free list from page_free
 [HmmDriver("dsl_pagefree_mutex", UpdateLock = nameof(_update))]
+[DeviceMemory(DevicePageKind.Private, ChunkBytes = 2L << 20)]
 public partial class DslPagefreeMutex
 {
     private readonly KernelMutex _update = new("dsl_pagefree_mutex.update");
@@ -12,6 +13,9 @@ public partial class DslPagefreeMutex
     private readonly KernelMutex _free = new("free");
 #endif
     private int _count;
+    private CopyEngine _dma = null!;
+    [CopyPages]
+    private void Copy(ReadOnlySpan<PageCopy> copies) => _dma.Copy(copies);
     [OnPageFree]
     void PageFree(ulong pfn) { _free.Lock(); _count++; _free.Unlock(); }
 }

@@ -6,7 +6,7 @@ public partial class DslRetryStaleRequests
     private AddressSpace _mm = null!;
     private IntervalNotifier _notifier = null!;
     [OnInvalidate]
-    bool Invalidate(in NotifierRange range) => true;
+    void Invalidate(in NotifierRange range) { }
     public Errno Snapshot(ulong start, ulong end, ReadOnlySpan<bool> write)
     {
         var range = new HmmRange(_notifier, start, end) { PfnFlagsMask = HmmPfn.ReqFault | HmmPfn.ReqWrite };

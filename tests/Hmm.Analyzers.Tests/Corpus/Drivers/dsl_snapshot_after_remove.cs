@@ -5,7 +5,7 @@ public partial class DslSnapshotAfterRemove
     private readonly KernelMutex _update = new("dsl_snapshot_after_remove.update");
     private AddressSpace _mm = null!;
     [OnInvalidate]
-    bool Invalidate(in NotifierRange range) => true;
+    void Invalidate(in NotifierRange range) { }
 
     // The per-call snapshot notifier's ops: the generator already implements IIntervalNotifierOps on the
     // driver (its mirror trampoline), so a second notifier needs ops of its own.
