@@ -6,11 +6,10 @@ public partial class DslTeardownBeforeDetach
     private ulong[]? _shadow = new ulong[512];
 
     [OnInvalidate]
-    bool Invalidate(in NotifierRange range)
+    void Invalidate(in NotifierRange range)
     {
         var shadow = _shadow!;
         for (ulong a = range.Start; a < range.End && (a >> 12) < (ulong)shadow.Length; a += 4096) shadow[a >> 12] = 0;
-        return true;
     }
 
     public Errno Open(SimDevice device, Process process) => Attach(device, process);
