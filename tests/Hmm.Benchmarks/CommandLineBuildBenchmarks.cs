@@ -112,13 +112,32 @@ public class CommandLineBuildBenchmarks
         string analyzers = Environment.GetEnvironmentVariable("HMM_ANALYZER_DLL") is { Length: > 0 } other ? Path.GetFullPath(other) : typeof(Hmm.Analyzers.Rules.HmmFlowAnalyzer).Assembly.Location;
         File.WriteAllLines(Path.Combine(_dir, "off.rsp"), [.. common, "/out:" + Quote(Path.Combine(_dir, "off.dll"))]);
         File.WriteAllLines(Path.Combine(_dir, "on.rsp"), [.. common, "/out:" + Quote(Path.Combine(_dir, "on.dll")), "/analyzer:" + Quote(analyzers)]);
-        Console.WriteLine($"// csc: {_csc}; references: {refs}; corpus: {sources.Count} files, {corpus.Lines} lines in {_dir}; analyzers: {analyzers}");
+        Console.WriteLine($"// csc: {_csc}; references: {refs}; corpus: {sources.Count} files, {corpus.Lines} lines in {_dir}; analyzers: {analyzers}; compiler server: {CompilerServer}");
+        if (CompilerServer)
+        {
+            // A server build is only warm after the server has run both builds: start it and let it load the
+            // generator, the analyzers and the compiler's own code before anything is measured.
+            for (int i = 0; i < 2; i++) { Compile("off"); Compile("on"); }
+        }
     }
+
+    /// <summary>
+    /// Whether csc hands the compilation to the compiler server (<c>/shared</c>, VBCSCompiler): what
+    /// <c>dotnet build</c> does by default. <see cref="CompilerServerBuildBenchmarks"/> sets it.
+    /// </summary>
+    protected virtual bool CompilerServer => false;
 
     [GlobalCleanup]
     public void Cleanup()
     {
         if (_dir != null && Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
+        if (CompilerServer)
+        {
+            // Leave no server behind: the next build starts its own.
+            using var stop = Process.Start(new ProcessStartInfo(_dotnet, "build-server shutdown --vbcscompiler") { RedirectStandardOutput = true, UseShellExecute = false });
+            stop?.StandardOutput.ReadToEnd();
+            stop?.WaitForExit();
+        }
     }
 
     /// <summary>csc with the DSL generator only.</summary>
@@ -134,6 +153,7 @@ public class CommandLineBuildBenchmarks
         var start = new ProcessStartInfo(_dotnet) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = _dir };
         start.ArgumentList.Add("exec");
         start.ArgumentList.Add(_csc);
+        if (CompilerServer) start.ArgumentList.Add("/shared");
         start.ArgumentList.Add("@" + Path.Combine(_dir, side + ".rsp"));
         double cpu0 = ChildrenCpuMilliseconds();
         var wall = Stopwatch.StartNew();
@@ -146,7 +166,7 @@ public class CommandLineBuildBenchmarks
         var bad = output.Split('\n').Where(l => l.Contains(": error ", StringComparison.Ordinal) || l.Contains(" HMM", StringComparison.Ordinal)).ToList();
         if (process.ExitCode != 0 || bad.Count != 0)
             throw new InvalidOperationException($"csc ({side}) exited {process.ExitCode} with {bad.Count} errors or HMM diagnostics, the first: {bad.FirstOrDefault() ?? output}");
-        // The child's CPU: the process is reaped by now, so it is in this process's RUSAGE_CHILDREN (Linux; NaN elsewhere).
+        // The child's CPU (with the compiler server, only the client's: the server's work is not a child's): the process is reaped by now, so it is in this process's RUSAGE_CHILDREN (Linux; NaN elsewhere).
         double cpu = ChildrenCpuMilliseconds() - cpu0;
         Console.WriteLine($"// csc {side}: cpu {cpu:F0} ms, wall {wall.Elapsed.TotalMilliseconds:F0} ms");
         return (cpu, wall.Elapsed.TotalMilliseconds);
