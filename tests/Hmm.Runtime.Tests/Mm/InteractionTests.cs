@@ -123,7 +123,7 @@ public class InteractionTests
     }
 
     [Test]
-    public void Collapse_OfPagesSharedWithAChild_IsSkipped_NoEvent()
+    public void Collapse_OfPagesSharedWithAChild_IsRefused_Einval_NoEvent()
     {
         using var machine = NewMachine();
         var p = machine.CreateProcess("app");
@@ -131,7 +131,8 @@ public class InteractionTests
         Fill(p, a, 4);
         var c = p.Fork();
         using var rec = NotifierRecorder.Attach(p.Mm);
-        p.Madvise(a, Huge, Advice.Collapse);
+        // Every parent PTE is write-protected after fork: SCAN_PAGE_RO → EINVAL (madvise_collapse_errno).
+        Assert.That(Assert.Throws<ErrnoException>(() => p.Madvise(a, Huge, Advice.Collapse))!.Errno, Is.EqualTo(Errno.EINVAL));
         Assert.That(p.Mm.EntryAt(a).IsHuge, Is.False);
         Assert.That(rec.Events, Is.Empty);
         AssertFilled(c, a, 4);

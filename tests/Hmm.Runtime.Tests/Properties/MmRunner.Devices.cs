@@ -62,13 +62,6 @@ internal sealed partial class MmRunner
         return entry.Kind == PteKind.DevicePrivate || (entry.Kind == PteKind.Present && _machine.IsDevicePage(pfn));
     }
 
-    private bool AnyCoherent(ModelProc mp, ulong addr, ulong len)
-    {
-        for (ulong va = addr; va < addr + len; va += PageSize)
-            if (OnCoherent(mp, va, out _)) return true;
-        return false;
-    }
-
     private bool OnCoherent(ModelProc mp, ulong va, out ulong head)
     {
         var (entry, pfn) = SimPage(mp, va);

@@ -452,12 +452,24 @@ internal sealed partial class MmRunner : IDisposable
             if (advice == Advice.Free && !allPrivateAnon) expected = Errno.EINVAL;
             if (advice == Advice.Collapse && (!_thp || !allPrivateAnon)) expected = Errno.EINVAL;
         }
+        // MADV_COLLAPSE's errno depends on every block's state before the call (see MmRunner.Collapse.cs).
+        List<(ulong Start, ulong End)>? parts = null;
+        List<CollapsePrediction>? predictions = null;
+        if (advice == Advice.Collapse && expected == null)
+        {
+            parts = new();
+            predictions = new();
+            foreach (var v in vmas)
+            {
+                ulong s = Math.Max(addr, v.Start), t = Math.Min(addr + len, v.End);
+                if (s >= t) continue;
+                parts.Add((s, t));
+                predictions.Add(PredictCollapsePart(mp, s, t));
+            }
+        }
         var err = Try(() => mp.P.Madvise(addr, len, advice));
-        if (advice == Advice.Collapse && expected == null && err is ErrnoException { Errno: Errno.ENOMEM }) err = null;   // no free 2 MiB frame: allowed
-        // A block mapping coherent device memory is refused (khugepaged's SCAN_PAGE_NULL): the others
-        // still collapse and madvise reports EINVAL.
-        if (advice == Advice.Collapse && expected == null && err is ErrnoException { Errno: Errno.EINVAL } && _devices && AnyCoherent(mp, addr, len)) err = null;
-        ExpectErrno($"madvise(0x{addr:x}, {len:x}, {advice})", expected, err);
+        if (parts != null) CheckCollapse(mp, parts, predictions!, err, $"madvise(0x{addr:x}, {len:x}, {advice})");
+        else ExpectErrno($"madvise(0x{addr:x}, {len:x}, {advice})", expected, err);
         if (err != null && advice != Advice.Collapse) return;
         switch (advice)
         {
@@ -476,8 +488,8 @@ internal sealed partial class MmRunner : IDisposable
                 }
                 break;
             case Advice.Collapse when expected == null:
-                // Which blocks collapse is a heuristic (sharing, memory); a collapsed block's pages are
-                // copied into a fresh THP, which is no longer lazy-free. Content must not change.
+                // Whichever blocks collapsed (all of them on success; some before a failure), their
+                // pages were copied into a fresh THP, which is no longer lazy-free. Content must not change.
                 foreach (var v in vmas)
                 {
                     ulong s = Math.Max(addr, v.Start), t = Math.Min(addr + len, v.End);
