@@ -47,11 +47,13 @@ public sealed partial class GpuSvm
     }
 
     /// <summary>
-    /// Driver unload (nouveau_dmem_fini, A.10): every VRAM page is evicted to system memory with
-    /// its data, the chunks are removed, and the mirror is detached. Returns what the eviction returned.
+    /// Driver unload (nouveau_dmem_fini, A.10): the client's SVMM is finished (its whole-mm
+    /// notifier put, <see cref="SvmFini"/>), every VRAM page is evicted to system memory with its
+    /// data, the chunks are removed, and the mirror is detached. Returns what the eviction returned.
     /// </summary>
     public Errno Unload()
     {
+        SvmFini();
         long inUse = _gpu.DeviceChunkCount > 0 ? VramPagesInUse : 0;
         var e = _gpu.DeviceChunkCount > 0 ? _gpu.RemoveDeviceMemory() : Errno.Ok;
         if (e == Errno.Ok)
