@@ -32,7 +32,14 @@ internal static partial class Emitter
         string freeUser = m.MemoryProvider ? "\n        __HmmClearUser(pgmap, pfn, order);" : "";
         string moveUsers = m.MemoryProvider ? "\n                    global::System.Threading.Volatile.Write(ref __hmmUsers[kept], __hmmUsers[i]);" : "";
         string dropUsers = m.MemoryProvider ? "\n            for (int i = kept; i < count; i++) global::System.Threading.Volatile.Write(ref __hmmUsers[i], null);" : "";
-        string newUsers = m.MemoryProvider ? "\n            global::System.Threading.Volatile.Write(ref __hmmUsers[count], new " + DeviceMemoryUser + "?[(int)pgmap.PageCount]);" : "";
+        // A removed chunk's per-page users array (all null once its eviction succeeded: every page went
+        // through page_free, which clears its user) is kept for the next hot-add of the same size.
+        string newUsers = m.MemoryProvider
+            ? "\n            var users = __hmmSpareUsers is { } spare && spare.Length == (int)pgmap.PageCount ? spare : new " + DeviceMemoryUser + "?[(int)pgmap.PageCount];" +
+              "\n            __hmmSpareUsers = null;" +
+              "\n            global::System.Threading.Volatile.Write(ref __hmmUsers[count], users);"
+            : "";
+        string spareUsers = m.MemoryProvider ? "\n                {\n                    evicted += inUse;\n                    __hmmSpareUsers = __hmmUsers[i];\n                }" : " evicted += inUse;";
         // [DeviceMemory(SplitFolios = false)]: test_hmm's lists — a chunk is laid out for the order
         // that hot-added it and a base page never splits a folio. Defaults leave the text unchanged.
         if (!dm.SplitFolios && dm.LargeFolios)
@@ -225,10 +232,11 @@ internal static partial class Emitter
                         if (count >= {{chunkLimit}} || Device is not { } device) return false;
                         var e = {{DevPagemap}}.Create(device.Machine, {{chunkKind}}, (ulong){{chunkBytes}}, PgmapOwner, this, out var pgmap);
                         if (e != {{Errno}}.Ok || pgmap == null) return false;
-                        // Grow the lists to hold every page of every chunk (cold path: a hot-add).
+                        // Grow the lists to hold every page of every chunk when they are too short (cold path: a
+                        // hot-add); after a removal they are long enough already, so a re-hot-add allocates nothing.
                         int pages = (int)({{chunkBytes}} >> {{Page}}.Shift) * (count + 1);
-                        var free = new ulong[pages];
-                        var freeLarge = new ulong[pages >> {{Page}}.PmdOrder];
+                        var free = __hmmFree.Length >= pages ? null : new ulong[pages];
+                        var freeLarge = __hmmFreeLarge.Length >= pages >> {{Page}}.PmdOrder ? null : new ulong[pages >> {{Page}}.PmdOrder];
                         // Published before its pages go on the free lists: another thread may take one the moment
                         // they do, and must find the chunk (its per-page state) when it records what it took.{{newUsers}}
                         global::System.Threading.Volatile.Write(ref __hmmChunks[count], pgmap);
@@ -236,10 +244,16 @@ internal static partial class Emitter
                         __hmmFreeLock.Lock();
                         try
                         {
-                            global::System.Array.Copy(__hmmFree, free, __hmmFreeCount);
-                            global::System.Array.Copy(__hmmFreeLarge, freeLarge, __hmmFreeLargeCount);
-                            __hmmFree = free;
-                            __hmmFreeLarge = freeLarge;
+                            if (free != null)
+                            {
+                                global::System.Array.Copy(__hmmFree, free, __hmmFreeCount);
+                                __hmmFree = free;
+                            }
+                            if (freeLarge != null)
+                            {
+                                global::System.Array.Copy(__hmmFreeLarge, freeLarge, __hmmFreeLargeCount);
+                                __hmmFreeLarge = freeLarge;
+                            }
                             // Pushed from the top so the lowest pfns are handed out first.
                             for (ulong pfn = pgmap.FirstPfn + pgmap.PageCount; pfn > pgmap.FirstPfn;)
                             {
@@ -286,7 +300,7 @@ internal static partial class Emitter
                                 result = e;{{moveUsers}}
                                 global::System.Threading.Volatile.Write(ref __hmmChunks[kept++], chunk);
                             }
-                            else evicted += inUse;
+                            else{{spareUsers}}
                         }
                         for (int i = kept; i < count; i++) global::System.Threading.Volatile.Write(ref __hmmChunks[i], null);{{dropUsers}}
                         global::System.Threading.Volatile.Write(ref __hmmChunkCount, kept);
@@ -299,18 +313,7 @@ internal static partial class Emitter
 
                 /// <summary>Base pages of <paramref name="chunk"/> in use (a 2 MiB folio counts 512): what an eviction of it migrates.</summary>
                 {{GeneratedCode}}
-                private static long __HmmPagesInUse({{DevPagemap}} chunk)
-                {
-                    long n = 0;
-                    for (ulong pfn = chunk.FirstPfn, end = chunk.FirstPfn + chunk.PageCount; pfn < end;)
-                    {
-                        if (chunk.RefCount(pfn) == 0) { pfn++; continue; }
-                        ulong pages = 1UL << chunk.FolioOrder(pfn);
-                        n += (long)pages;
-                        pfn += pages;
-                    }
-                    return n;
-                }
+                private static long __HmmPagesInUse({{DevPagemap}} chunk) => chunk.BasePagesInUse;
 
                 // The chunk RemoveDeviceMemory is draining (under the free-list lock): page_free takes none of
                 // its pages back, so none can be handed out — and initialised — once it is marked removing (MIG-R10).
@@ -399,6 +402,10 @@ internal static partial class Emitter
                 // Per chunk, per page: the driver instance a page was migrated for (null when free).
                 {{GeneratedCode}}
                 private readonly {{DeviceMemoryUser}}?[]?[] __hmmUsers = new {{DeviceMemoryUser}}?[{{dm.MaxChunks}}][];
+
+                // The users array of the last chunk removed whole (under the hotplug lock): reused by the next hot-add.
+                {{GeneratedCode}}
+                private {{DeviceMemoryUser}}?[]? __hmmSpareUsers;
 
                 /// <summary>Plugs this memory into <paramref name="device"/> (before any allocation); chunks are hot-added on demand.</summary>
                 {{GeneratedCode}}

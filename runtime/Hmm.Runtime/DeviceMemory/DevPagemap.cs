@@ -30,6 +30,7 @@ public sealed unsafe class DevPagemap
         FirstPfn = firstPfn;
         PageCount = pages;
         _bytes = new PhysicalMemory(firstPfn, pages);
+        _livePerPiece = new int[(pages + Page.PmdPages - 1) >> Page.PmdOrder];
     }
 
     /// <summary>
@@ -74,7 +75,11 @@ public sealed unsafe class DevPagemap
 
     /// <summary>put_dev_pagemap: drops a reference taken by <see cref="Get"/>. More puts than gets is a <see cref="KernelBugException"/>.</summary>
     [ReleasesReference("pgmap", "this")]
-    public void Put() => PutLive();
+    public void Put()
+    {
+        if ((Interlocked.Decrement(ref _liveFolios) & ~Killed) < 0)
+            throw new KernelBugException("PAGE-R01", $"{this}: more pagemap references dropped than taken");
+    }
 
     /// <summary>The machine.</summary>
     public Machine Machine { get; }
@@ -104,6 +109,60 @@ public sealed unsafe class DevPagemap
     private long _liveFolios;
     private const long Killed = 1L << 62;
 
+    // The same references per 2 MiB piece of the range (the piece of each folio's head), so a walk
+    // over the range (the removal's eviction, the count of pages in use) skips pieces that hold no
+    // live folio: an empty chunk costs O(pieces), not O(pages). Changed only together with
+    // _liveFolios, and only after the ref was taken (so never for a page the kill refused).
+    private readonly int[] _livePerPiece;
+
+    private int PieceOf(ulong pfn) => (int)((pfn - FirstPfn) >> Page.PmdOrder);
+
+    /// <summary>
+    /// Whether the 2 MiB piece of the range holding <paramref name="pfn"/> has no live device folio:
+    /// none of its pages is initialised, mapped or on its way to <see cref="IDevPagemapOps.PageFree"/>,
+    /// so a walk for pages in use may skip the piece (a page initialised concurrently is seen by the
+    /// next walk, as a page whose refcount a walk read just before it was set).
+    /// </summary>
+    public bool IsPieceIdle(ulong pfn) => Volatile.Read(ref _livePerPiece[PieceOf(CheckPfn(pfn))]) == 0;
+
+    /// <summary>
+    /// Base pages in use (refcount non-zero; a 2 MiB folio counts 512): what an eviction of the
+    /// range migrates. Walks only the pieces holding a live folio.
+    /// </summary>
+    public long BasePagesInUse
+    {
+        get
+        {
+            long n = 0;
+            var frames = Machine.Frames;
+            for (ulong piece = FirstPfn, end = FirstPfn + PageCount; piece < end; piece += Page.PmdPages)
+            {
+                if (Volatile.Read(ref _livePerPiece[PieceOf(piece)]) == 0) continue;
+                ulong pieceEnd = Math.Min(piece + Page.PmdPages, end);
+                for (ulong pfn = piece; pfn < pieceEnd;)
+                {
+                    if (frames.RefCount(pfn) == 0) { pfn++; continue; }
+                    ulong pages = 1UL << frames.Order(pfn);
+                    n += (long)pages;
+                    pfn += pages;
+                }
+            }
+            return n;
+        }
+    }
+
+    private void AddPieceLive(ulong pfn, ulong count)
+    {
+        // count consecutive base pages from pfn (InitPages), or one folio (count 1).
+        ulong end = pfn + count;
+        while (pfn < end)
+        {
+            ulong pieceEnd = Math.Min(end, (((pfn - FirstPfn) >> Page.PmdOrder) + 1 << Page.PmdOrder) + FirstPfn);
+            Interlocked.Add(ref _livePerPiece[PieceOf(pfn)], (int)(pieceEnd - pfn));
+            pfn = pieceEnd;
+        }
+    }
+
     /// <summary>percpu_ref_tryget_live (percpu_ref_tryget_many for <paramref name="n"/>): <paramref name="n"/> more live folios, unless removal killed the ref.</summary>
     private bool TryGetLive(long n = 1)
     {
@@ -117,12 +176,17 @@ public sealed unsafe class DevPagemap
         return false;
     }
 
-    /// <summary>Takes <paramref name="n"/> references for folios that became independent (a device THP split).</summary>
-    internal void GetLive(int n) => Interlocked.Add(ref _liveFolios, n);
-
-    /// <summary>put_dev_pagemap at the end of free_zone_device_folio.</summary>
-    internal void PutLive()
+    /// <summary>Takes <paramref name="n"/> references for folios that became independent (a device THP split of the folio at <paramref name="head"/>).</summary>
+    internal void GetLive(ulong head, int n)
     {
+        Interlocked.Add(ref _liveFolios, n);
+        Interlocked.Add(ref _livePerPiece[PieceOf(head)], n);
+    }
+
+    /// <summary>put_dev_pagemap at the end of free_zone_device_folio of the folio at <paramref name="pfn"/>.</summary>
+    internal void PutLive(ulong pfn)
+    {
+        Interlocked.Decrement(ref _livePerPiece[PieceOf(pfn)]);
         if ((Interlocked.Decrement(ref _liveFolios) & ~Killed) < 0)
             throw new KernelBugException("PAGE-R01", $"{this}: more device folios freed than initialised");
     }
@@ -173,6 +237,7 @@ public sealed unsafe class DevPagemap
         // zone_device_page_init: WARN_ON(!percpu_ref_tryget_many(&pgmap->ref)) — atomically
         // against memunmap_pages killing the ref, so removal cannot unplug a page being handed out.
         if (IsRemoving || !TryGetLive()) throw new KernelBugException("MIG-R10", $"device page 0x{pfn:x} initialised while its pagemap is being removed");
+        AddPieceLive(pfn, 1);
         // A free 2 MiB folio reused as base pages (the driver carves the block up): its old tails
         // are free pages now, not tails of the new order-0 page (zone_device_page_init reinitialises them).
         if (order == 0 && frames.Order(pfn) != 0 && (frames.Flags(pfn) & PageFlags.Tail) == 0)
@@ -208,6 +273,7 @@ public sealed unsafe class DevPagemap
                 throw new KernelBugException("MIG-R10", $"device page 0x{p:x} initialised while still in use (folio 0x{head:x} refcount {frames.RefCount(head)})");
         }
         if (IsRemoving || !TryGetLive(count)) throw new KernelBugException("MIG-R10", $"device page 0x{pfn:x} initialised while its pagemap is being removed");
+        AddPieceLive(pfn, (ulong)count);
         for (ulong p = pfn; p < end; p++)
         {
             // A free 2 MiB folio carved into base pages: its old tails become free pages (as InitPage).

@@ -43,8 +43,7 @@ internal sealed unsafe class DeviceMemoryRegistry : IDeviceMemoryHook
         }
         finally { _lock.Unlock(); }
         ulong sections = (pages + PageFrames.SectionPages - 1) >> PageFrames.SectionShift;
-        _machine.Frames.Online(first, sections << PageFrames.SectionShift);
-        for (ulong pfn = first; pfn < first + pages; pfn++) _machine.Frames.Flags(pfn) = PageFlags.Device;
+        _machine.Frames.Online(first, sections << PageFrames.SectionShift, PageFlags.Device, pages);
         var pgmap = new DevPagemap(_machine, kind, owner, ops, first, pages);
         _lock.Lock();
         try
@@ -160,7 +159,7 @@ internal sealed unsafe class DeviceMemoryRegistry : IDeviceMemoryHook
         var frames = _machine.Frames;
         frames.Flags(pfn) = PageFlags.Device | (frames.Order(pfn) != 0 ? PageFlags.Head : 0);
         try { pgmap.Ops?.PageFree(pgmap, pfn); }
-        finally { pgmap.PutLive(); }   // only now may memunmap_pages take the memmap away
+        finally { pgmap.PutLive(pfn); }   // only now may memunmap_pages take the memmap away
     }
 
     public void FolioSplit(ulong head)
@@ -168,7 +167,7 @@ internal sealed unsafe class DeviceMemoryRegistry : IDeviceMemoryHook
         var pgmap = PagemapOf(head);
         if (pgmap == null) return;
         // Each subpage becomes a folio of its own, freed on its own: each holds a pgmap reference.
-        pgmap.GetLive(Page.PmdPages - 1);
+        pgmap.GetLive(head, Page.PmdPages - 1);
         pgmap.Ops?.FolioSplit(pgmap, head);
     }
 

@@ -191,10 +191,11 @@ partial class DevmemDriver : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
             if (count >= DeviceMaxChunks || Device is not { } device) return false;
             var e = global::Hmm.Runtime.DeviceMemory.DevPagemap.Create(device.Machine, global::Hmm.Runtime.DeviceMemory.DevicePageKind.Private, (ulong)DeviceChunkBytes, PgmapOwner, this, out var pgmap);
             if (e != global::Hmm.Runtime.Errno.Ok || pgmap == null) return false;
-            // Grow the lists to hold every page of every chunk (cold path: a hot-add).
+            // Grow the lists to hold every page of every chunk when they are too short (cold path: a
+            // hot-add); after a removal they are long enough already, so a re-hot-add allocates nothing.
             int pages = (int)(DeviceChunkBytes >> global::Hmm.Runtime.Memory.Page.Shift) * (count + 1);
-            var free = new ulong[pages];
-            var freeLarge = new ulong[pages >> global::Hmm.Runtime.Memory.Page.PmdOrder];
+            var free = __hmmFree.Length >= pages ? null : new ulong[pages];
+            var freeLarge = __hmmFreeLarge.Length >= pages >> global::Hmm.Runtime.Memory.Page.PmdOrder ? null : new ulong[pages >> global::Hmm.Runtime.Memory.Page.PmdOrder];
             // Published before its pages go on the free lists: another thread may take one the moment
             // they do, and must find the chunk (its per-page state) when it records what it took.
             global::System.Threading.Volatile.Write(ref __hmmChunks[count], pgmap);
@@ -202,10 +203,16 @@ partial class DevmemDriver : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
             __hmmFreeLock.Lock();
             try
             {
-                global::System.Array.Copy(__hmmFree, free, __hmmFreeCount);
-                global::System.Array.Copy(__hmmFreeLarge, freeLarge, __hmmFreeLargeCount);
-                __hmmFree = free;
-                __hmmFreeLarge = freeLarge;
+                if (free != null)
+                {
+                    global::System.Array.Copy(__hmmFree, free, __hmmFreeCount);
+                    __hmmFree = free;
+                }
+                if (freeLarge != null)
+                {
+                    global::System.Array.Copy(__hmmFreeLarge, freeLarge, __hmmFreeLargeCount);
+                    __hmmFreeLarge = freeLarge;
+                }
                 // Pushed from the top so the lowest pfns are handed out first.
                 for (ulong pfn = pgmap.FirstPfn + pgmap.PageCount; pfn > pgmap.FirstPfn;)
                 {
@@ -265,18 +272,7 @@ partial class DevmemDriver : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
 
     /// <summary>Base pages of <paramref name="chunk"/> in use (a 2 MiB folio counts 512): what an eviction of it migrates.</summary>
     [global::System.CodeDom.Compiler.GeneratedCode("Hmm.Generators", "1.0.0")]
-    private static long __HmmPagesInUse(global::Hmm.Runtime.DeviceMemory.DevPagemap chunk)
-    {
-        long n = 0;
-        for (ulong pfn = chunk.FirstPfn, end = chunk.FirstPfn + chunk.PageCount; pfn < end;)
-        {
-            if (chunk.RefCount(pfn) == 0) { pfn++; continue; }
-            ulong pages = 1UL << chunk.FolioOrder(pfn);
-            n += (long)pages;
-            pfn += pages;
-        }
-        return n;
-    }
+    private static long __HmmPagesInUse(global::Hmm.Runtime.DeviceMemory.DevPagemap chunk) => chunk.BasePagesInUse;
 
     // The chunk RemoveDeviceMemory is draining (under the free-list lock): page_free takes none of
     // its pages back, so none can be handed out — and initialised — once it is marked removing (MIG-R10).

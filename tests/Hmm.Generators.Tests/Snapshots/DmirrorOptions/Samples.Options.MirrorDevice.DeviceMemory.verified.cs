@@ -18,6 +18,10 @@ partial class MirrorDevice : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
     [global::System.CodeDom.Compiler.GeneratedCode("Hmm.Generators", "1.0.0")]
     private readonly global::Hmm.Dsl.IDeviceMemoryUser?[]?[] __hmmUsers = new global::Hmm.Dsl.IDeviceMemoryUser?[4][];
 
+    // The users array of the last chunk removed whole (under the hotplug lock): reused by the next hot-add.
+    [global::System.CodeDom.Compiler.GeneratedCode("Hmm.Generators", "1.0.0")]
+    private global::Hmm.Dsl.IDeviceMemoryUser?[]? __hmmSpareUsers;
+
     /// <summary>Plugs this memory into <paramref name="device"/> (before any allocation); chunks are hot-added on demand.</summary>
     [global::System.CodeDom.Compiler.GeneratedCode("Hmm.Generators", "1.0.0")]
     public void AttachDeviceMemory(global::Hmm.Runtime.Devices.SimDevice device)
@@ -318,22 +322,31 @@ partial class MirrorDevice : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
             if (count >= __hmmChunkLimit || Device is not { } device) return false;
             var e = global::Hmm.Runtime.DeviceMemory.DevPagemap.Create(device.Machine, __hmmKind, (ulong)__hmmChunkBytes, PgmapOwner, this, out var pgmap);
             if (e != global::Hmm.Runtime.Errno.Ok || pgmap == null) return false;
-            // Grow the lists to hold every page of every chunk (cold path: a hot-add).
+            // Grow the lists to hold every page of every chunk when they are too short (cold path: a
+            // hot-add); after a removal they are long enough already, so a re-hot-add allocates nothing.
             int pages = (int)(__hmmChunkBytes >> global::Hmm.Runtime.Memory.Page.Shift) * (count + 1);
-            var free = new ulong[pages];
-            var freeLarge = new ulong[pages >> global::Hmm.Runtime.Memory.Page.PmdOrder];
+            var free = __hmmFree.Length >= pages ? null : new ulong[pages];
+            var freeLarge = __hmmFreeLarge.Length >= pages >> global::Hmm.Runtime.Memory.Page.PmdOrder ? null : new ulong[pages >> global::Hmm.Runtime.Memory.Page.PmdOrder];
             // Published before its pages go on the free lists: another thread may take one the moment
             // they do, and must find the chunk (its per-page state) when it records what it took.
-            global::System.Threading.Volatile.Write(ref __hmmUsers[count], new global::Hmm.Dsl.IDeviceMemoryUser?[(int)pgmap.PageCount]);
+            var users = __hmmSpareUsers is { } spare && spare.Length == (int)pgmap.PageCount ? spare : new global::Hmm.Dsl.IDeviceMemoryUser?[(int)pgmap.PageCount];
+            __hmmSpareUsers = null;
+            global::System.Threading.Volatile.Write(ref __hmmUsers[count], users);
             global::System.Threading.Volatile.Write(ref __hmmChunks[count], pgmap);
             global::System.Threading.Volatile.Write(ref __hmmChunkCount, count + 1);
             __hmmFreeLock.Lock();
             try
             {
-                global::System.Array.Copy(__hmmFree, free, __hmmFreeCount);
-                global::System.Array.Copy(__hmmFreeLarge, freeLarge, __hmmFreeLargeCount);
-                __hmmFree = free;
-                __hmmFreeLarge = freeLarge;
+                if (free != null)
+                {
+                    global::System.Array.Copy(__hmmFree, free, __hmmFreeCount);
+                    __hmmFree = free;
+                }
+                if (freeLarge != null)
+                {
+                    global::System.Array.Copy(__hmmFreeLarge, freeLarge, __hmmFreeLargeCount);
+                    __hmmFreeLarge = freeLarge;
+                }
                 // Pushed from the top so the lowest pfns are handed out first.
                 for (ulong pfn = pgmap.FirstPfn + pgmap.PageCount; pfn > pgmap.FirstPfn;)
                 {
@@ -382,7 +395,11 @@ partial class MirrorDevice : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
                     global::System.Threading.Volatile.Write(ref __hmmUsers[kept], __hmmUsers[i]);
                     global::System.Threading.Volatile.Write(ref __hmmChunks[kept++], chunk);
                 }
-                else evicted += inUse;
+                else
+                {
+                    evicted += inUse;
+                    __hmmSpareUsers = __hmmUsers[i];
+                }
             }
             for (int i = kept; i < count; i++) global::System.Threading.Volatile.Write(ref __hmmChunks[i], null);
             for (int i = kept; i < count; i++) global::System.Threading.Volatile.Write(ref __hmmUsers[i], null);
@@ -396,18 +413,7 @@ partial class MirrorDevice : global::Hmm.Runtime.DeviceMemory.IDevPagemapOps
 
     /// <summary>Base pages of <paramref name="chunk"/> in use (a 2 MiB folio counts 512): what an eviction of it migrates.</summary>
     [global::System.CodeDom.Compiler.GeneratedCode("Hmm.Generators", "1.0.0")]
-    private static long __HmmPagesInUse(global::Hmm.Runtime.DeviceMemory.DevPagemap chunk)
-    {
-        long n = 0;
-        for (ulong pfn = chunk.FirstPfn, end = chunk.FirstPfn + chunk.PageCount; pfn < end;)
-        {
-            if (chunk.RefCount(pfn) == 0) { pfn++; continue; }
-            ulong pages = 1UL << chunk.FolioOrder(pfn);
-            n += (long)pages;
-            pfn += pages;
-        }
-        return n;
-    }
+    private static long __HmmPagesInUse(global::Hmm.Runtime.DeviceMemory.DevPagemap chunk) => chunk.BasePagesInUse;
 
     // The chunk RemoveDeviceMemory is draining (under the free-list lock): page_free takes none of
     // its pages back, so none can be handed out — and initialised — once it is marked removing (MIG-R10).
