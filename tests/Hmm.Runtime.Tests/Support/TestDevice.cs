@@ -165,7 +165,7 @@ internal sealed class TestDevice : IDevPagemapOps, Hmm.Runtime.Pci.IDevicePrivat
                 int n = Math.Min(npages - done, Page.PmdPages);
                 ulong start = addr + ((ulong)done << Page.Shift);
                 var vma = p.Mm.FindVma(start) ?? throw new InvalidOperationException("no VMA");
-                moved += ToSystem(vma, start, n, null);
+                moved += Math.Max(0, ToSystem(vma, start, n, null));
                 done += n;
             }
         }
@@ -184,15 +184,18 @@ internal sealed class TestDevice : IDevPagemapOps, Hmm.Runtime.Pci.IDevicePrivat
         bool large = Machine.Frames.Order(vmf.Page) == Page.PmdOrder;
         ulong start = large ? vmf.Address & ~(Page.PmdSize - 1) : Page.AlignDown(vmf.Address);
         long moved = ToSystem(vmf.Vma, start, large ? Page.PmdPages : 1, vmf.Page);
-        return moved > 0 ? VmFaultResult.Ok : VmFaultResult.SigBus;
+        // As dmirror_devmem_fault: a migrate_vma_setup error is SIGBUS; a page that did not move (an
+        // eviction racing the fault held a reference) is not an error — the CPU faults again.
+        return moved >= 0 ? VmFaultResult.Ok : VmFaultResult.SigBus;
     }
 
+    /// <summary>Migrates back what it can of [start, +n); the pages moved, or -1 when migrate_vma_setup failed.</summary>
     private long ToSystem(Vma vma, ulong start, int n, ulong? faultPage)
     {
         var select = (Pgmap.Kind == DevicePageKind.Private ? MigrateSelect.DevicePrivate : MigrateSelect.DeviceCoherent) | MigrateSelect.Compound;
         var args = Prepare(vma, start, n, select, faultPage);
         var e = MigrateVma.Setup(args);
-        if (e != Errno.Ok) return 0;
+        if (e != Errno.Ok) return -1;
         SrcAfterSetup = _src.AsSpan(0, n).ToArray();
         for (int i = 0; i < n; i++)
         {
