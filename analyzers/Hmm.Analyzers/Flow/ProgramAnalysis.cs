@@ -326,8 +326,9 @@ internal sealed class ProgramAnalysis
                             // A callee (at any depth) taking a lock the caller holds exclusively: the body's own
                             // re-acquire is reported by the flow pass; through helpers only here (an [OnMigrated]
                             // or [Requires(U)] method calling a helper that locks U). A callee declaring [Excludes]
-                            // is checked at the call by HMM1003 already.
-                            else if (h.Must && !h.Shared && site.Contract.Excludes.IsEmpty)
+                            // is checked at the call by HMM1003 already; one declaring [Acquires]-style effects had
+                            // them applied at the call by the flow pass (which honours nested subclasses).
+                            else if (h.Must && !h.Shared && site.Contract.Excludes.IsEmpty && site.Contract.LockEffects.IsEmpty)
                                 Emit(Diagnostic.Create(HmmRules.LockOrder, site.Location, MethodFlow.Display(k), "it is already held and '" + Name(site.Callee) + "' takes it (self-deadlock)"));
         }
         edges.AddRange(_declaredEdges);
