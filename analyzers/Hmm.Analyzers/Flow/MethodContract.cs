@@ -174,16 +174,26 @@ internal sealed class ContractSet
         return c ?? MethodContract.Empty;
     }
 
-    /// <summary>The member name of a DSL driver's update lock U (<c>[HmmDriver(UpdateLock = nameof(field))]</c>), or null.</summary>
+    /// <summary>
+    /// The member name of a DSL driver's update lock U: <c>[HmmDriver(UpdateLock = nameof(field))]</c>, else the
+    /// mutex the generator declares for it (the name its own lock annotations use), when the generated part is
+    /// in the compilation; null for other types.
+    /// </summary>
     private string? UpdateLockName(INamedTypeSymbol? type)
     {
         if (type == null) return null;
         foreach (var a in type.GetAttributes())
             if (IsAttr(a, KnownNames.HmmDriver))
+            {
                 foreach (var n in a.NamedArguments)
                     if (n.Key == "UpdateLock" && n.Value.Value is string s) return s;
+                return type.GetMembers(GeneratedUpdateLock).Length > 0 ? GeneratedUpdateLock : null;
+            }
         return null;
     }
+
+    /// <summary>The field the generator declares as U when the driver names none (Emitter.ULockName).</summary>
+    private const string GeneratedUpdateLock = "__hmmUpdateLock";
 
     private static IEnumerable<IMethodSymbol> Implemented(IMethodSymbol method)
     {

@@ -78,6 +78,28 @@ public sealed class OnMigratedContractTests
 
         """);
 
+    [Test]
+    public Task Generated_U_of_a_driver_naming_none_is_required_too() => HmmVerifier.VerifyAsync("""
+        [HmmDriver("n")]
+        partial class N
+        {
+            private long _pages;
+            [OnMigrated]
+            void Mapped(MigrateVma args) => {|HMM1003:Prefault(args.End)|};
+            public void Run(MigrateVma args) => {|HMM1002:Mapped(args)|};
+        }
+
+        partial class N
+        {
+            // Stand-in for the generated part: U, and an entry point excluding it.
+            [System.CodeDom.Compiler.GeneratedCode("Hmm.Generators", "1.0")]
+            private readonly KernelMutex __hmmUpdateLock = new("n.update");
+            [System.CodeDom.Compiler.GeneratedCode("Hmm.Generators", "1.0")]
+            [Excludes("__hmmUpdateLock")]
+            public Errno Prefault(ulong start) { _pages++; return Errno.Ok; }
+        }
+        """);
+
     // ---- silent -------------------------------------------------------------------------------------
 
     [Test]
