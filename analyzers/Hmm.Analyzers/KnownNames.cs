@@ -40,6 +40,7 @@ internal static class KnownNames
     public const string OnPageFree = "Hmm.Dsl.OnPageFreeAttribute";
     public const string OnMigrateToRam = "Hmm.Dsl.OnMigrateToRamAttribute";
     public const string OnRelease = "Hmm.Dsl.OnReleaseAttribute";
+    public const string OnMigrated = "Hmm.Dsl.OnMigratedAttribute";
 
     public const string NotifierRange = "Hmm.Runtime.Mm.NotifierRange";
     public const string HmmRange = "Hmm.Runtime.Mirror.HmmRange";
@@ -62,7 +63,7 @@ internal static class KnownNames
         AcquiresShared, TryAcquires, AcquiresReference, ReleasesReference, NotifierCallback, AtomicContext,
         MayDropMmReference, WaitsForCallbacks, ReadBegin, Snapshot, ReadRetry, SetsSeq, ConsumesSnapshot, Migrates, MayReclaim, SystemPagesOnly, WaitsForWork,
         InsertsNotifier, RemovesNotifier,
-        HmmDriver, OnInvalidate, OnMirrorFault, OnPageFree, OnMigrateToRam, OnRelease,
+        HmmDriver, OnInvalidate, OnMirrorFault, OnPageFree, OnMigrateToRam, OnRelease, OnMigrated,
         NotifierRange, HmmRange, HmmPfn, SpinLock, AddressSpace, VmFault, DevPagemap, DevicePageKind, IntervalNotifier, MigrateVma,
     ];
 

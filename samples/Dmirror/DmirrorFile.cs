@@ -92,7 +92,7 @@ internal sealed partial class DmirrorFile
     /// carries MIGRATE_PFN_WRITE; nothing was erased before, so a page that did not move keeps its
     /// entry. Migrations to system memory erased their entries before migrate_vma_pages.
     /// </summary>
-    [OnMigrated, Requires(nameof(_mutex))]
+    [OnMigrated]
     private void MapMigrated(MigrateVma args)
     {
         if ((args.Flags & MigrateSelect.System) == 0) return;

@@ -148,6 +148,12 @@ internal sealed class ContractSet
             else if (IsAttr(a, KnownNames.OnPageFree)) (c ??= new()).Context |= CallbackContext.Atomic;
             else if (IsAttr(a, KnownNames.OnMigrateToRam)) (c ??= new()).Context |= CallbackContext.MigrateToRam;
             else if (IsAttr(a, KnownNames.OnMirrorFault)) (c ??= new()).Context |= CallbackContext.MirrorFault;
+            else if (IsAttr(a, KnownNames.OnMigrated) && UpdateLockName(method.ContainingType) is { } u
+                && !(c?.Requires.Any(r => r.Path == u && !r.Shared) ?? false))
+                // The generated migration step calls [OnMigrated] with U held (after migrate_vma_pages, as
+                // dmirror_migrate_finalize_and_map maps under dmirror->mutex): the callback Requires U, so it
+                // may touch [GuardedBy(U)] state, must not take U again, and must not ReadBegin or fault.
+                (c ??= new()).Requires = c.Requires.Add(new LockRequirement(u, false));
         }
         // Drivers forward the ops to their own methods (dmirror's MirrorOps → Dmirror.Invalidate,
         // DmirrorChunk.MigrateToRam → DmirrorDevice.MigrateToRam): a method with the callback's
@@ -167,6 +173,27 @@ internal sealed class ContractSet
         }
         return c ?? MethodContract.Empty;
     }
+
+    /// <summary>
+    /// The member name of a DSL driver's update lock U: <c>[HmmDriver(UpdateLock = nameof(field))]</c>, else the
+    /// mutex the generator declares for it (the name its own lock annotations use), when the generated part is
+    /// in the compilation; null for other types.
+    /// </summary>
+    private string? UpdateLockName(INamedTypeSymbol? type)
+    {
+        if (type == null) return null;
+        foreach (var a in type.GetAttributes())
+            if (IsAttr(a, KnownNames.HmmDriver))
+            {
+                foreach (var n in a.NamedArguments)
+                    if (n.Key == "UpdateLock" && n.Value.Value is string s) return s;
+                return type.GetMembers(GeneratedUpdateLock).Length > 0 ? GeneratedUpdateLock : null;
+            }
+        return null;
+    }
+
+    /// <summary>The field the generator declares as U when the driver names none (Emitter.ULockName).</summary>
+    private const string GeneratedUpdateLock = "__hmmUpdateLock";
 
     private static IEnumerable<IMethodSymbol> Implemented(IMethodSymbol method)
     {

@@ -228,6 +228,12 @@ internal sealed class ProgramAnalysis
             var s = _summaries[f.Method.OriginalDefinition];
             if ((f.Context & CallbackContext.Invalidate) != 0)
                 foreach (var k in s.Takes) invalidate[k] = "the invalidate callback '" + Name(f.Method) + "'";
+            // A whole-mm invalidate_range_start/_end (MmuNotifierOps) runs inside the same invalidation
+            // window: a reader holding a lock it takes waits for an invalidation that waits for the reader.
+            // Its release / free_notifier callbacks carry no range and do not count.
+            else if ((f.Context & CallbackContext.NonBlockableRange) != 0)
+                foreach (var k in s.Takes)
+                    if (!invalidate.ContainsKey(k)) invalidate[k] = "the whole-mm invalidate callback '" + Name(f.Method) + "'";
         }
         foreach (var kv in invalidate) fault[kv.Key] = kv.Value;
         foreach (var f in _facts.Values)
@@ -317,6 +323,13 @@ internal sealed class ProgramAnalysis
                     foreach (var k in cs.Takes)
                         foreach (var h in site.Held)
                             if (h.Key != k) edges.Add(new LockEdge(h.Key, k, site.Location));
+                            // A callee (at any depth) taking a lock the caller holds exclusively: the body's own
+                            // re-acquire is reported by the flow pass; through helpers only here (an [OnMigrated]
+                            // or [Requires(U)] method calling a helper that locks U). A callee declaring [Excludes]
+                            // is checked at the call by HMM1003 already; one declaring [Acquires]-style effects had
+                            // them applied at the call by the flow pass (which honours nested subclasses).
+                            else if (h.Must && !h.Shared && site.Contract.Excludes.IsEmpty && site.Contract.LockEffects.IsEmpty)
+                                Emit(Diagnostic.Create(HmmRules.LockOrder, site.Location, MethodFlow.Display(k), "it is already held and '" + Name(site.Callee) + "' takes it (self-deadlock)"));
         }
         edges.AddRange(_declaredEdges);
         foreach (var u in invalidateLocks.Keys)

@@ -17,8 +17,10 @@ namespace Hmm.Analyzers.Rules;
 /// that is itself never reassigned: <c>var m = n; n.Put(); m.Mm</c>); an assignment copies the
 /// verdict of its source. <c>n?.Put()</c>, lowered by the CFG into a flow capture of <c>n</c>, is
 /// the put of <c>n</c>. Lambdas and local functions are analysed as bodies of their own: a lambda
-/// starts from the state where it is created (a notifier put before the lambda is created is put
-/// inside it), a local function from nothing put.
+/// starts from the union of the states where it is created (a notifier put before the lambda is
+/// created is put inside it) and where a delegate local holding it is invoked (created before the
+/// put, run after it); a local function from the union of the states where its declaring graph
+/// calls it, directly or through a delegate local (nothing put when it is never called there).
 /// </summary>
 internal sealed class MmuNotifierUseAfterPut(INamedTypeSymbol releasesAttr, INamedTypeSymbol? notifierType)
 {
@@ -145,15 +147,24 @@ internal sealed class MmuNotifierUseAfterPut(INamedTypeSymbol releasesAttr, INam
     // ---- the per-body may-analysis ------------------------------------------------------------
 
     /// <summary>What one graph's walk knows besides the state: its flow captures, its notifier aliases, the lambdas it creates.</summary>
-    private sealed class GraphWalk(ControlFlowGraph cfg, IMethodSymbol method, Dictionary<ISymbol, List<ISymbol>> aliases)
+    private sealed class GraphWalk(ControlFlowGraph cfg, IMethodSymbol method, Dictionary<ISymbol, List<ISymbol>> aliases, Dictionary<ISymbol, object>? delegates)
     {
         public ControlFlowGraph Cfg { get; } = cfg;
         public IMethodSymbol Method { get; } = method;
         public Dictionary<ISymbol, List<ISymbol>> Aliases { get; } = aliases;
         public Dictionary<CaptureId, ISymbol> Captures { get; } = new();
 
-        /// <summary>Lambdas created in this graph, with the union of the states at their creation.</summary>
+        /// <summary>
+        /// Delegate locals assigned exactly once, from a lambda (its <see cref="IFlowAnonymousFunctionOperation"/>)
+        /// or a local function's method group (its <see cref="IMethodSymbol"/>): invoking the local runs that body.
+        /// </summary>
+        public Dictionary<ISymbol, object>? Delegates { get; } = delegates;
+
+        /// <summary>Lambdas created in this graph, with the union of the states at their creation and at the invocations of a delegate local holding them.</summary>
         public Dictionary<IFlowAnonymousFunctionOperation, Dictionary<ISymbol, Location>> Lambdas { get; } = new();
+
+        /// <summary>Local functions called from this graph (directly or through a delegate local), with the union of the states at the calls.</summary>
+        public Dictionary<IMethodSymbol, Dictionary<ISymbol, Location>> LocalCalls { get; } = new(SymbolEqualityComparer.Default);
     }
 
     private void Analyze(Body body, List<Diagnostic> found)
@@ -164,13 +175,17 @@ internal sealed class MmuNotifierUseAfterPut(INamedTypeSymbol releasesAttr, INam
         while (pending.Count > 0 && graphs++ < 64)
         {
             var (cfg, entry) = pending.Dequeue();
-            var walk = new GraphWalk(cfg, body.Method, Aliases(cfg));
+            var aliases = Aliases(cfg, out var delegates);
+            var walk = new GraphWalk(cfg, body.Method, aliases, delegates);
             AnalyzeGraph(walk, entry, found);
-            // Lambdas start from the state where they are created; local functions from nothing put.
+            // A lambda starts from the states where it is created and where a delegate local holding it is
+            // invoked (created before the put, run after it: its captures read a freed notifier); a local
+            // function from the states where this graph calls it (nothing put when it is never called here).
             foreach (var lambda in walk.Lambdas)
                 pending.Enqueue((cfg.GetAnonymousFunctionControlFlowGraph(lambda.Key), lambda.Value));
             foreach (var local in cfg.LocalFunctions)
-                pending.Enqueue((cfg.GetLocalFunctionControlFlowGraph(local), new Dictionary<ISymbol, Location>(SymbolEqualityComparer.Default)));
+                pending.Enqueue((cfg.GetLocalFunctionControlFlowGraph(local),
+                    walk.LocalCalls.TryGetValue(local, out var calls) ? calls : new Dictionary<ISymbol, Location>(SymbolEqualityComparer.Default)));
         }
     }
 
@@ -207,12 +222,14 @@ internal sealed class MmuNotifierUseAfterPut(INamedTypeSymbol releasesAttr, INam
     /// graph never assigns: both names hold the same notifier everywhere, so a put of one is a put
     /// of the other. Only graphs that assign a notifier-typed local pay for the second walk.
     /// </summary>
-    private Dictionary<ISymbol, List<ISymbol>> Aliases(ControlFlowGraph cfg)
+    private Dictionary<ISymbol, List<ISymbol>> Aliases(ControlFlowGraph cfg, out Dictionary<ISymbol, object>? delegates)
     {
         var result = new Dictionary<ISymbol, List<ISymbol>>(SymbolEqualityComparer.Default);
+        delegates = null;
         if (notifierType == null) return result;
         Dictionary<ISymbol, int>? writes = null;
         List<(ISymbol Alias, IOperation Source)>? candidates = null;
+        List<(ISymbol Local, object Body)>? delegateCandidates = null;
         foreach (var block in cfg.Blocks)
             foreach (var root in Roots(block))
                 foreach (var op in root.DescendantsAndSelf())
@@ -227,9 +244,15 @@ internal sealed class MmuNotifierUseAfterPut(INamedTypeSymbol releasesAttr, INam
                     if (written == null) continue;
                     writes ??= new Dictionary<ISymbol, int>(SymbolEqualityComparer.Default);
                     writes[written] = writes.TryGetValue(written, out int n) ? n + 1 : 1;
-                    if (op is ISimpleAssignmentOperation { Target: ILocalReferenceOperation l } asg && IsNotifier(l.Local.Type))
-                        (candidates ??= new()).Add((l.Local, asg.Value));
+                    if (op is ISimpleAssignmentOperation { Target: ILocalReferenceOperation l } asg)
+                    {
+                        if (IsNotifier(l.Local.Type)) (candidates ??= new()).Add((l.Local, asg.Value));
+                        else if (DelegateBody(asg.Value) is { } db) (delegateCandidates ??= new()).Add((l.Local, db));
+                    }
                 }
+        if (delegateCandidates != null)
+            foreach (var (local, db) in delegateCandidates)
+                if (writes![local] == 1) (delegates ??= new Dictionary<ISymbol, object>(SymbolEqualityComparer.Default))[local] = db;
         if (candidates == null) return result;
         foreach (var (alias, source) in candidates)
         {
@@ -238,6 +261,45 @@ internal sealed class MmuNotifierUseAfterPut(INamedTypeSymbol releasesAttr, INam
             Link(result, of, alias);
         }
         return result;
+    }
+
+    /// <summary>The body a delegate value runs: a lambda of this graph, or a local function's method group.</summary>
+    private static object? DelegateBody(IOperation value) => Unwrap(value) switch
+    {
+        IDelegateCreationOperation { Target: var t } => Unwrap(t) switch
+        {
+            IFlowAnonymousFunctionOperation f => f,
+            IMethodReferenceOperation { Method.MethodKind: MethodKind.LocalFunction } mr => mr.Method.OriginalDefinition,
+            _ => null,
+        },
+        IFlowAnonymousFunctionOperation f => f,
+        _ => null,
+    };
+
+    private static void Merge(Dictionary<ISymbol, Location> state, Dictionary<ISymbol, Location> into)
+    {
+        foreach (var kv in state)
+            if (!into.ContainsKey(kv.Key)) into[kv.Key] = kv.Value;
+    }
+
+    /// <summary>A call that runs a local function or a lambda of this graph: the state at the call reaches that body.</summary>
+    private static void RecordRun(IInvocationOperation inv, Dictionary<ISymbol, Location> state, GraphWalk walk)
+    {
+        object? body = null;
+        if (inv.TargetMethod.MethodKind == MethodKind.LocalFunction) body = inv.TargetMethod.OriginalDefinition;
+        else if (inv.TargetMethod.MethodKind == MethodKind.DelegateInvoke && walk.Delegates != null
+            && Key(Receiver(inv), walk.Captures) is { } d && walk.Delegates.TryGetValue(d, out var held)) body = held;
+        switch (body)
+        {
+            case IFlowAnonymousFunctionOperation lambda:
+                if (!walk.Lambdas.TryGetValue(lambda, out var at)) walk.Lambdas[lambda] = at = new Dictionary<ISymbol, Location>(SymbolEqualityComparer.Default);
+                Merge(state, at);
+                break;
+            case IMethodSymbol local:
+                if (!walk.LocalCalls.TryGetValue(local, out var calls)) walk.LocalCalls[local] = calls = new Dictionary<ISymbol, Location>(SymbolEqualityComparer.Default);
+                Merge(state, calls);
+                break;
+        }
     }
 
     private static void Link(Dictionary<ISymbol, List<ISymbol>> aliases, ISymbol from, ISymbol to)
@@ -284,6 +346,7 @@ internal sealed class MmuNotifierUseAfterPut(INamedTypeSymbol releasesAttr, INam
                 break;
             case IInvocationOperation inv:
                 CheckUse(Receiver(inv), inv.TargetMethod.Name, inv, state, found, walk);
+                RecordRun(inv, state, walk);
                 foreach (var a in inv.Arguments)
                 {
                     if (a.Parameter?.RefKind is RefKind.Out or RefKind.Ref)
