@@ -173,7 +173,7 @@ public class CommandLineBuildBenchmarks
     }
 
     /// <summary>User + system CPU of this process's reaped children (getrusage(RUSAGE_CHILDREN)), ms; NaN off Linux.</summary>
-    private static double ChildrenCpuMilliseconds()
+    internal static double ChildrenCpuMilliseconds()
     {
         if (!RuntimeInformation.IsOSPlatform(OSPlatform.Linux)) return double.NaN;
         var usage = new long[18];
@@ -185,10 +185,10 @@ public class CommandLineBuildBenchmarks
     [DllImport("libc", EntryPoint = "getrusage", SetLastError = true)]
     private static extern int GetRusage(int who, [Out] long[] usage);
 
-    private static string Quote(string path) => path.Contains(' ', StringComparison.Ordinal) ? "\"" + path + "\"" : path;
+    internal static string Quote(string path) => path.Contains(' ', StringComparison.Ordinal) ? "\"" + path + "\"" : path;
 
     /// <summary>The dotnet root of the running runtime (shared/Microsoft.NETCore.App/&lt;version&gt;/ → root), else DOTNET_ROOT.</summary>
-    private static string DotnetRoot()
+    internal static string DotnetRoot()
     {
         string runtime = RuntimeEnvironment.GetRuntimeDirectory().TrimEnd(Path.DirectorySeparatorChar, Path.AltDirectorySeparatorChar);
         string? root = Path.GetDirectoryName(Path.GetDirectoryName(Path.GetDirectoryName(runtime)));
@@ -201,7 +201,7 @@ public class CommandLineBuildBenchmarks
     /// csc.dll of the SDK that <c>dotnet --list-sdks</c> lists last (the newest; <c>dotnet build</c> picks it
     /// without a global.json), else the newest sdk/ directory holding one.
     /// </summary>
-    private static string SdkCompiler(string root)
+    internal static string SdkCompiler(string root)
     {
         var candidates = new List<string>();
         try
