@@ -66,7 +66,7 @@ internal static class NotifierFieldRules
         public List<StatePoint> CallStates { get; } = [];
     }
 
-    public static void Register(CompilationStartAnalysisContext start, ContractSet contracts)
+    public static void Register(CompilationStartAnalysisContext start, ContractSet contracts, OperationDispatch operations)
     {
         if (contracts.Type(KnownNames.IntervalNotifier) is not { } notifierType) return;
         if (RuntimeTypes.Of(start.Compilation).Get("Hmm.Runtime.Notifiers.IIntervalNotifierOps")?.GetMembers("Invalidate").FirstOrDefault() is not IMethodSymbol invalidate) return;
@@ -84,14 +84,14 @@ internal static class NotifierFieldRules
                 }
         });
         // Field initializers: `IntervalNotifier _n = new(new Ops(this))` is not in any method body.
-        start.RegisterOperationAction(c =>
+        operations.On(c =>
         {
             var init = (IFieldInitializerOperation)c.Operation;
             foreach (var f in init.InitializedFields) initialised.TryAdd(f.OriginalDefinition, true);
             if (Unwrap(init.Value) is IObjectCreationOperation create && OpsOf(create, notifierType) is { } ops)
                 foreach (var f in init.InitializedFields) creations.Add((f.OriginalDefinition, ops));
         }, OperationKind.FieldInitializer);
-        start.RegisterOperationAction(c =>
+        operations.On(c =>
         {
             foreach (var p in ((IPropertyInitializerOperation)c.Operation).InitializedProperties) initialised.TryAdd(p.OriginalDefinition, true);
         }, OperationKind.PropertyInitializer);
