@@ -31,18 +31,18 @@ public sealed class HmmFlowAnalyzer : DiagnosticAnalyzer
         if (ContractSet.TryCreate(start.Compilation) is not { } contracts) return;
         var facts = new ConcurrentBag<MethodFacts>();
         var declared = new ConcurrentBag<LockEdge>();
-        start.RegisterOperationBlockAction(b => AnalyzeBody(b, contracts, facts));
         start.RegisterSymbolAction(s => DeclaredOrder(s, contracts, declared), SymbolKind.Field, SymbolKind.Property);
-        // Per-operation checks share one walk per member (see OperationDispatch): no RegisterOperationAction anywhere.
+        // Every per-body and per-operation check runs from ONE operation-block action (see OperationDispatch).
         var operations = new OperationDispatch();
+        operations.OnBlock(b => AnalyzeBody(b, contracts, facts));
         operations.On(o => WriteWithoutFault(o, contracts), OperationKind.SimpleAssignment);
         RangeRules.Register(contracts, operations);
         LifetimeRules.Register(contracts, operations);
-        NotifierFieldRules.Register(start, contracts, operations);
+        NotifierFieldRules.Register(start.Compilation, contracts, operations);
+        CopyExposure.Register(start.Compilation, contracts, operations);
+        CpuAccessRules.Register(start.Compilation, operations);
+        MmuNotifierRules.Register(start.Compilation, operations);
         operations.Register(start);
-        CopyExposure.Register(start, contracts);
-        CpuAccessRules.Register(start);
-        MmuNotifierRules.Register(start);
         start.RegisterCompilationEndAction(end => new ProgramAnalysis(contracts, facts, declared).Run(end.ReportDiagnostic, end.CancellationToken));
     }
 
