@@ -68,7 +68,9 @@ internal static class AnalyzerProfile
             var c1 = ProcessCpu();
             sw.Restart();
             var cwa = corpus.Generated().WithAnalyzers([analyzer], new CompilationWithAnalyzersOptions(
-                new AnalyzerOptions([]), onAnalyzerException: null, concurrentAnalysis: true, logAnalyzerExecutionTime: true));
+                new AnalyzerOptions([]), onAnalyzerException: null,
+                // HMM_PROFILE_SERIAL=1: the floor's options (no concurrent analysis), so on and floor differ only in the analyzer.
+                concurrentAnalysis: Environment.GetEnvironmentVariable("HMM_PROFILE_SERIAL") != "1", logAnalyzerExecutionTime: true));
             var all = cwa.GetAllDiagnosticsAsync().GetAwaiter().GetResult();
             double b = sw.Elapsed.TotalMilliseconds;
             long m2 = GC.GetTotalAllocatedBytes(true);
