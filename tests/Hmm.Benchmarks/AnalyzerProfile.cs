@@ -77,7 +77,7 @@ internal static class AnalyzerProfile
             var c2 = ProcessCpu();
             Console.WriteLine($"round {r}: process cpu off {c1 - c0:F0} ms, on {c2 - c1:F0} ms, ratio {(c2 - c1) / (c1 - c0):F2}");
             Console.WriteLine($"round {r}: allocated off {(m1 - m0) / 1e6:F0} MB, on {(m2 - m1) / 1e6:F0} MB, ratio {(double)(m2 - m1) / (m1 - m0):F2}");
-            if (Environment.GetEnvironmentVariable("HMM_PROFILE_FLOOR") is "1" or "walk")
+            if (Environment.GetEnvironmentVariable("HMM_PROFILE_FLOOR") is "1" or "walk" or "symbols")
             {
                 long f0 = GC.GetTotalAllocatedBytes(true);
                 var fc = ProcessCpu();
@@ -238,7 +238,15 @@ internal static class AnalyzerProfile
             context.EnableConcurrentExecution();
             // HMM_PROFILE_FLOOR=walk: the action also walks every operation of every block. Child operations are
             // created lazily, so the empty action never materialises a tree below its root; any real rule does.
-            if (Environment.GetEnvironmentVariable("HMM_PROFILE_FLOOR") == "walk")
+            // HMM_PROFILE_FLOOR=symbols: the walking floor plus what the HMM analyzer registers besides its block action
+            // (a Field/Property symbol action reading attributes, and a compilation-end action).
+            if (Environment.GetEnvironmentVariable("HMM_PROFILE_FLOOR") == "symbols")
+                context.RegisterCompilationStartAction(start =>
+                {
+                    start.RegisterSymbolAction(s => s.Symbol.GetAttributes(), SymbolKind.Field, SymbolKind.Property);
+                    start.RegisterCompilationEndAction(_ => { });
+                });
+            if (Environment.GetEnvironmentVariable("HMM_PROFILE_FLOOR") is "walk" or "symbols")
                 context.RegisterOperationBlockAction(b =>
                 {
                     foreach (var block in b.OperationBlocks)
