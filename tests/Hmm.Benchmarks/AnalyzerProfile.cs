@@ -54,6 +54,7 @@ internal static class AnalyzerProfile
         var analyzer = AnalyzerCorpus.Analyzer();
         Console.WriteLine("analyzer: " + analyzer.GetType().Assembly.Location);
         if (Environment.GetEnvironmentVariable("HMM_PROFILE_EMIT") == "1") EmitProbe(corpus, analyzer);
+        if (Environment.GetEnvironmentVariable("HMM_PROFILE_BODIES") == "1") BodyProbe(corpus);
         double off = 0, on = 0, exec = 0;
         int diagnostics = 0;
         for (int r = 0; r < rounds; r++)
@@ -67,14 +68,16 @@ internal static class AnalyzerProfile
             var c1 = ProcessCpu();
             sw.Restart();
             var cwa = corpus.Generated().WithAnalyzers([analyzer], new CompilationWithAnalyzersOptions(
-                new AnalyzerOptions([]), onAnalyzerException: null, concurrentAnalysis: true, logAnalyzerExecutionTime: true));
+                new AnalyzerOptions([]), onAnalyzerException: null,
+                // HMM_PROFILE_SERIAL=1: the floor's options (no concurrent analysis), so on and floor differ only in the analyzer.
+                concurrentAnalysis: Environment.GetEnvironmentVariable("HMM_PROFILE_SERIAL") != "1", logAnalyzerExecutionTime: true));
             var all = cwa.GetAllDiagnosticsAsync().GetAwaiter().GetResult();
             double b = sw.Elapsed.TotalMilliseconds;
             long m2 = GC.GetTotalAllocatedBytes(true);
             var c2 = ProcessCpu();
             Console.WriteLine($"round {r}: process cpu off {c1 - c0:F0} ms, on {c2 - c1:F0} ms, ratio {(c2 - c1) / (c1 - c0):F2}");
             Console.WriteLine($"round {r}: allocated off {(m1 - m0) / 1e6:F0} MB, on {(m2 - m1) / 1e6:F0} MB, ratio {(double)(m2 - m1) / (m1 - m0):F2}");
-            if (Environment.GetEnvironmentVariable("HMM_PROFILE_FLOOR") == "1")
+            if (Environment.GetEnvironmentVariable("HMM_PROFILE_FLOOR") is "1" or "walk" or "symbols")
             {
                 long f0 = GC.GetTotalAllocatedBytes(true);
                 var fc = ProcessCpu();
@@ -144,6 +147,79 @@ internal static class AnalyzerProfile
         }
     }
 
+    /// <summary>
+    /// HMM_PROFILE_BODIES=1: what a control-flow graph per body would cost (ControlFlowGraph.Create on every body of
+    /// the corpus, bytes and thread CPU), and how many bodies a syntactic pre-filter could skip soundly: a body with
+    /// no invocation, object creation, member or element access, and no name other than its own parameters and locals
+    /// (any other name may be a [GuardedBy] field or a range property the rules must see). Counted on the corpus and
+    /// on samples/* (syntax only).
+    /// </summary>
+    private static void BodyProbe(AnalyzerCorpus corpus)
+    {
+        var c = corpus.Generated();
+        int bodies = 0, skippable = 0;
+        long cpu = 0, bytes = 0;
+        foreach (var tree in c.SyntaxTrees)
+        {
+            var model = c.GetSemanticModel(tree);
+            foreach (var decl in tree.GetRoot().DescendantNodes().OfType<Microsoft.CodeAnalysis.CSharp.Syntax.BaseMethodDeclarationSyntax>())
+            {
+                if (decl.Body == null && decl.ExpressionBody == null) continue;
+                bodies++;
+                if (Skippable(decl)) skippable++;
+                if (model.GetOperation(decl) is not Microsoft.CodeAnalysis.Operations.IMethodBodyBaseOperation op) continue;
+                long t0 = TimedAnalyzer.CpuNow(), a0 = GC.GetAllocatedBytesForCurrentThread();
+                _ = op switch
+                {
+                    Microsoft.CodeAnalysis.Operations.IMethodBodyOperation m => Microsoft.CodeAnalysis.FlowAnalysis.ControlFlowGraph.Create(m),
+                    Microsoft.CodeAnalysis.Operations.IConstructorBodyOperation k => Microsoft.CodeAnalysis.FlowAnalysis.ControlFlowGraph.Create(k),
+                    _ => null,
+                };
+                cpu += TimedAnalyzer.CpuNow() - t0; bytes += GC.GetAllocatedBytesForCurrentThread() - a0;
+            }
+        }
+        Console.WriteLine($"bodies probe (corpus): {bodies} method bodies; a CFG for every one costs {cpu / 1e6:F0} ms cpu, {bytes / 1e6:F0} MB; a sound syntactic pre-filter could skip {skippable} ({100.0 * skippable / Math.Max(1, bodies):F1} %)");
+        var root = AppContext.BaseDirectory;
+        while (root != null && !File.Exists(Path.Combine(root, "Hmm.Gen.sln"))) root = Path.GetDirectoryName(root);
+        if (root == null) return;
+        int sBodies = 0, sSkippable = 0;
+        foreach (var file in Directory.EnumerateFiles(Path.Combine(root, "samples"), "*.cs", SearchOption.AllDirectories))
+        {
+            if (file.Contains("/obj/", StringComparison.Ordinal) || file.Contains("/bin/", StringComparison.Ordinal)) continue;
+            var tree = Microsoft.CodeAnalysis.CSharp.CSharpSyntaxTree.ParseText(File.ReadAllText(file));
+            foreach (var decl in tree.GetRoot().DescendantNodes().OfType<Microsoft.CodeAnalysis.CSharp.Syntax.BaseMethodDeclarationSyntax>())
+            {
+                if (decl.Body == null && decl.ExpressionBody == null) continue;
+                sBodies++;
+                if (Skippable(decl)) sSkippable++;
+            }
+        }
+        Console.WriteLine($"bodies probe (samples/*, hand-written only): {sBodies} method bodies; a sound syntactic pre-filter could skip {sSkippable} ({100.0 * sSkippable / Math.Max(1, sBodies):F1} %)");
+
+        static bool Skippable(Microsoft.CodeAnalysis.CSharp.Syntax.BaseMethodDeclarationSyntax decl)
+        {
+            var own = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var p in decl.ParameterList.Parameters) own.Add(p.Identifier.ValueText);
+            SyntaxNode body = (SyntaxNode?)decl.Body ?? decl.ExpressionBody!;
+            foreach (var v in body.DescendantNodes().OfType<Microsoft.CodeAnalysis.CSharp.Syntax.VariableDeclaratorSyntax>()) own.Add(v.Identifier.ValueText);
+            foreach (var v in body.DescendantNodes().OfType<Microsoft.CodeAnalysis.CSharp.Syntax.SingleVariableDesignationSyntax>()) own.Add(v.Identifier.ValueText);
+            if (decl is Microsoft.CodeAnalysis.CSharp.Syntax.ConstructorDeclarationSyntax { Initializer: not null }) return false;
+            foreach (var n in body.DescendantNodes())
+                switch (n)
+                {
+                    case Microsoft.CodeAnalysis.CSharp.Syntax.InvocationExpressionSyntax:
+                    case Microsoft.CodeAnalysis.CSharp.Syntax.BaseObjectCreationExpressionSyntax:
+                    case Microsoft.CodeAnalysis.CSharp.Syntax.MemberAccessExpressionSyntax:
+                    case Microsoft.CodeAnalysis.CSharp.Syntax.ElementAccessExpressionSyntax:
+                    case Microsoft.CodeAnalysis.CSharp.Syntax.ConditionalAccessExpressionSyntax:
+                        return false;
+                    case Microsoft.CodeAnalysis.CSharp.Syntax.IdentifierNameSyntax id when !own.Contains(id.Identifier.ValueText) && id.Parent is not Microsoft.CodeAnalysis.CSharp.Syntax.VariableDeclarationSyntax:
+                        return false;
+                }
+            return true;
+        }
+    }
+
     private static double ProcessCpu()
     {
         GC.Collect();
@@ -160,7 +236,24 @@ internal static class AnalyzerProfile
         {
             context.ConfigureGeneratedCodeAnalysis(GeneratedCodeAnalysisFlags.None);
             context.EnableConcurrentExecution();
-            context.RegisterOperationBlockAction(_ => { });
+            // HMM_PROFILE_FLOOR=walk: the action also walks every operation of every block. Child operations are
+            // created lazily, so the empty action never materialises a tree below its root; any real rule does.
+            // HMM_PROFILE_FLOOR=symbols: the walking floor plus what the HMM analyzer registers besides its block action
+            // (a Field/Property symbol action reading attributes, and a compilation-end action).
+            if (Environment.GetEnvironmentVariable("HMM_PROFILE_FLOOR") == "symbols")
+                context.RegisterCompilationStartAction(start =>
+                {
+                    start.RegisterSymbolAction(s => s.Symbol.GetAttributes(), SymbolKind.Field, SymbolKind.Property);
+                    start.RegisterCompilationEndAction(_ => { });
+                });
+            if (Environment.GetEnvironmentVariable("HMM_PROFILE_FLOOR") is "walk" or "symbols")
+                context.RegisterOperationBlockAction(b =>
+                {
+                    foreach (var block in b.OperationBlocks)
+                        foreach (var _ in Microsoft.CodeAnalysis.Operations.OperationExtensions.Descendants(block)) { }
+                });
+            else
+                context.RegisterOperationBlockAction(_ => { });
         }
     }
 #pragma warning restore RS1001, RS1025, RS1026

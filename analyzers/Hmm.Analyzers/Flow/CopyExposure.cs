@@ -105,9 +105,8 @@ internal static class CopyExposure
         public override int GetHashCode() => Keys.Count ^ (Pending.Count << 8);
     }
 
-    public static void Register(CompilationStartAnalysisContext start, ContractSet contracts)
+    public static void Register(Compilation compilation, ContractSet contracts, OperationDispatch operations)
     {
-        var compilation = start.Compilation;
         if (RuntimeTypes.Of(compilation).Get(DevicePageRules.DestinationPfn) is not { } destination
             || RuntimeTypes.Of(compilation).Get(DevicePageRules.CopyMayFail) is not { } mayFail
             || RuntimeTypes.Of(compilation).Get(DevicePageRules.CommitsDestinations) is not { } commits) return;
@@ -132,7 +131,7 @@ internal static class CopyExposure
                 ? Role.Clear : Role.None;
         });
         var bodies = new ConcurrentDictionary<IMethodSymbol, (ControlFlowGraph Cfg, bool Commits)>(SymbolEqualityComparer.Default);
-        start.RegisterOperationBlockAction(b =>
+        operations.OnBlock(b =>
         {
             if (b.OwningSymbol is not IMethodSymbol method) return;
             IOperation? body = null;
@@ -154,7 +153,7 @@ internal static class CopyExposure
             }
             if (relevant) bodies[method.OriginalDefinition] = (b.GetControlFlowGraph(body), commitsHere);
         });
-        start.RegisterCompilationEndAction(end =>
+        operations.OnCompilationEnd(end =>
         {
             var pass = new Pass(bodies, RoleOf, IsPageInit, end.CancellationToken);
             var methods = new List<IMethodSymbol>(bodies.Keys);

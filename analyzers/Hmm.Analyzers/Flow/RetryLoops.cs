@@ -57,7 +57,7 @@ internal static class RetryLoops
         return false;
     }
 
-    private static bool IsBackOff(IInvocationOperation inv, ContractSet contracts)
+    internal static bool IsBackOff(IInvocationOperation inv, ContractSet contracts)
     {
         var m = inv.TargetMethod;
         if (contracts.For(m).ReadBegin) return true;

@@ -40,9 +40,8 @@ internal static class CpuAccessRules
         public string? Via { get; } = via;
     }
 
-    public static void Register(CompilationStartAnalysisContext start)
+    public static void Register(Compilation compilation, OperationDispatch operations)
     {
-        var compilation = start.Compilation;
         if (RuntimeTypes.Of(compilation).Get(DevicePageRules.DevicePrivatePfn) is not { } privateAttr
             || RuntimeTypes.Of(compilation).Get(DevicePageRules.CpuAccess) is not { } cpuAttr) return;
         // (method, parameter) pairs whose value reaches a CPU access, directly or through further helpers.
@@ -51,13 +50,13 @@ internal static class CpuAccessRules
         var passes = new ConcurrentBag<Pass>();
         var flows = new Flows(sinks, forwards, passes);
         var migrateVma = RuntimeTypes.Of(compilation).Get(MigrateVmaType);
-        start.RegisterOperationBlockAction(b =>
+        operations.OnBlock(b =>
         {
             if (b.OwningSymbol is not IMethodSymbol method) return;
             foreach (var block in b.OperationBlocks)
                 Analyze(b, method, block, privateAttr, cpuAttr, migrateVma, flows);
         });
-        start.RegisterCompilationEndAction(end =>
+        operations.OnCompilationEnd(end =>
         {
             // Close the sinks over forwarded parameters (a helper handing its parameter to a helper that reads it).
             bool changed = true;

@@ -31,15 +31,18 @@ public sealed class HmmFlowAnalyzer : DiagnosticAnalyzer
         if (ContractSet.TryCreate(start.Compilation) is not { } contracts) return;
         var facts = new ConcurrentBag<MethodFacts>();
         var declared = new ConcurrentBag<LockEdge>();
-        start.RegisterOperationBlockAction(b => AnalyzeBody(b, contracts, facts));
         start.RegisterSymbolAction(s => DeclaredOrder(s, contracts, declared), SymbolKind.Field, SymbolKind.Property);
-        start.RegisterOperationAction(o => WriteWithoutFault(o, contracts), OperationKind.SimpleAssignment);
-        RangeRules.Register(start, contracts);
-        LifetimeRules.Register(start, contracts);
-        NotifierFieldRules.Register(start, contracts);
-        CopyExposure.Register(start, contracts);
-        CpuAccessRules.Register(start);
-        MmuNotifierRules.Register(start);
+        // Every per-body and per-operation check runs from ONE operation-block action (see OperationDispatch).
+        var operations = new OperationDispatch();
+        operations.OnBlock(b => AnalyzeBody(b, contracts, facts));
+        operations.On(o => WriteWithoutFault(o, contracts), OperationKind.SimpleAssignment);
+        RangeRules.Register(contracts, operations);
+        LifetimeRules.Register(contracts, operations);
+        NotifierFieldRules.Register(start.Compilation, contracts, operations);
+        CopyExposure.Register(start.Compilation, contracts, operations);
+        CpuAccessRules.Register(start.Compilation, operations);
+        MmuNotifierRules.Register(start.Compilation, operations);
+        operations.Register(start);
         start.RegisterCompilationEndAction(end => new ProgramAnalysis(contracts, facts, declared).Run(end.ReportDiagnostic, end.CancellationToken));
     }
 
@@ -52,29 +55,12 @@ public sealed class HmmFlowAnalyzer : DiagnosticAnalyzer
         if (body == null) return;
         var self = contracts.For(method);
         bool stateful = self.Context != CallbackContext.None || !self.Requires.IsEmpty || !self.LockEffects.IsEmpty;
-        bool calls = false;
-        foreach (var op in body.Descendants())
-        {
-            switch (op)
-            {
-                case IInvocationOperation inv:
-                    var c = contracts.For(inv.TargetMethod);
-                    if (c.ChangesState) stateful = true;
-                    if (c.HasEffects || ContractSet.IsBlockingBcl(inv.TargetMethod) || SymbolNames.HasSource(inv.TargetMethod)) calls = true;
-                    break;
-                case IFieldReferenceOperation fr when contracts.GuardOf(fr.Field) != null:
-                case IPropertyReferenceOperation pr when contracts.GuardOf(pr.Property) != null
-                    || contracts.Is(pr.Property.ContainingType, KnownNames.NotifierRange)
-                    || contracts.Is(pr.Property.ContainingType, KnownNames.HmmRange):
-                    stateful = true;
-                    break;
-            }
-            if (stateful) break;
-        }
+        var scan = BodyScan.Of(body, method, contracts, stopWhenStateful: stateful);
+        stateful |= scan.Stateful;
         // A body that only sleeps or yields still matters: it is the back-off of its callers' EBUSY loops (HMM1037).
         // A helper storing a parameter away takes over the reference its caller hands it.
-        var stored = ReferenceEscapes.StoredParameters(body, method);
-        if (!stateful && !calls && stored == null && !RetryLoops.HasBackOff(body, contracts)) return;
+        var stored = scan.StoredParameters;
+        if (!stateful && !scan.Calls && stored == null && !scan.BacksOff) return;
         bool deferrable = method.MethodKind is MethodKind.Ordinary && !IsExternallyVisible(method);
         var facts = new MethodFacts(method, self.Context, deferrable);
         if (stored != null) facts.ReleasedParams.UnionWith(stored);
@@ -90,7 +76,7 @@ public sealed class HmmFlowAnalyzer : DiagnosticAnalyzer
         else
         {
             // No lock, reference or protocol effect in the body: every call sees the entry state.
-            foreach (var inv in body.Descendants().OfType<IInvocationOperation>())
+            foreach (var inv in scan.Invocations)
             {
                 context.CancellationToken.ThrowIfCancellationRequested();
                 var m = inv.TargetMethod;
@@ -128,7 +114,7 @@ public sealed class HmmFlowAnalyzer : DiagnosticAnalyzer
     }
 
     /// <summary>HMM-R15: DefaultFlags assigned a value that may carry ReqWrite without ReqFault.</summary>
-    private static void WriteWithoutFault(OperationAnalysisContext context, ContractSet contracts)
+    private static void WriteWithoutFault(OperationSite context, ContractSet contracts)
     {
         var asg = (ISimpleAssignmentOperation)context.Operation;
         if (asg.Target is not IPropertyReferenceOperation { Property.Name: "DefaultFlags" } p || !contracts.Is(p.Property.ContainingType, KnownNames.HmmRange)) return;

@@ -22,13 +22,13 @@ internal static class LifetimeRules
         public Location Location { get; } = location;
     }
 
-    public static void Register(CompilationStartAnalysisContext start, ContractSet contracts)
+    public static void Register(ContractSet contracts, OperationDispatch operations)
     {
         if (contracts.Type(KnownNames.IntervalNotifier) is not { } notifierType) return;
         var inserts = new ConcurrentBag<InsertSite>();
         var removed = new ConcurrentDictionary<ISymbol, bool>(SymbolEqualityComparer.Default);
         var escaped = new ConcurrentDictionary<ISymbol, bool>(SymbolEqualityComparer.Default);
-        start.RegisterOperationAction(c =>
+        operations.On(c =>
         {
             var inv = (IInvocationOperation)c.Operation;
             var m = inv.TargetMethod;
@@ -48,7 +48,7 @@ internal static class LifetimeRules
                 CheckFaultPage(c, inv, contracts);
         }, OperationKind.Invocation);
         // A notifier member handed elsewhere (argument, assignment, return) may be removed through that alias.
-        start.RegisterOperationAction(c =>
+        operations.On(c =>
         {
             var op = c.Operation;
             var type = op switch { IFieldReferenceOperation f => f.Field.Type, IPropertyReferenceOperation p => p.Property.Type, _ => null };
@@ -67,7 +67,7 @@ internal static class LifetimeRules
             };
             if (escapes) escaped.TryAdd(member, true);
         }, OperationKind.FieldReference, OperationKind.PropertyReference);
-        start.RegisterCompilationEndAction(end =>
+        operations.OnCompilationEnd(end =>
         {
             var sites = new List<InsertSite>(inserts);
             sites.Sort((a, b) =>
@@ -123,7 +123,7 @@ internal static class LifetimeRules
     // ---- MIG-R08 ---------------------------------------------------------------------------------
 
     /// <summary>Setup inside migrate_to_ram on a MigrateVma built here that never mentions FaultPage.</summary>
-    private static void CheckFaultPage(OperationAnalysisContext context, IInvocationOperation setup, ContractSet contracts)
+    private static void CheckFaultPage(OperationSite context, IInvocationOperation setup, ContractSet contracts)
     {
         if (context.ContainingSymbol is not IMethodSymbol method || (contracts.For(method).Context & CallbackContext.MigrateToRam) == 0) return;
         if (setup.Arguments.Length != 1 || Unwrap(setup.Arguments[0].Value) is not ILocalReferenceOperation arg) return;

@@ -64,9 +64,8 @@ internal static class MmuNotifierRules
         public Location Location { get; } = location;
     }
 
-    public static void Register(CompilationStartAnalysisContext start)
+    public static void Register(Compilation compilation, OperationDispatch operations)
     {
-        var compilation = start.Compilation;
         if (RuntimeTypes.Of(compilation).Get(DrainsDeferredFrees) is not { } drainsAttr
             || RuntimeTypes.Of(compilation).Get(NotifierLifetime) is not { } lifetimeAttr
             || RuntimeTypes.Of(compilation).Get(KnownNames.AcquiresReference) is not { } acquiresAttr
@@ -76,7 +75,7 @@ internal static class MmuNotifierRules
         var notifierType = RuntimeTypes.Of(compilation).Get(MmuNotifier);
         var useAfterPut = new MmuNotifierUseAfterPut(releasesAttr, notifierType);
         var dsl = drainsAttr.ContainingNamespace;
-        start.RegisterOperationBlockAction(b =>
+        operations.OnBlock(b =>
         {
             if (b.OwningSymbol is not IMethodSymbol method) return;
             foreach (var block in b.OperationBlocks)
@@ -96,7 +95,7 @@ internal static class MmuNotifierRules
                     useAfterPut.Collect(method, b.GetControlFlowGraph(block));
             }
         });
-        start.RegisterCompilationEndAction(end =>
+        operations.OnCompilationEnd(end =>
         {
             var graph = CallGraph.Build(calls);
             useAfterPut.Report(end.ReportDiagnostic, end.CancellationToken);

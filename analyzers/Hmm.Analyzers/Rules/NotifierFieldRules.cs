@@ -66,14 +66,14 @@ internal static class NotifierFieldRules
         public List<StatePoint> CallStates { get; } = [];
     }
 
-    public static void Register(CompilationStartAnalysisContext start, ContractSet contracts)
+    public static void Register(Compilation compilation, ContractSet contracts, OperationDispatch operations)
     {
         if (contracts.Type(KnownNames.IntervalNotifier) is not { } notifierType) return;
-        if (RuntimeTypes.Of(start.Compilation).Get("Hmm.Runtime.Notifiers.IIntervalNotifierOps")?.GetMembers("Invalidate").FirstOrDefault() is not IMethodSymbol invalidate) return;
+        if (RuntimeTypes.Of(compilation).Get("Hmm.Runtime.Notifiers.IIntervalNotifierOps")?.GetMembers("Invalidate").FirstOrDefault() is not IMethodSymbol invalidate) return;
         var bodies = new ConcurrentBag<Body>();
         var creations = new ConcurrentBag<(ISymbol Target, ITypeSymbol Ops)>();
         var initialised = new ConcurrentDictionary<ISymbol, bool>(SymbolEqualityComparer.Default);
-        start.RegisterOperationBlockAction(b =>
+        operations.OnBlock(b =>
         {
             if (b.OwningSymbol is not IMethodSymbol method) return;
             foreach (var block in b.OperationBlocks)
@@ -84,18 +84,18 @@ internal static class NotifierFieldRules
                 }
         });
         // Field initializers: `IntervalNotifier _n = new(new Ops(this))` is not in any method body.
-        start.RegisterOperationAction(c =>
+        operations.On(c =>
         {
             var init = (IFieldInitializerOperation)c.Operation;
             foreach (var f in init.InitializedFields) initialised.TryAdd(f.OriginalDefinition, true);
             if (Unwrap(init.Value) is IObjectCreationOperation create && OpsOf(create, notifierType) is { } ops)
                 foreach (var f in init.InitializedFields) creations.Add((f.OriginalDefinition, ops));
         }, OperationKind.FieldInitializer);
-        start.RegisterOperationAction(c =>
+        operations.On(c =>
         {
             foreach (var p in ((IPropertyInitializerOperation)c.Operation).InitializedProperties) initialised.TryAdd(p.OriginalDefinition, true);
         }, OperationKind.PropertyInitializer);
-        start.RegisterCompilationEndAction(end => new Verdict(bodies, creations, initialised, invalidate, contracts).Run(end.ReportDiagnostic));
+        operations.OnCompilationEnd(end => new Verdict(bodies, creations, initialised, invalidate, contracts).Run(end.ReportDiagnostic));
     }
 
     private static ITypeSymbol? OpsOf(IObjectCreationOperation create, INamedTypeSymbol notifierType)
@@ -383,6 +383,16 @@ internal static class NotifierFieldRules
 
         private readonly ContractSet _contracts;
 
+        /// <summary>
+        /// The bodies of each type, in <see cref="_bodies"/>' order: a teardown looks only at its own type's inserts and
+        /// constructors (it used to scan every body of the compilation per teardown and per field).
+        /// </summary>
+        private readonly Dictionary<ITypeSymbol, List<Body>> _byType = new(SymbolEqualityComparer.Default);
+
+        // Memos of pure questions over the finished body set (the same callback and field are asked once per teardown site).
+        private readonly Dictionary<(IMethodSymbol, ISymbol), bool> _callbackReads = new(SymbolPairComparer.Instance);
+        private readonly Dictionary<IMethodSymbol, HashSet<string>> _takes = new(SymbolEqualityComparer.Default);
+
         public Verdict(IEnumerable<Body> bodies, IEnumerable<(ISymbol Target, ITypeSymbol Ops)> creations, ConcurrentDictionary<ISymbol, bool> initialised, IMethodSymbol invalidate, ContractSet contracts)
         {
             _invalidate = invalidate;
@@ -390,7 +400,12 @@ internal static class NotifierFieldRules
             _initialised = initialised;
             var list = new List<Body>(bodies);
             list.Sort((a, b) => string.CompareOrdinal(SymbolNames.Of(a.Method), SymbolNames.Of(b.Method)));
-            foreach (var b in list) _bodies[b.Method] = b;
+            foreach (var b in list)
+            {
+                _bodies[b.Method] = b;
+                if (!_byType.TryGetValue(b.Method.ContainingType, out var same)) _byType[b.Method.ContainingType] = same = [];
+                same.Add(b);
+            }
             foreach (var (target, ops) in creations)
             {
                 if (!_creations.TryGetValue(target, out var l)) _creations[target] = l = [];
@@ -457,9 +472,10 @@ internal static class NotifierFieldRules
 
         private bool CallbackReads(IMethodSymbol cb, ISymbol field)
         {
+            if (_callbackReads.TryGetValue((cb, field), out bool known)) return known;
             bool found = false;
             Closure(cb, 0, b => found = found || b.Reads.Contains(field), new HashSet<IMethodSymbol>(SymbolEqualityComparer.Default));
-            return found;
+            return _callbackReads[(cb, field)] = found;
         }
 
         private bool MayStore(IMethodSymbol m, ISymbol field)
@@ -478,18 +494,19 @@ internal static class NotifierFieldRules
 
         private HashSet<string> Takes(IMethodSymbol cb)
         {
+            if (_takes.TryGetValue(cb, out var known)) return known;
             var keys = new HashSet<string>(StringComparer.Ordinal);
             Closure(cb, 0, b => { keys.UnionWith(b.Takes); return false; }, new HashSet<IMethodSymbol>(SymbolEqualityComparer.Default));
-            return keys;
+            return _takes[cb] = keys;
         }
 
         /// <summary>Whether the object's construction already initialised the field (an initializer, or a constructor's store).</summary>
         private bool Constructed(ISymbol field)
         {
             if (_initialised.ContainsKey(field)) return true;
-            foreach (var b in _bodies.Values)
-                if (b.Method.MethodKind == MethodKind.Constructor && SymbolEqualityComparer.Default.Equals(b.Method.ContainingType, field.ContainingType)
-                    && MayStore(b.Method, field)) return true;
+            if (!_byType.TryGetValue(field.ContainingType, out var same)) return false;
+            foreach (var b in same)
+                if (b.Method.MethodKind == MethodKind.Constructor && MayStore(b.Method, field)) return true;
             return false;
         }
 
@@ -532,9 +549,8 @@ internal static class NotifierFieldRules
             // The callbacks of notifiers inserted by this type that read the field.
             var type = field.ContainingType;
             IMethodSymbol? reader = null;
-            foreach (var b in _bodies.Values)
+            foreach (var b in _byType.TryGetValue(type, out var same) ? same : [])
             {
-                if (!SymbolEqualityComparer.Default.Equals(b.Method.ContainingType, type)) continue;
                 foreach (var i in b.Inserts)
                     foreach (var ops in OpsOf(i))
                         if (Callback(ops) is { } cb && CallbackReads(cb, field))
@@ -602,5 +618,17 @@ internal static class NotifierFieldRules
             if (!_reported.Add((location.SourceSpan.Start, location.SourceTree?.FilePath))) return;
             _sink(Diagnostic.Create(HmmRules.NotifierFieldLifetime, location, insert == null ? [] : [insert], message));
         }
+    }
+
+    /// <summary>Pairs of symbols compared as Roslyn compares symbols (the memo key of CallbackReads).</summary>
+    private sealed class SymbolPairComparer : IEqualityComparer<(IMethodSymbol, ISymbol)>
+    {
+        public static readonly SymbolPairComparer Instance = new();
+
+        public bool Equals((IMethodSymbol, ISymbol) x, (IMethodSymbol, ISymbol) y) =>
+            SymbolEqualityComparer.Default.Equals(x.Item1, y.Item1) && SymbolEqualityComparer.Default.Equals(x.Item2, y.Item2);
+
+        public int GetHashCode((IMethodSymbol, ISymbol) obj) =>
+            SymbolEqualityComparer.Default.GetHashCode(obj.Item1) * 31 + SymbolEqualityComparer.Default.GetHashCode(obj.Item2);
     }
 }

@@ -27,13 +27,13 @@ internal static class RangeRules
         public bool? OwnerSet { get; } = ownerSet;
     }
 
-    public static void Register(CompilationStartAnalysisContext start, ContractSet contracts)
+    public static void Register(ContractSet contracts, OperationDispatch operations)
     {
         var privateMemory = new ConcurrentDictionary<INamedTypeSymbol, string>(SymbolEqualityComparer.Default);
         var ownerSetters = new ConcurrentDictionary<INamedTypeSymbol, bool>(SymbolEqualityComparer.Default);
         var faults = new ConcurrentBag<FaultSite>();
-        start.RegisterOperationAction(c => CheckCreation(c, contracts), OperationKind.ObjectCreation);
-        start.RegisterOperationAction(c =>
+        operations.On(c => CheckCreation(c, contracts), OperationKind.ObjectCreation);
+        operations.On(c =>
         {
             var inv = (IInvocationOperation)c.Operation;
             var m = inv.TargetMethod;
@@ -50,7 +50,7 @@ internal static class RangeRules
                         privateMemory.TryAdd(owner, owner.Name);
             }
         }, OperationKind.Invocation);
-        start.RegisterOperationAction(c =>
+        operations.On(c =>
         {
             var asg = (ISimpleAssignmentOperation)c.Operation;
             if (asg.Target is IPropertyReferenceOperation { Property.Name: "DevPrivateOwner" } p && contracts.Is(p.Property.ContainingType, KnownNames.HmmRange)
@@ -60,7 +60,7 @@ internal static class RangeRules
                 CheckSystemPagesOnly(c, asg, p, contracts);
             }
         }, OperationKind.SimpleAssignment);
-        start.RegisterCompilationEndAction(end =>
+        operations.OnCompilationEnd(end =>
         {
             var sites = new List<FaultSite>(faults);
             sites.Sort((a, b) =>
@@ -82,7 +82,7 @@ internal static class RangeRules
     // ---- HMM-R16: hmm_pfns against [Start, End) ----------------------------------------------
 
     /// <summary><c>new HmmRange(n, start, end) { Start = …, End = …, HmmPfns = new ulong[k] }</c> with constants that disagree.</summary>
-    private static void CheckCreation(OperationAnalysisContext context, ContractSet contracts)
+    private static void CheckCreation(OperationSite context, ContractSet contracts)
     {
         var create = (IObjectCreationOperation)context.Operation;
         if (!contracts.Is(create.Type, KnownNames.HmmRange)) return;
@@ -113,7 +113,7 @@ internal static class RangeRules
             Report(context, arr, $"hmm_pfns has {n} entries but [0x{s:x}, 0x{e:x}) covers {(e - s) >> PageShift} pages: hmm_range_fault writes past it or rejects it");
     }
 
-    private static void Report(OperationAnalysisContext context, IOperation at, string message) =>
+    private static void Report(OperationSite context, IOperation at, string message) =>
         context.ReportDiagnostic(Diagnostic.Create(HmmRules.RangeShape, at.Syntax.GetLocation(), message));
 
     private static ulong? AsULong(IOperation op)
@@ -143,7 +143,7 @@ internal static class RangeRules
     /// the loop rewriting its hmm_pfns: the second attempt takes the first one's output words
     /// (pfns and VALID/WRITE bits) as its requests.
     /// </summary>
-    private static void CheckRetriedRequests(OperationAnalysisContext context, IInvocationOperation fault, ContractSet contracts)
+    private static void CheckRetriedRequests(OperationSite context, IInvocationOperation fault, ContractSet contracts)
     {
         if (SymbolOf(fault.Instance) is not { } range) return;
         ILoopOperation? loop = null;
@@ -245,7 +245,7 @@ internal static class RangeRules
     // ---- HMM-R17's inverse: no owner on a system-pages-only path -----------------------------
 
     /// <summary>DevPrivateOwner set on a range whose HmmPfns (in the same method) come from a [SystemPagesOnly] type or member.</summary>
-    private static void CheckSystemPagesOnly(OperationAnalysisContext context, ISimpleAssignmentOperation ownerSet, IPropertyReferenceOperation owner, ContractSet contracts)
+    private static void CheckSystemPagesOnly(OperationSite context, ISimpleAssignmentOperation ownerSet, IPropertyReferenceOperation owner, ContractSet contracts)
     {
         if (contracts.Type(KnownNames.SystemPagesOnly) is not { } marker) return;
         var range = OwnerOf(owner);
