@@ -48,8 +48,8 @@ namespace Hmm.Benchmarks;
 [Config(typeof(LongBuildConfig))]
 public class CommandLineBuildBenchmarks
 {
-    /// <summary>In process, with a timeout a whole csc run fits in many times over.</summary>
-    private sealed class LongBuildConfig : ManualConfig
+    /// <summary>In process, with a timeout a whole csc run fits in many times over (also <see cref="ProjectBuildBenchmarks"/>'s job).</summary>
+    internal sealed class LongBuildConfig : ManualConfig
     {
         public LongBuildConfig() => AddJob(Job.Default.WithToolchain(new InProcessEmitToolchain(TimeSpan.FromHours(3), logOutput: true))
             .WithLaunchCount(1).WithWarmupCount(1).WithIterationCount(5));

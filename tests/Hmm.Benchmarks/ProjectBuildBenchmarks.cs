@@ -49,16 +49,9 @@ namespace Hmm.Benchmarks;
 /// </para>
 /// </remarks>
 [MemoryDiagnoser]
-[Config(typeof(ProjectBuildConfig))]
+[Config(typeof(CommandLineBuildBenchmarks.LongBuildConfig))]
 public partial class ProjectBuildBenchmarks
 {
-    /// <summary>In process, with a timeout a whole csc run fits in many times over (one op is 40 s to minutes).</summary>
-    private sealed class ProjectBuildConfig : ManualConfig
-    {
-        public ProjectBuildConfig() => AddJob(Job.Default.WithToolchain(new InProcessEmitToolchain(TimeSpan.FromHours(3), logOutput: true))
-            .WithLaunchCount(1).WithWarmupCount(1).WithIterationCount(5));
-    }
-
     /// <summary>
     /// <c>--project-build [rounds] [server]</c>: off and on alternately, <paramref name="rounds"/> times each, csc CPU and
     /// wall per build and the on/off ratios of the sums (every cold csc run is a fresh process: nothing to warm but
